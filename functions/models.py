@@ -1,0 +1,234 @@
+"""Pydantic models at the edges: what functions take and return, what is stored,
+and what is sent to clients as data messages."""
+
+from __future__ import annotations
+
+import re
+import time
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Identities and names travel into tokens, room names and UIs: keep them to a
+# conservative alphabet so nothing needs escaping downstream.
+IDENTITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+ROOM_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+PROTOCOL_VERSION = 1
+
+
+def _check_identity(v: str) -> str:
+    if not IDENTITY_RE.match(v):
+        raise ValueError("must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
+    return v
+
+
+class Role(StrEnum):
+    caller = "caller"
+    agent = "agent"
+    service = "service"
+
+
+class TokenRequest(BaseModel):
+    """Ask for a LiveKit token. Authorization (who may join which room) is the
+    orchestrator's job; `mint_token` only turns an authorized request into grants."""
+
+    model_config = ConfigDict(extra="forbid")
+    identity: str
+    name: str = Field("", max_length=80)
+    role: Role
+    room: str
+    can_publish: bool = True
+    hidden: bool = False
+    ttl_s: int | None = Field(None, ge=30, le=3600)
+
+    _v_identity = field_validator("identity")(_check_identity)
+
+    @field_validator("room")
+    @classmethod
+    def _room(cls, v: str) -> str:
+        if not ROOM_RE.match(v):
+            raise ValueError("room names are 1-64 lowercase letters, digits or '-'")
+        return v
+
+
+class TokenResponse(BaseModel):
+    token: str
+    url: str
+    room: str
+    identity: str
+    expires_at: float
+
+
+class TransferState(StrEnum):
+    idle = "idle"
+    consulting = "consulting"
+    completing = "completing"
+    completed = "completed"
+    cancelled = "cancelled"
+    declined = "declined"
+    timed_out = "timed_out"
+    target_left = "target_left"
+    caller_left = "caller_left"
+    failed = "failed"
+
+
+TERMINAL_STATES = frozenset(
+    {
+        TransferState.completed,
+        TransferState.cancelled,
+        TransferState.declined,
+        TransferState.timed_out,
+        TransferState.target_left,
+        TransferState.caller_left,
+        TransferState.failed,
+    }
+)
+
+
+class CallStatus(StrEnum):
+    waiting = "waiting"  # caller in the room, no agent yet
+    active = "active"  # caller with an agent
+    on_hold = "on_hold"  # a transfer is consulting
+    ended = "ended"
+
+
+class Call(BaseModel):
+    call_id: str
+    room: str
+    caller_identity: str
+    caller_name: str = ""
+    agent_identity: str | None = None
+    status: CallStatus = CallStatus.waiting
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+
+
+class TargetKind(StrEnum):
+    agent = "agent"
+    phone = "phone"
+
+
+class TransferEvent(BaseModel):
+    transfer_id: str
+    seq: int
+    at: float
+    from_state: TransferState
+    to_state: TransferState
+    actor: str
+    detail: dict = Field(default_factory=dict)
+
+
+class Transfer(BaseModel):
+    transfer_id: str
+    call_id: str
+    call_room: str
+    consult_room: str
+    from_agent: str
+    target_kind: TargetKind = TargetKind.agent
+    target: str  # agent identity or E.164 phone number
+    state: TransferState = TransferState.idle
+    reason: str = ""
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    events: list[TransferEvent] = Field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state not in TERMINAL_STATES
+
+
+# --- transcripts and summaries -----------------------------------------------------------
+
+
+class Word(BaseModel):
+    word: str
+    start: float
+    end: float
+
+
+class TranscriptSegment(BaseModel):
+    """One utterance. `speaker` is `caller` or `agent:<identity>`."""
+
+    speaker: str = Field(max_length=80)
+    text: str = Field(max_length=20_000)
+    start: float = 0.0
+    end: float = 0.0
+    words: list[Word] = Field(default_factory=list)
+
+
+class Identifier(BaseModel):
+    kind: Literal["account", "order", "ticket", "case", "invoice", "phone", "email", "other"]
+    value: str
+
+
+class CallSummary(BaseModel):
+    caller_name: str | None = None
+    identifiers: list[Identifier] = Field(default_factory=list)
+    issue: str = ""
+    key_facts: list[str] = Field(default_factory=list)
+    already_tried: list[str] = Field(default_factory=list)
+    sentiment: Literal["positive", "neutral", "frustrated", "angry", "unknown"] = "unknown"
+    requested_outcome: str = ""
+    brief: str = Field("", description="spoken handoff to the receiving agent, at most ~40 words")
+    source: Literal["llm", "offline", "offline_fallback"] = "offline"
+
+
+# --- function entry-point models (wrapped 1:1 by modal_deploy.py) ----------------------------
+
+
+class TranscribeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    audio: bytes = Field(description="a WAV file, or raw PCM/μ-law when `encoding` says so")
+    encoding: Literal["wav", "pcm_s16le", "mulaw"] = "wav"
+    sample_rate: int | None = Field(None, description="required for pcm_s16le and mulaw")
+    language: str | None = "en"
+
+
+class TranscribeResult(BaseModel):
+    text: str
+    words: list[Word] = Field(default_factory=list)
+    duration_s: float
+    engine: str
+
+
+class SummarizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    segments: list[TranscriptSegment] = Field(max_length=5000)
+
+
+class SpeechRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=4000)
+    voice: str | None = None
+
+
+class SpeechResult(BaseModel):
+    audio_wav: bytes
+    sample_rate: int
+    duration_s: float
+    engine: str
+
+
+class DialRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(max_length=32)
+    transfer_id: str = Field(max_length=64)
+
+
+class DialResult(BaseModel):
+    call_sid: str
+    to: str
+    status: str
+
+
+# --- data messages to clients ---------------------------------------------------------------
+
+
+class Notification(BaseModel):
+    """Versioned JSON sent over LiveKit data messages (topic `warm-transfer`)."""
+
+    v: int = PROTOCOL_VERSION
+    type: str
+    at: float = Field(default_factory=time.time)
+    payload: dict = Field(default_factory=dict)

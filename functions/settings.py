@@ -1,0 +1,115 @@
+"""The one place that reads configuration (environment variables and `.env`).
+
+Everything else receives a `Settings` instance. Validation happens at startup
+(`load_settings()`), and every message names the environment variable to fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from functions.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False)
+
+    # --- LiveKit -----------------------------------------------------------------
+    livekit_url: str = Field("", description="ws(s):// URL of a LiveKit server; empty = start the embedded dev server")
+    livekit_api_key: str = ""
+    livekit_api_secret: SecretStr = SecretStr("")
+    livekit_server_bin: str = Field("", description="path to livekit-server; empty = PATH or .tools/bin")
+    livekit_port: int = Field(7880, ge=0, le=65535, description="embedded server signal port (0 = pick a free one)")
+    livekit_sip_uri: str = ""
+
+    # --- tokens and transfer timing ----------------------------------------------
+    token_ttl_s: int = Field(300, ge=30, le=3600)
+    ring_timeout_s: float = Field(30.0, gt=0, le=600, description="B must join the consult within this")
+    accept_timeout_s: float = Field(180.0, gt=0, le=3600, description="B must accept within this after initiate")
+    join_timeout_s: float = Field(15.0, gt=0, le=120, description="B must reach the caller's room within this")
+
+    # --- storage -----------------------------------------------------------------
+    data_dir: Path = PROJECT_ROOT / "data"
+    db_path: Path | None = None
+
+    # --- AI providers --------------------------------------------------------------
+    openai_api_key: SecretStr = SecretStr("")
+    openai_base_url: str = ""
+    openai_stt_model: str = "gpt-4o-mini-transcribe"
+    openai_chat_model: str = "gpt-4o-mini"
+    openai_tts_model: str = "gpt-4o-mini-tts"
+    openai_tts_voice: str = "alloy"
+    llm_timeout_s: float = Field(4.0, gt=0, le=120)
+    stt_provider: Literal["auto", "openai", "whisper"] = "auto"
+    summarizer_provider: Literal["auto", "openai", "offline"] = "auto"
+    tts_provider: Literal["auto", "openai", "piper", "espeak"] = "auto"
+    whisper_model_path: str = ""
+    whisper_compute_type: str = "int8"
+    piper_voice_path: str = ""
+
+    # --- telephony -----------------------------------------------------------------
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_from_number: str = ""
+    twilio_api_base_url: str = Field("", description="override Twilio's REST host (tests point it at a local recorder)")
+    twilio_ring_timeout_s: int = Field(25, ge=5, le=600)
+    twilio_machine_detection: bool = False
+    public_base_url: str = Field("", description="externally reachable base URL of this app, for Twilio webhooks")
+
+    # --- functions backend ------------------------------------------------------------
+    functions_backend: Literal["local", "modal"] = "local"
+    modal_app_name: str = "warm-transfer"
+    modal_timeout_s: float = Field(30.0, gt=0, le=600)
+    modal_fallback_local: bool = True
+
+    # --- app ------------------------------------------------------------------------------
+    app_host: str = "127.0.0.1"
+    app_port: int = Field(7860, ge=0, le=65535)
+    agent_passcode: SecretStr = SecretStr("")
+    api_key: SecretStr = SecretStr("")
+    cors_origins: str = ""
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if self.livekit_url:
+            if not self.livekit_url.startswith(("ws://", "wss://", "http://", "https://")):
+                raise ValueError("LIVEKIT_URL must start with ws://, wss://, http:// or https://")
+            if not self.livekit_api_key or not self.livekit_api_secret.get_secret_value():
+                raise ValueError("LIVEKIT_URL is set, so LIVEKIT_API_KEY and LIVEKIT_API_SECRET are required")
+        if self.twilio_account_sid and not (self.twilio_auth_token.get_secret_value() and self.twilio_from_number):
+            raise ValueError("TWILIO_ACCOUNT_SID is set, so TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER are required")
+        if self.openai_base_url and not self.openai_base_url.startswith(("http://", "https://")):
+            raise ValueError("OPENAI_BASE_URL must be an http(s) URL")
+        return self
+
+    @property
+    def database_path(self) -> Path:
+        return self.db_path or (self.data_dir / "warm_transfer.sqlite3")
+
+    @property
+    def openai_configured(self) -> bool:
+        return bool(self.openai_api_key.get_secret_value() or self.openai_base_url)
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio_account_sid)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build and validate settings, turning pydantic's report into one clear error."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
+            var = loc[0].upper() if loc else ""
+            msg = err.get("msg", "invalid").removeprefix("Value error, ")
+            problems.append(f"{var}: {msg}" if var else msg)
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from e
