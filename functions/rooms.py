@@ -1,0 +1,123 @@
+"""LiveKit RoomService, wrapped: rooms, participants, permissions and data messages.
+
+The `LiveKitAPI` client must be created inside a running event loop, so it is
+built on first use. Every twirp error becomes a `LiveKitError` (or `NotFound`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from livekit import api
+
+from functions.errors import LiveKitError, NotFound
+from functions.models import Notification
+from functions.settings import Settings
+
+log = logging.getLogger(__name__)
+TOPIC = "warm-transfer"
+
+
+def http_url(ws_url: str) -> str:
+    return ws_url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+
+
+class Rooms:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._api: api.LiveKitAPI | None = None
+
+    @property
+    def _room(self) -> api.room_service.RoomService:
+        if self._api is None:
+            s = self._settings
+            self._api = api.LiveKitAPI(
+                http_url(s.livekit_url), s.livekit_api_key, s.livekit_api_secret.get_secret_value()
+            )
+        return self._api.room
+
+    async def aclose(self) -> None:
+        if self._api is not None:
+            await self._api.aclose()
+            self._api = None
+
+    async def _call(self, what: str, coro):
+        try:
+            return await coro
+        except api.TwirpError as e:
+            if e.code == api.TwirpErrorCode.NOT_FOUND:
+                raise NotFound(f"{what}: {e.message}") from e
+            raise LiveKitError(f"{what}: {e.code} {e.message}", retryable=e.status >= 500) from e
+        except (OSError, TimeoutError) as e:
+            raise LiveKitError(f"{what}: LiveKit server unreachable ({e})", retryable=True) from e
+
+    # --- rooms -------------------------------------------------------------------------
+    async def create_room(self, name: str, *, empty_timeout: int = 300, max_participants: int = 0) -> api.Room:
+        req = api.CreateRoomRequest(name=name, empty_timeout=empty_timeout, max_participants=max_participants)
+        return await self._call(f"create room {name}", self._room.create_room(req))
+
+    async def list_rooms(self, names: list[str] | None = None) -> list[api.Room]:
+        res = await self._call("list rooms", self._room.list_rooms(api.ListRoomsRequest(names=names or [])))
+        return list(res.rooms)
+
+    async def room_exists(self, name: str) -> bool:
+        return any(r.name == name for r in await self.list_rooms([name]))
+
+    async def delete_room(self, name: str) -> None:
+        try:
+            await self._call(f"delete room {name}", self._room.delete_room(api.DeleteRoomRequest(room=name)))
+        except NotFound:
+            pass  # already gone: deleting is idempotent
+
+    # --- participants ------------------------------------------------------------------
+    async def list_participants(self, room: str) -> list[api.ParticipantInfo]:
+        try:
+            res = await self._call(
+                f"list participants of {room}", self._room.list_participants(api.ListParticipantsRequest(room=room))
+            )
+        except NotFound:
+            return []
+        return list(res.participants)
+
+    async def identities(self, room: str) -> set[str]:
+        return {p.identity for p in await self.list_participants(room)}
+
+    async def remove_participant(self, room: str, identity: str) -> None:
+        try:
+            await self._call(
+                f"remove {identity} from {room}",
+                self._room.remove_participant(api.RoomParticipantIdentity(room=room, identity=identity)),
+            )
+        except NotFound:
+            pass  # not there (left already): the goal is reached
+
+    async def set_permissions(self, room: str, identity: str, *, publish: bool, subscribe: bool) -> None:
+        """Server-enforced: revoking publish unpublishes the participant's tracks."""
+        perm = api.ParticipantPermission(
+            can_publish=publish,
+            can_subscribe=subscribe,
+            can_publish_data=True,
+            can_publish_sources=[api.TrackSource.MICROPHONE] if publish else [],
+        )
+        await self._call(
+            f"update permissions of {identity} in {room}",
+            self._room.update_participant(api.UpdateParticipantRequest(room=room, identity=identity, permission=perm)),
+        )
+
+    # --- data --------------------------------------------------------------------------
+    async def send(self, room: str, message: Notification, identities: list[str] | None = None) -> bool:
+        """Best effort: a notification that cannot be delivered is logged, never fatal."""
+        req = api.SendDataRequest(
+            room=room,
+            data=json.dumps(message.model_dump(mode="json")).encode(),
+            kind=api.DataPacket.Kind.RELIABLE,
+            destination_identities=identities or [],
+            topic=TOPIC,
+        )
+        try:
+            await self._call(f"send data to {room}", self._room.send_data(req))
+            return True
+        except (LiveKitError, NotFound) as e:
+            log.info("notification %s to %s not delivered: %s", message.type, room, e)
+            return False

@@ -1,0 +1,178 @@
+"""A real LiveKit participant for tests and benchmarks (livekit realtime SDK).
+
+It publishes a tone or speech on its microphone track and measures what it hears,
+per remote identity: when audio with energy arrived, its level and dominant
+frequency. Assertions about "who hears whom" read these measurements; they are
+made of decoded Opus frames, not of subscription events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from livekit import rtc
+
+SAMPLE_RATE = 48000
+FRAME_MS = 10
+ENERGY_DBFS = -45.0  # louder than Opus comfort noise, far quieter than any test source
+
+
+@dataclass
+class Heard:
+    """What one receiver got from one remote identity."""
+
+    frames: int = 0
+    energetic_frames: int = 0
+    first_energy_at: float | None = None
+    last_energy_at: float | None = None
+    recent: deque = field(default_factory=lambda: deque(maxlen=400))  # (t, dbfs, pcm bytes)
+    energy_times: list[float] = field(default_factory=list)
+
+
+class Peer:
+    def __init__(self, identity: str, *, tone_hz: float | None = None, pcm: bytes | None = None,
+                 pcm_rate: int = SAMPLE_RATE, loop_pcm: bool = True) -> None:
+        self.identity = identity
+        self.tone_hz = tone_hz
+        self.pcm = pcm
+        self.pcm_rate = pcm_rate
+        self.loop_pcm = loop_pcm
+        self.room = rtc.Room()
+        self.heard: dict[str, Heard] = defaultdict(Heard)
+        self.messages: list[dict] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._source: rtc.AudioSource | None = None
+        self._publication: rtc.LocalTrackPublication | None = None
+        self.disconnected = asyncio.Event()
+        self.room.on("track_subscribed", self._on_track)
+        self.room.on("data_received", self._on_data)
+        self.room.on("disconnected", lambda *_: self.disconnected.set())
+
+    # --- connection -------------------------------------------------------------------
+    async def connect(self, url: str, token: str, *, publish: bool = True) -> Peer:
+        await self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=True))
+        if publish and (self.tone_hz or self.pcm):
+            await self.publish()
+        return self
+
+    async def publish(self) -> None:
+        self._source = rtc.AudioSource(SAMPLE_RATE, 1)
+        track = rtc.LocalAudioTrack.create_audio_track("mic", self._source)
+        opts = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        self._publication = await self.room.local_participant.publish_track(track, opts)
+        self._spawn(self._pump(self._source))
+
+    async def unpublish(self) -> None:
+        if self._publication is not None:
+            with contextlib.suppress(Exception):
+                await self.room.local_participant.unpublish_track(self._publication.sid)
+            self._publication = None
+
+    async def disconnect(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        with contextlib.suppress(Exception):
+            await self.room.disconnect()
+
+    # --- sending --------------------------------------------------------------------------
+    def _samples(self) -> np.ndarray:
+        if self.pcm is not None:
+            from functions.audio import resample
+
+            return np.frombuffer(resample(self.pcm, self.pcm_rate, SAMPLE_RATE), dtype="<i2")
+        t = np.arange(SAMPLE_RATE) / SAMPLE_RATE  # one second loops seamlessly for integer Hz
+        return (np.sin(2 * np.pi * float(self.tone_hz or 0) * t) * 0.3 * 32767).astype("<i2")
+
+    async def _pump(self, source: rtc.AudioSource) -> None:
+        samples = self._samples()
+        n = SAMPLE_RATE * FRAME_MS // 1000
+        silence = np.zeros(n, dtype="<i2")
+        pos = 0
+        while True:
+            if pos + n <= len(samples):
+                chunk = samples[pos : pos + n]
+                pos += n
+            elif self.loop_pcm:
+                chunk = np.take(samples, range(pos, pos + n), mode="wrap")
+                pos = (pos + n) % len(samples)
+            else:
+                chunk, pos = silence, len(samples)  # played once: silence afterwards
+            frame = rtc.AudioFrame(chunk.tobytes(), SAMPLE_RATE, 1, n)
+            await source.capture_frame(frame)  # paces at real time (bounded queue)
+
+    # --- receiving ------------------------------------------------------------------------
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_track(self, track: rtc.Track, _pub: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant):
+        if track.kind == rtc.TrackKind.KIND_AUDIO:
+            self._spawn(self._listen(track, participant.identity))
+
+    async def _listen(self, track: rtc.Track, identity: str) -> None:
+        stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
+        stats = self.heard[identity]
+        async for ev in stream:
+            pcm = bytes(ev.frame.data.cast("B"))
+            x = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
+            rms = float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
+            db = 20 * np.log10(rms) if rms > 0 else -120.0
+            now = time.monotonic()
+            stats.frames += 1
+            stats.recent.append((now, db, pcm))
+            if db > ENERGY_DBFS:
+                stats.energetic_frames += 1
+                stats.energy_times.append(now)
+                if stats.first_energy_at is None:
+                    stats.first_energy_at = now
+                stats.last_energy_at = now
+
+    def _on_data(self, packet: rtc.DataPacket) -> None:
+        with contextlib.suppress(ValueError):
+            self.messages.append(json.loads(packet.data))
+
+    # --- questions tests ask ------------------------------------------------------------
+    def hears(self, identity: str, within_s: float = 0.5) -> bool:
+        """Audio with energy from `identity` arrived in the last `within_s` seconds."""
+        last = self.heard[identity].last_energy_at if identity in self.heard else None
+        return last is not None and time.monotonic() - last <= within_s
+
+    def first_energy_after(self, identity: str, t0: float) -> float | None:
+        times = self.heard[identity].energy_times if identity in self.heard else []
+        return next((t for t in times if t >= t0), None)
+
+    def dominant_hz(self, identity: str, window_s: float = 0.3) -> float:
+        from functions.audio import dominant_hz
+
+        now = time.monotonic()
+        pcm = b"".join(p for t, _db, p in self.heard[identity].recent if now - t <= window_s)
+        return dominant_hz(pcm, SAMPLE_RATE)
+
+    def audible_identities(self, within_s: float = 0.5) -> set[str]:
+        return {ident for ident in list(self.heard) if self.hears(ident, within_s)}
+
+    async def wait_until(self, predicate, timeout: float = 10.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{self.identity}: timed out after {timeout}s waiting for {what}; "
+                             f"hears {sorted(self.audible_identities())}")
+
+    async def wait_hears(self, identity: str, timeout: float = 10.0) -> None:
+        await self.wait_until(lambda: self.hears(identity), timeout, f"audio from {identity}")
+
+    async def wait_not_hears(self, identity: str, timeout: float = 10.0) -> None:
+        await self.wait_until(lambda: not self.hears(identity, 0.6), timeout, f"silence from {identity}")
+
+    async def wait_message(self, predicate, timeout: float = 10.0) -> dict:
+        await self.wait_until(lambda: any(predicate(m) for m in self.messages), timeout, "a data message")
+        return next(m for m in self.messages if predicate(m))
