@@ -36,8 +36,15 @@ class Heard:
 
 
 class Peer:
-    def __init__(self, identity: str, *, tone_hz: float | None = None, pcm: bytes | None = None,
-                 pcm_rate: int = SAMPLE_RATE, loop_pcm: bool = True) -> None:
+    def __init__(
+        self,
+        identity: str,
+        *,
+        tone_hz: float | None = None,
+        pcm: bytes | None = None,
+        pcm_rate: int = SAMPLE_RATE,
+        loop_pcm: bool = True,
+    ) -> None:
         self.identity = identity
         self.tone_hz = tone_hz
         self.pcm = pcm
@@ -51,8 +58,13 @@ class Peer:
         self._publication: rtc.LocalTrackPublication | None = None
         self.disconnected = asyncio.Event()
         self.room.on("track_subscribed", self._on_track)
+        self.room.on("track_unsubscribed", self._on_untrack)
+        self._streams: dict[str, rtc.AudioStream] = {}
         self.room.on("data_received", self._on_data)
         self.room.on("disconnected", lambda *_: self.disconnected.set())
+        self.room.on("participant_permissions_changed", self._on_permissions)
+        self._wants_to_publish = False
+        self._pump_task: asyncio.Task | None = None
 
     # --- connection -------------------------------------------------------------------
     async def connect(self, url: str, token: str, *, publish: bool = True) -> Peer:
@@ -62,23 +74,39 @@ class Peer:
         return self
 
     async def publish(self) -> None:
+        self._wants_to_publish = True
         self._source = rtc.AudioSource(SAMPLE_RATE, 1)
         track = rtc.LocalAudioTrack.create_audio_track("mic", self._source)
         opts = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         self._publication = await self.room.local_participant.publish_track(track, opts)
-        self._spawn(self._pump(self._source))
+        if self._pump_task:
+            self._pump_task.cancel()
+        self._pump_task = asyncio.ensure_future(self._pump(self._source))
+        self._tasks.add(self._pump_task)
 
     async def unpublish(self) -> None:
-        if self._publication is not None:
+        for sid in list(self.room.local_participant.track_publications):
             with contextlib.suppress(Exception):
-                await self.room.local_participant.unpublish_track(self._publication.sid)
-            self._publication = None
+                await self.room.local_participant.unpublish_track(sid)
+        self._publication = None
 
     async def disconnect(self) -> None:
         for t in list(self._tasks):
             t.cancel()
         with contextlib.suppress(Exception):
             await self.room.disconnect()
+
+    def _on_permissions(self, participant: rtc.Participant, permissions) -> None:
+        # What a real client does: when the server gives publishing back (a transfer was
+        # cancelled and the caller is ours again), publish the microphone again.
+        if participant.identity != self.identity or not self._wants_to_publish:
+            return
+        if permissions.can_publish:
+            self._spawn(self.republish())
+
+    async def republish(self) -> None:
+        await self.unpublish()
+        await self.publish()
 
     # --- sending --------------------------------------------------------------------------
     def _samples(self) -> np.ndarray:
@@ -116,8 +144,15 @@ class Peer:
         if track.kind == rtc.TrackKind.KIND_AUDIO:
             self._spawn(self._listen(track, participant.identity))
 
+    def _on_untrack(self, track: rtc.Track, *_args) -> None:
+        # Close the stream: WebRTC reuses the receiver for the next track, and a stream
+        # left open would attribute the next participant's audio to this one.
+        if stream := self._streams.pop(track.sid, None):
+            self._spawn(stream.aclose())
+
     async def _listen(self, track: rtc.Track, identity: str) -> None:
         stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
+        self._streams[track.sid] = stream
         stats = self.heard[identity]
         async for ev in stream:
             pcm = bytes(ev.frame.data.cast("B"))
@@ -141,8 +176,12 @@ class Peer:
     # --- questions tests ask ------------------------------------------------------------
     def hears(self, identity: str, within_s: float = 0.5) -> bool:
         """Audio with energy from `identity` arrived in the last `within_s` seconds."""
-        last = self.heard[identity].last_energy_at if identity in self.heard else None
-        return last is not None and time.monotonic() - last <= within_s
+        if identity not in self.heard:
+            return False
+        now = time.monotonic()
+        # At least 50 ms of audible frames in the window: one stray frame is not "hearing".
+        loud = sum(1 for t, db, _ in reversed(self.heard[identity].recent) if now - t <= within_s and db > ENERGY_DBFS)
+        return loud >= 5
 
     def first_energy_after(self, identity: str, t0: float) -> float | None:
         times = self.heard[identity].energy_times if identity in self.heard else []
@@ -152,7 +191,7 @@ class Peer:
         from functions.audio import dominant_hz
 
         now = time.monotonic()
-        pcm = b"".join(p for t, _db, p in self.heard[identity].recent if now - t <= window_s)
+        pcm = b"".join(p for t, db, p in self.heard[identity].recent if now - t <= window_s and db > ENERGY_DBFS)
         return dominant_hz(pcm, SAMPLE_RATE)
 
     def audible_identities(self, within_s: float = 0.5) -> set[str]:
@@ -164,8 +203,9 @@ class Peer:
             if predicate():
                 return
             await asyncio.sleep(0.05)
-        raise AssertionError(f"{self.identity}: timed out after {timeout}s waiting for {what}; "
-                             f"hears {sorted(self.audible_identities())}")
+        raise AssertionError(
+            f"{self.identity}: timed out after {timeout}s waiting for {what}; hears {sorted(self.audible_identities())}"
+        )
 
     async def wait_hears(self, identity: str, timeout: float = 10.0) -> None:
         await self.wait_until(lambda: self.hears(identity), timeout, f"audio from {identity}")

@@ -1,0 +1,448 @@
+"""The warm-transfer orchestrator: the only place that sequences rooms, tokens and
+participants, and the only place that retries.
+
+One transfer (see ARCHITECTURE in the README):
+  initiate  → consult room created, hold music in the caller's room, A's publish and
+              subscribe permissions in the call room revoked (server-enforced: the caller
+              cannot hear A, A cannot hear the caller), briefing participant in the consult.
+  accept    → B may join the caller's room; once B's microphone is there, hold music
+              stops, A is removed, the consult room is deleted.
+  decline / cancel / timeout / B leaves → consult deleted, hold stops, A's permissions
+              restored: the caller is back with A.
+The caller never changes room. Every transition is persisted (with its event) before
+anyone is told about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+from functions.errors import Forbidden, IllegalTransition, InvalidInput, ServiceError
+from functions.models import (
+    IDENTITY_RE,
+    Call,
+    CallStatus,
+    CallSummary,
+    Notification,
+    Role,
+    TargetKind,
+    TokenRequest,
+    TokenResponse,
+    Transfer,
+    TransferState,
+)
+from functions.participants import Briefing, HoldMusic
+from functions.rooms import Rooms
+from functions.services import Services
+from functions.state_machine import ROLLBACK_STATES
+from functions.store import Store
+from functions.tokens import mint_token
+
+log = logging.getLogger(__name__)
+S = TransferState
+LOBBY = "agents-lobby"
+E164_RE = re.compile(r"^\+[1-9]\d{7,14}$")
+
+SummarySource = Callable[[Call], CallSummary]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class TransferOrchestrator:
+    def __init__(
+        self,
+        services: Services,
+        store: Store,
+        rooms: Rooms,
+        *,
+        summary_source: SummarySource | None = None,
+        retries: int = 2,
+    ) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.store = store
+        self.rooms = rooms
+        self.summary_source = summary_source or self._summary_from_store
+        self.retries = retries
+        self._holds: dict[str, HoldMusic] = {}  # call_id → hold participant
+        self._briefings: dict[str, Briefing] = {}  # transfer_id → briefing participant
+        self._timers: dict[str, dict[str, asyncio.Task]] = {}  # transfer_id → name → timer
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task] = set()
+        self.listeners: list[Callable[[Notification], None]] = []
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Create the agents' lobby and re-attach to transfers left open by a previous run."""
+        await self._retry(lambda: self.rooms.create_room(LOBBY, empty_timeout=24 * 3600))
+        await self.recover()
+
+    async def aclose(self) -> None:
+        for timers in self._timers.values():
+            for t in timers.values():
+                t.cancel()
+        for t in list(self._background):
+            t.cancel()
+        for p in [*self._holds.values(), *self._briefings.values()]:
+            await p.stop()
+        self._holds.clear()
+        self._briefings.clear()
+
+    async def recover(self) -> None:
+        """After a restart: open transfers get their hold music and timers back."""
+        for t in self.store.list_transfers(open_only=True):
+            if t.state is S.idle:  # crashed mid-initiate: nothing reliable was set up
+                await self._rollback(self.store.transition(t.transfer_id, S.failed, actor="system", reason="restart"))
+            elif t.state is S.consulting:
+                await self._start_hold(t.call_id, t.call_room)
+                self._arm_timeouts(t.transfer_id, ring=False)
+            elif t.state is S.completing:
+                await self._start_hold(t.call_id, t.call_room)
+                self._spawn(self._finish_handoff(t.transfer_id))
+
+    # --- calls ----------------------------------------------------------------------------
+    async def start_call(self, caller_name: str = "", *, agent_identity: str | None = None) -> Call:
+        if len(caller_name) > 80:
+            raise InvalidInput("caller name is longer than 80 characters")
+        if agent_identity is not None:
+            _check_agent(agent_identity)
+        call_id = _new_id()
+        room = f"call-{call_id}"
+        await self._retry(lambda: self.rooms.create_room(room, empty_timeout=120))
+        call = Call(
+            call_id=call_id,
+            room=room,
+            caller_identity=f"caller-{call_id}",
+            caller_name=caller_name.strip(),
+            agent_identity=agent_identity,
+            status=CallStatus.active if agent_identity else CallStatus.waiting,
+        )
+        return self.store.add_call(call)
+
+    async def assign_agent(self, call_id: str, agent: str) -> Call:
+        _check_agent(agent)
+        call = self.store.get_call(call_id)
+        if call.status is not CallStatus.waiting:
+            raise InvalidInput(f"call {call_id} is {call.status.value}, not waiting for an agent")
+        call = self.store.update_call(call_id, agent_identity=agent, status=CallStatus.active)
+        await self._notify_call(call)
+        return call
+
+    async def end_call(self, call_id: str, *, actor: str) -> Call:
+        call = self.store.get_call(call_id)
+        if call.status is CallStatus.ended:
+            return call
+        for t in self.store.list_transfers(call_id=call_id, open_only=True):
+            await self._finish(t.transfer_id, S.caller_left, actor=actor, reason="call ended")
+        call = self.store.update_call(call_id, status=CallStatus.ended)
+        await self._notify_call(call)
+        await self._stop_hold(call_id)
+        await self.rooms.delete_room(call.room)
+        return call
+
+    def caller_token(self, call_id: str, caller_identity: str) -> TokenResponse:
+        """A caller may only ever reach its own call room."""
+        call = self.store.get_call(call_id)
+        if caller_identity != call.caller_identity:
+            raise Forbidden("a caller can only join their own call")
+        if call.status is CallStatus.ended:
+            raise InvalidInput(f"call {call_id} has ended")
+        return self._token(call.caller_identity, call.caller_name or "Caller", Role.caller, call.room)
+
+    def agent_token(self, agent: str, room: str, name: str = "") -> TokenResponse:
+        """Agents get only rooms of calls they are on, consults they are part of, and the lobby."""
+        _check_agent(agent)
+        if room == LOBBY:  # receive-only: presence and notifications
+            return self._token(agent, name, Role.agent, room, can_publish=False)
+        if call := self.store.call_by_room(room):
+            if call.status is CallStatus.ended:
+                raise InvalidInput(f"call {call.call_id} has ended")
+            allowed = call.agent_identity == agent or any(
+                t.target == agent and t.state in (S.completing, S.completed)
+                for t in self.store.list_transfers(call_id=call.call_id)
+            )
+            if not allowed:
+                raise Forbidden(f"agent {agent} is not on call {call.call_id}")
+            return self._token(agent, name, Role.agent, room)
+        for t in self.store.list_transfers(open_only=True):
+            if t.consult_room == room and t.state is S.consulting and agent in (t.from_agent, t.target):
+                return self._token(agent, name, Role.agent, room)
+        raise Forbidden(f"agent {agent} may not join room {room}")
+
+    def _token(self, identity: str, name: str, role: Role, room: str, *, can_publish: bool = True) -> TokenResponse:
+        req = TokenRequest(identity=identity, name=name or identity, role=role, room=room, can_publish=can_publish)
+        return mint_token(req, self.settings)
+
+    # --- transfers ----------------------------------------------------------------------------
+    async def initiate(self, call_id: str, from_agent: str, target: str, *, kind: TargetKind | None = None) -> Transfer:
+        call = self.store.get_call(call_id)
+        kind = kind or (TargetKind.phone if target.startswith("+") else TargetKind.agent)
+        if call.status is CallStatus.ended:
+            raise InvalidInput(f"call {call_id} has ended")
+        if call.agent_identity != from_agent:
+            raise Forbidden(f"{from_agent} is not the agent on call {call_id}")
+        if kind is TargetKind.agent:
+            _check_agent(target)
+            if target == from_agent:
+                raise InvalidInput("cannot transfer a call to yourself")
+        else:
+            raise InvalidInput(
+                "phone transfers need Twilio: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER"
+            )
+        tid = _new_id()
+        transfer = self.store.add_transfer(
+            Transfer(
+                transfer_id=tid,
+                call_id=call_id,
+                call_room=call.room,
+                consult_room=f"consult-{tid}",
+                from_agent=from_agent,
+                target_kind=kind,
+                target=target,
+            )
+        )
+        try:
+            async with self._lock(tid):
+                summary = self.summary_source(call)  # ready already: never a full re-summary here
+                await self._retry(lambda: self.rooms.create_room(transfer.consult_room, empty_timeout=60))
+                await self._start_hold(call_id, call.room)  # music first: the caller never hears silence
+                await self._retry(
+                    lambda: self.rooms.set_permissions(call.room, from_agent, publish=False, subscribe=False)
+                )
+                self.store.update_call(call_id, status=CallStatus.on_hold)
+                briefing = Briefing(
+                    self.settings,
+                    transfer.consult_room,
+                    transfer_id=tid,
+                    speaker=self.services.speaker,
+                    summary=summary,
+                    target_identity=target,
+                    on_target_joined=lambda: self._target_joined(tid),
+                    on_target_left=lambda: self._spawn(
+                        self._finish_quietly(tid, S.target_left, actor=target, reason="target left the consult")
+                    ),
+                )
+                self._briefings[tid] = briefing
+                await briefing.start()
+                transfer = self.store.transition(tid, S.consulting, actor=from_agent, detail={"target": target})
+            self._arm_timeouts(tid, ring=True)
+            await self._notify(transfer, summary=summary)
+            await self._notify_call(self.store.get_call(call_id))
+            return transfer
+        except Exception as e:
+            # Whatever broke, undo what was set up: the caller goes back to A, nothing hangs.
+            await self._finish(tid, S.failed, actor="system", reason=f"initiate failed: {e}")
+            if isinstance(e, ServiceError):
+                raise
+            raise ServiceError(f"transfer could not start: {e}") from e
+
+    async def accept(self, transfer_id: str, *, actor: str) -> Transfer:
+        """B (or A on B's behalf) completes the transfer: B is let into the caller's room."""
+        t = self.store.get_transfer(transfer_id)
+        if actor not in (t.target, t.from_agent):
+            raise Forbidden(f"{actor} is not part of transfer {transfer_id}")
+        async with self._lock(transfer_id):
+            t = self.store.transition(transfer_id, S.completing, actor=actor)
+        self._cancel_timers(transfer_id)
+        await self._notify(t, extra={"join_room": t.call_room})
+        self._spawn(self._finish_handoff(transfer_id))
+        return t
+
+    complete = accept
+
+    async def decline(self, transfer_id: str, *, actor: str, reason: str = "") -> Transfer:
+        t = self.store.get_transfer(transfer_id)
+        if actor != t.target:
+            raise Forbidden("only the transfer's target can decline it")
+        return await self._finish(transfer_id, S.declined, actor=actor, reason=reason[:200])
+
+    async def cancel(self, transfer_id: str, *, actor: str) -> Transfer:
+        t = self.store.get_transfer(transfer_id)
+        if actor != t.from_agent:
+            raise Forbidden("only the agent who started the transfer can cancel it")
+        return await self._finish(transfer_id, S.cancelled, actor=actor)
+
+    def get_transfer(self, transfer_id: str) -> Transfer:
+        return self.store.get_transfer(transfer_id)
+
+    # --- internals: the hand-off ------------------------------------------------------------
+    async def _finish_handoff(self, transfer_id: str) -> None:
+        t = self.store.get_transfer(transfer_id)
+        hold = self._holds.get(t.call_id)
+        arrived = hold is not None and await hold.wait_for_audio_from(t.target, self.settings.join_timeout_s)
+        if not arrived:
+            await self._finish(transfer_id, S.failed, actor="system", reason="target did not reach the caller's room")
+            return
+        async with self._lock(transfer_id):
+            # Order matters for the caller: B is already audible, so stopping the music
+            # leaves no silence; A (muted since initiate) goes last.
+            await self._stop_hold(t.call_id)
+            await self._retry(lambda: self.rooms.remove_participant(t.call_room, t.from_agent))
+            await self._stop_briefing(transfer_id)
+            await self._retry(lambda: self.rooms.delete_room(t.consult_room))
+            call = self.store.update_call(t.call_id, agent_identity=t.target, status=CallStatus.active)
+            try:
+                t = self.store.transition(transfer_id, S.completed, actor="system")
+            except IllegalTransition:
+                return  # the caller hung up meanwhile; that path already cleaned up
+        await self._notify(t)
+        await self._notify_call(call)
+
+    async def _finish(self, transfer_id: str, state: TransferState, *, actor: str, reason: str = "") -> Transfer:
+        """End a transfer in `state` and undo what it set up. Illegal → raises, changes nothing."""
+        async with self._lock(transfer_id):
+            t = self.store.transition(transfer_id, state, actor=actor, reason=reason)
+        self._cancel_timers(transfer_id)
+        await self._rollback(t)
+        await self._notify(t)
+        await self._notify_call(self.store.get_call(t.call_id))
+        return t
+
+    async def _rollback(self, t: Transfer) -> None:
+        await self._stop_briefing(t.transfer_id)
+        await self._safe(self.rooms.delete_room(t.consult_room))
+        await self._stop_hold(t.call_id)
+        call = self.store.get_call(t.call_id)
+        if t.state in ROLLBACK_STATES and call.status is not CallStatus.ended:
+            # B may have got into the caller's room before the hand-off failed.
+            if t.state is S.failed:
+                await self._safe(self.rooms.remove_participant(t.call_room, t.target))
+            await self._safe(self.rooms.set_permissions(t.call_room, t.from_agent, publish=True, subscribe=True))
+            self.store.update_call(t.call_id, status=CallStatus.active, agent_identity=t.from_agent)
+        elif t.state is S.caller_left:
+            self.store.update_call(t.call_id, status=CallStatus.ended)
+            await self._safe(self.rooms.delete_room(t.call_room))
+
+    # --- internals: participants, timers, events ----------------------------------------------
+    async def _start_hold(self, call_id: str, room: str) -> None:
+        if call_id in self._holds:
+            return
+        hold = HoldMusic(
+            self.settings, room, call_id=call_id, on_participant_left=lambda i: self._left_call(call_id, i)
+        )
+        self._holds[call_id] = hold
+        try:
+            await hold.start()
+        except Exception as e:
+            self._holds.pop(call_id, None)
+            await hold.stop()
+            raise ServiceError(f"hold music could not join {room}: {e}", retryable=True) from e
+
+    async def _stop_hold(self, call_id: str) -> None:
+        if hold := self._holds.pop(call_id, None):
+            await hold.stop()
+
+    async def _stop_briefing(self, transfer_id: str) -> None:
+        if b := self._briefings.pop(transfer_id, None):
+            await b.stop()
+
+    def _left_call(self, call_id: str, identity: str) -> None:
+        call = self.store.get_call(call_id)
+        if identity == call.caller_identity:
+            for t in self.store.list_transfers(call_id=call_id, open_only=True):
+                self._spawn(self._finish_quietly(t.transfer_id, S.caller_left, actor=identity, reason="caller hung up"))
+
+    def _target_joined(self, transfer_id: str) -> None:
+        # B is in the consult: the ring timer is done, the accept timer keeps running.
+        if ring := self._timers.get(transfer_id, {}).pop("ring", None):
+            ring.cancel()
+
+    def _arm_timeouts(self, transfer_id: str, *, ring: bool) -> None:
+        accept_s, ring_s = self.settings.accept_timeout_s, self.settings.ring_timeout_s
+        timers = {"accept": self._timer(transfer_id, accept_s, "target did not accept in time")}
+        if ring:
+            timers["ring"] = self._timer(transfer_id, ring_s, "target did not join the consult")
+        self._timers[transfer_id] = timers
+
+    def _timer(self, transfer_id: str, seconds: float, reason: str) -> asyncio.Task:
+        async def fire() -> None:
+            await asyncio.sleep(seconds)
+            await self._finish_quietly(transfer_id, S.timed_out, actor="timer", reason=reason)
+
+        return asyncio.ensure_future(fire())
+
+    def _cancel_timers(self, transfer_id: str) -> None:
+        current = asyncio.current_task()
+        for task in self._timers.pop(transfer_id, {}).values():
+            if task is not current:
+                task.cancel()
+
+    async def _finish_quietly(self, transfer_id: str, state: TransferState, *, actor: str, reason: str) -> None:
+        """For events (timers, departures) that may lose a race with a user action."""
+        try:
+            await self._finish(transfer_id, state, actor=actor, reason=reason)
+        except IllegalTransition:
+            pass
+
+    async def _notify(self, t: Transfer, *, summary: CallSummary | None = None, extra: dict | None = None) -> None:
+        payload = {"transfer": t.model_dump(mode="json", exclude={"events"}), "event": _last_event(t), **(extra or {})}
+        if summary is not None:
+            payload["summary"] = summary.model_dump(mode="json")
+        msg = Notification(type=f"transfer.{t.state.value}", payload=payload)
+        agents = [t.from_agent] + ([t.target] if t.target_kind is TargetKind.agent else [])
+        await self.rooms.send(LOBBY, msg, agents)
+        if t.state in (S.consulting, S.completing, *ROLLBACK_STATES, S.caller_left):
+            await self.rooms.send(t.consult_room, msg)
+        self._emit(msg)
+
+    async def _notify_call(self, call: Call) -> None:
+        """What the caller's side may know: status and who they talk to, never the summary."""
+        msg = Notification(
+            type="call.status",
+            payload={"call_id": call.call_id, "status": call.status.value, "agent": call.agent_identity},
+        )
+        await self.rooms.send(call.room, msg)
+        self._emit(msg)
+
+    def _emit(self, msg: Notification) -> None:
+        for listener in self.listeners:
+            try:
+                listener(msg)
+            except Exception:
+                log.exception("notification listener failed")
+
+    def _summary_from_store(self, call: Call) -> CallSummary:
+        """Default source: the caller's name only, until live transcription feeds a rolling summary."""
+        name = call.caller_name or None
+        who = f"Caller {name}" if name else "The caller"
+        return CallSummary(caller_name=name, brief=f"Incoming warm transfer. {who} is on hold. No transcript yet.")
+
+    def _lock(self, transfer_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(transfer_id, asyncio.Lock())
+
+    def _spawn(self, coro: Awaitable) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _retry(self, op: Callable[[], Awaitable]):
+        """The one place that retries: LiveKit calls that failed retryably, with backoff."""
+        for attempt in range(self.retries + 1):
+            try:
+                return await op()
+            except ServiceError as e:
+                if not e.retryable or attempt == self.retries:
+                    raise
+                await asyncio.sleep(0.2 * 2**attempt)
+
+    async def _safe(self, coro: Awaitable) -> None:
+        """Clean-up steps: a failure is logged, and the rest of the clean-up still runs."""
+        try:
+            await coro
+        except (ServiceError, OSError) as e:
+            log.warning("clean-up step failed: %s", e)
+
+
+def _check_agent(identity: str) -> None:
+    if not IDENTITY_RE.match(identity) or identity.startswith(("caller-", "hold-", "briefing-", "transcriber-")):
+        raise InvalidInput(f"'{identity[:64]}' is not a valid agent identity")
+
+
+def _last_event(t: Transfer) -> dict | None:
+    return t.events[-1].model_dump(mode="json") if t.events else None

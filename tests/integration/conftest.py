@@ -1,0 +1,99 @@
+"""Integration fixtures: a started orchestrator against the real LiveKit server, and
+a `CallWorld` that puts real realtime-SDK participants (caller, A, B) into rooms."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from functions.models import Call, Transfer, TransferState
+from functions.rooms import Rooms
+from functions.services import build_services
+from functions.speech import EspeakSpeaker
+from functions.store import Store
+from functions.transfer import LOBBY, TransferOrchestrator
+from tests.support.peer import Peer
+
+CALLER_HZ, A_HZ, B_HZ = 440, 660, 880
+
+
+@pytest.fixture
+async def orchestrator(settings):
+    # espeak-ng gives real speech quickly; the AI provider tests cover piper/OpenAI.
+    services = build_services(settings, speaker=EspeakSpeaker(settings))
+    store = Store(settings.database_path)
+    rooms = Rooms(settings)
+    orch = TransferOrchestrator(services, store, rooms)
+    await orch.start()
+    yield orch
+    await orch.aclose()
+    await rooms.aclose()
+    store.close()
+
+
+class CallWorld:
+    """One call with a caller (440 Hz) talking to agent A (660 Hz); B (880 Hz) on standby."""
+
+    def __init__(self, orch: TransferOrchestrator, a: str = "agent-a", b: str = "agent-b") -> None:
+        self.orch = orch
+        self.a_id, self.b_id = a, b
+        self.peers: list[Peer] = []
+        self.call: Call
+        self.transfer: Transfer | None = None
+
+    async def start(self) -> CallWorld:
+        url = self.orch.settings.livekit_url
+        self.call = await self.orch.start_call("Maria Lopez", agent_identity=self.a_id)
+        tok = self.orch.caller_token(self.call.call_id, self.call.caller_identity)
+        self.caller = await self._peer(self.call.caller_identity, CALLER_HZ).connect(url, tok.token)
+        self.a = await self._peer(self.a_id, A_HZ).connect(url, self.orch.agent_token(self.a_id, self.call.room).token)
+        self.b_lobby = await self._peer(self.b_id, None).connect(url, self.orch.agent_token(self.b_id, LOBBY).token)
+        await self.caller.wait_hears(self.a_id)
+        await self.a.wait_hears(self.call.caller_identity)
+        return self
+
+    def _peer(self, identity: str, hz: float | None) -> Peer:
+        p = Peer(identity, tone_hz=hz)
+        self.peers.append(p)
+        return p
+
+    @property
+    def hold_id(self) -> str:
+        return f"hold-{self.call.call_id}"
+
+    async def initiate(self) -> Transfer:
+        self.transfer = await self.orch.initiate(self.call.call_id, self.a_id, self.b_id)
+        return self.transfer
+
+    async def join_consult(self) -> None:
+        url, room = self.orch.settings.livekit_url, self.transfer.consult_room
+        self.a_consult = await self._peer(self.a_id, A_HZ).connect(url, self.orch.agent_token(self.a_id, room).token)
+        self.b_consult = await self._peer(self.b_id, B_HZ).connect(url, self.orch.agent_token(self.b_id, room).token)
+
+    async def b_joins_call(self) -> None:
+        url = self.orch.settings.livekit_url
+        tok = self.orch.agent_token(self.b_id, self.call.room).token
+        self.b_call = await self._peer(self.b_id, B_HZ).connect(url, tok)
+
+    async def wait_state(self, state: TransferState, timeout: float = 15.0) -> Transfer:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            t = self.orch.get_transfer(self.transfer.transfer_id)
+            if t.state is state:
+                return t
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"transfer stayed {self.orch.get_transfer(self.transfer.transfer_id).state}, not {state}")
+
+    async def close(self) -> None:
+        for p in self.peers:
+            with contextlib.suppress(Exception):
+                await p.disconnect()
+
+
+@pytest.fixture
+async def world(orchestrator):
+    w = await CallWorld(orchestrator).start()
+    yield w
+    await w.close()
