@@ -20,6 +20,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from functions.errors import Forbidden, IllegalTransition, InvalidInput, ServiceError
 from functions.models import (
@@ -50,6 +51,26 @@ E164_RE = re.compile(r"^\+[1-9]\d{7,14}$")
 SummarySource = Callable[[Call], CallSummary]
 
 
+class PhoneLeg(Protocol):
+    """The telephony side of a phone transfer (see functions.phone_bridge)."""
+
+    def normalize(self, number: str) -> str:
+        """Return the E.164 form, or raise InvalidInput (nothing dialed)."""
+        ...
+
+    async def start(self, transfer: Transfer, summary: CallSummary) -> None:
+        """Dial the target; the whisper and accept/decline happen through webhooks."""
+        ...
+
+    async def stop(self, transfer: Transfer) -> None:
+        """Hang up the outbound leg if it is still up (transfer ended without bridging)."""
+        ...
+
+    def room_identity(self, transfer: Transfer) -> str | None:
+        """Identity the bridged leg gets in the caller's room (SIP), or None without SIP."""
+        ...
+
+
 def _new_id() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -62,6 +83,7 @@ class TransferOrchestrator:
         rooms: Rooms,
         *,
         summary_source: SummarySource | None = None,
+        phone: PhoneLeg | None = None,
         retries: int = 2,
     ) -> None:
         self.services = services
@@ -70,6 +92,7 @@ class TransferOrchestrator:
         self.rooms = rooms
         self.summary_source = summary_source or self._summary_from_store
         self.retries = retries
+        self.phone = phone
         self._holds: dict[str, HoldMusic] = {}  # call_id → hold participant
         self._briefings: dict[str, Briefing] = {}  # transfer_id → briefing participant
         self._timers: dict[str, dict[str, asyncio.Task]] = {}  # transfer_id → name → timer
@@ -191,10 +214,12 @@ class TransferOrchestrator:
             _check_agent(target)
             if target == from_agent:
                 raise InvalidInput("cannot transfer a call to yourself")
-        else:
+        elif self.phone is None:
             raise InvalidInput(
                 "phone transfers need Twilio: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER"
             )
+        else:
+            target = self.phone.normalize(target)  # E.164 or InvalidInput, before anything changes
         tid = _new_id()
         transfer = self.store.add_transfer(
             Transfer(
@@ -216,22 +241,13 @@ class TransferOrchestrator:
                     lambda: self.rooms.set_permissions(call.room, from_agent, publish=False, subscribe=False)
                 )
                 self.store.update_call(call_id, status=CallStatus.on_hold)
-                briefing = Briefing(
-                    self.settings,
-                    transfer.consult_room,
-                    transfer_id=tid,
-                    speaker=self.services.speaker,
-                    summary=summary,
-                    target_identity=target,
-                    on_target_joined=lambda: self._target_joined(tid),
-                    on_target_left=lambda: self._spawn(
-                        self._finish_quietly(tid, S.target_left, actor=target, reason="target left the consult")
-                    ),
-                )
-                self._briefings[tid] = briefing
-                await briefing.start()
+                if kind is TargetKind.phone:
+                    await self.phone.start(transfer, summary)  # type: ignore[union-attr]
+                else:
+                    await self._start_briefing(transfer, summary)
                 transfer = self.store.transition(tid, S.consulting, actor=from_agent, detail={"target": target})
-            self._arm_timeouts(tid, ring=True)
+            # A phone leg's ringing is bounded by the dialer's own ring timeout.
+            self._arm_timeouts(tid, ring=kind is TargetKind.agent)
             await self._notify(transfer, summary=summary)
             await self._notify_call(self.store.get_call(call_id))
             return transfer
@@ -241,6 +257,23 @@ class TransferOrchestrator:
             if isinstance(e, ServiceError):
                 raise
             raise ServiceError(f"transfer could not start: {e}") from e
+
+    async def _start_briefing(self, transfer: Transfer, summary: CallSummary) -> None:
+        tid, target = transfer.transfer_id, transfer.target
+        briefing = Briefing(
+            self.settings,
+            transfer.consult_room,
+            transfer_id=tid,
+            speaker=self.services.speaker,
+            summary=summary,
+            target_identity=target,
+            on_target_joined=lambda: self._target_joined(tid),
+            on_target_left=lambda: self._spawn(
+                self._finish_quietly(tid, S.target_left, actor=target, reason="target left the consult")
+            ),
+        )
+        self._briefings[tid] = briefing
+        await briefing.start()
 
     async def accept(self, transfer_id: str, *, actor: str) -> Transfer:
         """B (or A on B's behalf) completes the transfer: B is let into the caller's room."""
@@ -268,6 +301,10 @@ class TransferOrchestrator:
             raise Forbidden("only the agent who started the transfer can cancel it")
         return await self._finish(transfer_id, S.cancelled, actor=actor)
 
+    async def finish(self, transfer_id: str, state: TransferState, *, actor: str, reason: str = "") -> Transfer:
+        """End a transfer from an outside event (a phone leg's status). Illegal → IllegalTransition."""
+        return await self._finish(transfer_id, state, actor=actor, reason=reason)
+
     def get_transfer(self, transfer_id: str) -> Transfer:
         return self.store.get_transfer(transfer_id)
 
@@ -275,9 +312,15 @@ class TransferOrchestrator:
     async def _finish_handoff(self, transfer_id: str) -> None:
         t = self.store.get_transfer(transfer_id)
         hold = self._holds.get(t.call_id)
-        arrived = hold is not None and await hold.wait_for_audio_from(t.target, self.settings.join_timeout_s)
+        identity = t.target if t.target_kind is TargetKind.agent else self.phone and self.phone.room_identity(t)
+        if identity is None:
+            reason = "a phone leg can only be bridged into the call with LIVEKIT_SIP_URI configured"
+            await self._finish_quietly(transfer_id, S.failed, actor="system", reason=reason)
+            return
+        arrived = hold is not None and await hold.wait_for_audio_from(identity, self.settings.join_timeout_s)
         if not arrived:
-            await self._finish(transfer_id, S.failed, actor="system", reason="target did not reach the caller's room")
+            reason = "target did not reach the caller's room"
+            await self._finish_quietly(transfer_id, S.failed, actor="system", reason=reason)
             return
         async with self._lock(transfer_id):
             # Order matters for the caller: B is already audible, so stopping the music
@@ -306,6 +349,8 @@ class TransferOrchestrator:
 
     async def _rollback(self, t: Transfer) -> None:
         await self._stop_briefing(t.transfer_id)
+        if t.target_kind is TargetKind.phone and self.phone is not None and t.state is not S.completed:
+            await self._safe(self.phone.stop(t))
         await self._safe(self.rooms.delete_room(t.consult_room))
         await self._stop_hold(t.call_id)
         call = self.store.get_call(t.call_id)
