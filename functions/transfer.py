@@ -121,7 +121,7 @@ class TransferOrchestrator:
         """After a restart: open transfers get their hold music and timers back."""
         for t in self.store.list_transfers(open_only=True):
             if t.state is S.idle:  # crashed mid-initiate: nothing reliable was set up
-                await self._rollback(self.store.transition(t.transfer_id, S.failed, actor="system", reason="restart"))
+                await self._finish(t.transfer_id, S.failed, actor="system", reason="interrupted by a restart")
             elif t.state is S.consulting:
                 await self._start_hold(t.call_id, t.call_room)
                 self._arm_timeouts(t.transfer_id, ring=False)
@@ -341,28 +341,31 @@ class TransferOrchestrator:
         """End a transfer in `state` and undo what it set up. Illegal → raises, changes nothing."""
         async with self._lock(transfer_id):
             t = self.store.transition(transfer_id, state, actor=actor, reason=reason)
+            # The call's record follows the transfer at once, so nobody reads a stale pair.
+            call = self.store.get_call(t.call_id)
+            if t.state is S.caller_left:
+                call = self.store.update_call(t.call_id, status=CallStatus.ended)
+            elif t.state in ROLLBACK_STATES and call.status is not CallStatus.ended:
+                call = self.store.update_call(t.call_id, status=CallStatus.active, agent_identity=t.from_agent)
         self._cancel_timers(transfer_id)
-        await self._rollback(t)
-        await self._notify(t)
-        await self._notify_call(self.store.get_call(t.call_id))
+        await self._notify(t)  # before the rollback deletes the consult room A and B are in
+        await self._rollback(t, call)
+        await self._notify_call(call)
         return t
 
-    async def _rollback(self, t: Transfer) -> None:
+    async def _rollback(self, t: Transfer, call: Call) -> None:
         await self._stop_briefing(t.transfer_id)
         if t.target_kind is TargetKind.phone and self.phone is not None and t.state is not S.completed:
             await self._safe(self.phone.stop(t))
         await self._safe(self.rooms.delete_room(t.consult_room))
         await self._stop_hold(t.call_id)
-        call = self.store.get_call(t.call_id)
-        if t.state in ROLLBACK_STATES and call.status is not CallStatus.ended:
+        if call.status is CallStatus.ended:
+            await self._safe(self.rooms.delete_room(t.call_room))
+        elif t.state in ROLLBACK_STATES:
             # B may have got into the caller's room before the hand-off failed.
             if t.state is S.failed:
                 await self._safe(self.rooms.remove_participant(t.call_room, t.target))
             await self._safe(self.rooms.set_permissions(t.call_room, t.from_agent, publish=True, subscribe=True))
-            self.store.update_call(t.call_id, status=CallStatus.active, agent_identity=t.from_agent)
-        elif t.state is S.caller_left:
-            self.store.update_call(t.call_id, status=CallStatus.ended)
-            await self._safe(self.rooms.delete_room(t.call_room))
 
     # --- internals: participants, timers, events ----------------------------------------------
     async def _start_hold(self, call_id: str, room: str) -> None:

@@ -65,3 +65,88 @@ async def test_complete_transfer_moves_caller_from_a_to_b(world):
         TransferState.completing,
         TransferState.completed,
     ]
+
+
+async def _assert_caller_back_with_a(world, transfer) -> None:
+    """After a rollback: consult gone, no hold music, caller and A hear each other again."""
+    caller_id = world.call.caller_identity
+    await world.caller.wait_hears(world.a_id, timeout=10)
+    await world.a.wait_hears(caller_id, timeout=10)
+    await world.caller.wait_not_hears(world.hold_id)
+    assert world.caller.audible_identities() == {world.a_id}
+    assert not await world.orch.rooms.room_exists(transfer.consult_room)
+    assert await world.orch.rooms.identities(world.call.room) == {caller_id, world.a_id}
+    call = world.orch.store.get_call(world.call.call_id)
+    assert call.status is CallStatus.active and call.agent_identity == world.a_id
+
+
+async def test_decline_returns_caller_to_a(world):
+    t = await world.initiate()
+    await world.join_consult()
+    await world.b_consult.wait_hears(f"briefing-{t.transfer_id}", timeout=15)
+    done = await world.orch.decline(t.transfer_id, actor=world.b_id, reason="not my queue")
+    assert done.state is TransferState.declined and done.reason == "not my queue"
+    await _assert_caller_back_with_a(world, t)
+    # A and B are both told, in the consult and in the lobby.
+    msg = await world.b_lobby.wait_message(lambda m: m["type"] == "transfer.declined")
+    assert msg["payload"]["event"]["actor"] == world.b_id
+
+
+async def test_cancel_by_a_returns_caller_to_a(world):
+    t = await world.initiate()
+    await world.join_consult()
+    await world.a_consult.wait_hears(world.b_id)
+    done = await world.orch.cancel(t.transfer_id, actor=world.a_id)
+    assert done.state is TransferState.cancelled
+    await _assert_caller_back_with_a(world, t)
+
+
+async def test_nobody_joins_the_consult_times_out(world):
+    world.orch.settings = world.orch.settings.model_copy(update={"ring_timeout_s": 1.5})
+    t = await world.initiate()
+    await world.caller.wait_hears(world.hold_id)
+    done = await world.wait_state(TransferState.timed_out, timeout=10)
+    assert done.reason == "target did not join the consult" and done.events[-1].actor == "timer"
+    await _assert_caller_back_with_a(world, t)
+
+
+async def test_b_leaving_the_consult_returns_caller_to_a(world):
+    t = await world.initiate()
+    await world.join_consult()
+    await world.b_consult.wait_hears(world.a_id)
+    await world.b_consult.disconnect()
+    done = await world.wait_state(TransferState.target_left)
+    assert done.events[-1].actor == world.b_id
+    await _assert_caller_back_with_a(world, t)
+
+
+async def test_caller_hanging_up_during_consult_ends_transfer_and_tells_a_and_b(world):
+    t = await world.initiate()
+    await world.join_consult()
+    await world.b_consult.wait_hears(world.a_id)
+    await world.caller.disconnect()
+    done = await world.wait_state(TransferState.caller_left)
+    assert done.reason == "caller hung up"
+    for peer in (world.a_consult, world.b_consult):
+        await peer.wait_message(lambda m: m["type"] == "transfer.caller_left")
+    assert world.orch.store.get_call(world.call.call_id).status is CallStatus.ended
+    assert not await world.orch.rooms.room_exists(t.consult_room)
+
+
+async def test_illegal_actions_change_nothing(world):
+    t = await world.initiate()
+    from functions.errors import Forbidden, IllegalTransition, InvalidInput
+
+    with pytest.raises(Forbidden):
+        await world.orch.decline(t.transfer_id, actor=world.a_id)  # only B declines
+    with pytest.raises(Forbidden):
+        await world.orch.cancel(t.transfer_id, actor=world.b_id)  # only A cancels
+    with pytest.raises(InvalidInput, match="already has an open transfer"):
+        await world.orch.initiate(world.call.call_id, world.a_id, "agent-c")
+    await world.orch.cancel(t.transfer_id, actor=world.a_id)
+    with pytest.raises(IllegalTransition, match="cannot go from 'cancelled' to 'completing'"):
+        await world.orch.accept(t.transfer_id, actor=world.b_id)
+    assert [e.to_state for e in world.orch.get_transfer(t.transfer_id).events] == [
+        TransferState.consulting,
+        TransferState.cancelled,
+    ]
