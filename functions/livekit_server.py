@@ -65,6 +65,7 @@ class EmbeddedLiveKit:
 
     def __init__(self, settings: Settings, *, port: int | None = None) -> None:
         self.binary = find_livekit_server(settings)
+        self._fixed_port = bool(port or settings.livekit_port)
         self.port = port or settings.livekit_port or free_port()
         self.tcp_port = free_port()
         self.udp_port = free_port(socket.SOCK_DGRAM)
@@ -106,7 +107,19 @@ class EmbeddedLiveKit:
             "  level: info\n"
         )
 
-    def start(self, timeout: float = 20.0) -> EmbeddedLiveKit:
+    def start(self, timeout: float = 20.0, attempts: int = 3) -> EmbeddedLiveKit:
+        """Start and wait until it answers. A port taken between picking and binding
+        (other processes pick free ports too) is retried with fresh ports."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout)
+            except LiveKitError as e:
+                if "address already in use" not in str(e) or attempt == attempts - 1 or self._fixed_port:
+                    raise
+                self.port, self.tcp_port, self.udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> EmbeddedLiveKit:
         cfg = Path(self._dir.name) / "livekit.yaml"
         cfg.write_text(self._config())
         logf = self.log_path.open("wb")

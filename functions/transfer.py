@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from functions.errors import Forbidden, IllegalTransition, InvalidInput, ServiceError
+from functions.errors import Forbidden, IllegalTransition, InvalidInput, NotFound, ServiceError
 from functions.models import (
     IDENTITY_RE,
     Call,
@@ -192,6 +192,9 @@ class TransferOrchestrator:
             )
             if not allowed:
                 raise Forbidden(f"agent {agent} is not on call {call.call_id}")
+            if call.status is CallStatus.on_hold and call.agent_identity == agent:
+                # A full token now would let A talk over the hold music.
+                raise Forbidden(f"call {call.call_id} is on hold while you consult; cancel the transfer to return")
             return self._token(agent, name, Role.agent, room)
         for t in self.store.list_transfers(open_only=True):
             if t.consult_room == room and t.state is S.consulting and agent in (t.from_agent, t.target):
@@ -237,9 +240,12 @@ class TransferOrchestrator:
                 summary = self.summary_source(call)  # ready already: never a full re-summary here
                 await self._retry(lambda: self.rooms.create_room(transfer.consult_room, empty_timeout=60))
                 await self._start_hold(call_id, call.room)  # music first: the caller never hears silence
-                await self._retry(
-                    lambda: self.rooms.set_permissions(call.room, from_agent, publish=False, subscribe=False)
-                )
+                try:
+                    await self._retry(
+                        lambda: self.rooms.set_permissions(call.room, from_agent, publish=False, subscribe=False)
+                    )
+                except NotFound:
+                    pass  # A is not connected to the call room: there is nothing to silence
                 self.store.update_call(call_id, status=CallStatus.on_hold)
                 if kind is TargetKind.phone:
                     await self.phone.start(transfer, summary)  # type: ignore[union-attr]

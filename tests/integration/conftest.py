@@ -86,6 +86,13 @@ class CallWorld:
             await asyncio.sleep(0.05)
         raise AssertionError(f"transfer stayed {self.orch.get_transfer(self.transfer.transfer_id).state}, not {state}")
 
+    async def wait_room_gone(self, room: str, timeout: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while await self.orch.rooms.room_exists(room):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"room {room} still exists after {timeout}s")
+            await asyncio.sleep(0.1)
+
     async def close(self) -> None:
         for p in self.peers:
             with contextlib.suppress(Exception):

@@ -74,7 +74,7 @@ async def _assert_caller_back_with_a(world, transfer) -> None:
     await world.a.wait_hears(caller_id, timeout=10)
     await world.caller.wait_not_hears(world.hold_id)
     assert world.caller.audible_identities() == {world.a_id}
-    assert not await world.orch.rooms.room_exists(transfer.consult_room)
+    await world.wait_room_gone(transfer.consult_room)
     assert await world.orch.rooms.identities(world.call.room) == {caller_id, world.a_id}
     call = world.orch.store.get_call(world.call.call_id)
     assert call.status is CallStatus.active and call.agent_identity == world.a_id
@@ -130,7 +130,8 @@ async def test_caller_hanging_up_during_consult_ends_transfer_and_tells_a_and_b(
     for peer in (world.a_consult, world.b_consult):
         await peer.wait_message(lambda m: m["type"] == "transfer.caller_left")
     assert world.orch.store.get_call(world.call.call_id).status is CallStatus.ended
-    assert not await world.orch.rooms.room_exists(t.consult_room)
+    await world.wait_room_gone(t.consult_room)
+    await world.wait_room_gone(world.call.room)
 
 
 async def test_illegal_actions_change_nothing(world):
