@@ -1,0 +1,83 @@
+"""Composition root: one FastAPI server on one port with the Gradio UI mounted at `/`,
+the HTTP API under `/api`, and Twilio webhooks under `/twilio`.
+
+`python app.py` serves on 127.0.0.1:7860 and starts an embedded livekit-server when
+LIVEKIT_URL is not set (stopped on exit). `--share` asks Gradio for a public link.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from functions.context import AppContext
+from functions.errors import ConfigError
+from functions.settings import Settings, load_settings
+
+log = logging.getLogger("warm-transfer")
+
+
+def create_app(settings: Settings | None = None, **providers: object) -> FastAPI:
+    settings = settings or load_settings()
+    ctx = AppContext(settings, **providers)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        await ctx.start()
+        try:
+            yield
+        finally:
+            await ctx.stop()
+
+    app = FastAPI(title="Warm Transfer", version="1", lifespan=lifespan)
+    app.state.ctx = ctx
+    _mount_optional(app, ctx)
+    return app
+
+
+def _mount_optional(app: FastAPI, ctx: AppContext) -> None:
+    """Routers and UI that land issue by issue; each module owns its own routes."""
+    try:
+        from functions.api import api_router
+    except ImportError:
+        api_router = None
+    if api_router is not None:
+        app.include_router(api_router(ctx))
+    try:
+        from ui_components import mount_ui
+    except ImportError:
+        mount_ui = None
+    if mount_ui is not None:
+        mount_ui(app, ctx)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default=None, help="bind address (default APP_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default APP_PORT or 7860)")
+    parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+    except ConfigError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 2
+    host = args.host or settings.app_host
+    port = args.port or settings.app_port
+    app = create_app(settings)
+    if args.share:
+        from ui_components import share_link
+
+        share_link(app, host, port)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

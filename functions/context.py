@@ -1,0 +1,59 @@
+"""The running application's parts, built once at startup and shared by the UI,
+the HTTP API and the webhooks: settings, the embedded LiveKit server (when no
+LIVEKIT_URL is configured), services, store, rooms and the orchestrator."""
+
+from __future__ import annotations
+
+import logging
+
+from functions.livekit_server import EmbeddedLiveKit
+from functions.rooms import Rooms
+from functions.services import Services, build_services
+from functions.settings import Settings
+from functions.store import Store
+from functions.transfer import TransferOrchestrator
+
+log = logging.getLogger(__name__)
+
+
+class AppContext:
+    """Filled by `start()` inside the server's event loop (LiveKit clients need one)."""
+
+    def __init__(self, settings: Settings, **providers: object) -> None:
+        self.base_settings = settings
+        self._providers = providers
+        self.settings: Settings = settings
+        self.livekit: EmbeddedLiveKit | None = None
+        self.services: Services | None = None
+        self.store: Store | None = None
+        self.rooms: Rooms | None = None
+        self.orchestrator: TransferOrchestrator | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.orchestrator is not None
+
+    async def start(self) -> AppContext:
+        settings = self.base_settings
+        if not settings.livekit_url:
+            self.livekit = EmbeddedLiveKit(settings).start()
+            settings = self.livekit.settings_for(settings)
+            log.info("embedded LiveKit server at %s", settings.livekit_url)
+        self.settings = settings
+        self.services = build_services(settings, **self._providers)
+        self.store = Store(settings.database_path)
+        self.rooms = Rooms(settings)
+        self.orchestrator = TransferOrchestrator(self.services, self.store, self.rooms)
+        await self.orchestrator.start()
+        return self
+
+    async def stop(self) -> None:
+        if self.orchestrator:
+            await self.orchestrator.aclose()
+        if self.rooms:
+            await self.rooms.aclose()
+        if self.store:
+            self.store.close()
+        if self.livekit:
+            self.livekit.stop()
+        self.orchestrator = None
