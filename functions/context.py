@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from functions.auth import Auth
 from functions.livekit_server import EmbeddedLiveKit
 from functions.rooms import Rooms
 from functions.services import Services, build_services
@@ -28,6 +29,7 @@ class AppContext:
         self.store: Store | None = None
         self.rooms: Rooms | None = None
         self.orchestrator: TransferOrchestrator | None = None
+        self.auth: Auth | None = None
 
     @property
     def started(self) -> bool:
@@ -40,6 +42,9 @@ class AppContext:
             settings = self.livekit.settings_for(settings)
             log.info("embedded LiveKit server at %s", settings.livekit_url)
         self.settings = settings
+        self.auth = Auth(settings)
+        if self.auth.open_mode:
+            log.warning("AGENT_PASSCODE and API_KEY are unset: agents are not authenticated (local use only)")
         self.services = build_services(settings, **self._providers)
         self.store = Store(settings.database_path)
         self.rooms = Rooms(settings)
