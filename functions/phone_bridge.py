@@ -1,0 +1,382 @@
+"""The phone side of a warm transfer: `TwilioPhoneLeg` (the orchestrator's `PhoneLeg`),
+the TwiML the phone leg hears, and how Twilio's call events map to transfer outcomes.
+
+Flow (webhooks in functions.twilio_webhooks):
+  start     → Twilio dials the number (ring timeout, status callbacks, optional AMD).
+  answered  → whisper: the summary brief (`<Say>`), then `<Gather>` "press 1 / press 2".
+  1         → with LIVEKIT_SIP_URI: `<Dial><Sip>` into the caller's LiveKit room; the
+              orchestrator hands the call over once that SIP participant is audible.
+              Without it: the transfer ends `failed`, saying bridging needs SIP.
+  2         → `declined`; silence twice → `timed_out`; busy → `declined`;
+              no-answer / voicemail → `timed_out`; failed / canceled → `failed`;
+              hang-up during the whisper → `target_left`. The caller is back with A.
+
+All TwiML comes from the SDK's builders, so text (the brief) is XML-escaped by them.
+
+Per-transfer leg state (call SID, last status, brief) lives in a small SQLite file of
+its own (`<DATA_DIR>/phone_legs.sqlite3`), next to the webhook replay log: after a
+restart, Twilio's next webhook still finds its transfer's leg, and `stop()` can still
+hang up a call placed before the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
+
+from functions.models import CallSummary, DialRequest, Transfer, TransferState
+from functions.services import Services
+from functions.telephony import dial_phone, normalize_e164, webhook_url
+
+log = logging.getLogger(__name__)
+S = TransferState
+
+BRIEF_MAX_CHARS = 1200  # well under <Say>'s 4,096-character limit, and ~1.5 min of speech
+GATHER_TIMEOUT_S = 8
+MAX_PROMPTS = 2
+ENDED_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+MACHINE = frozenset({"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other"})
+
+INTRO = "Warm transfer request."
+PROMPT = "Press 1 to accept the caller, or 2 to decline."
+REPROMPT = "Sorry, I did not get that. Press 1 to accept the caller, or 2 to decline."
+CONNECTING = "Connecting you to the caller now."
+DECLINED = "Thank you. The caller stays with the current agent. Goodbye."
+NO_INPUT = "No choice was made, so the caller stays with the current agent. Goodbye."
+GONE = "This transfer is no longer available. Goodbye."
+NO_SIP = (
+    "Thank you. Phone calls cannot be connected to the caller on this system yet, "
+    "so the caller stays with the current agent. Goodbye."
+)
+NO_SIP_REASON = "accepted on the phone, but bridging a phone leg into the call needs LIVEKIT_SIP_URI"
+
+
+# --- text and TwiML ---------------------------------------------------------------------------
+
+
+def speakable(text: str, limit: int = BRIEF_MAX_CHARS) -> str:
+    """Text safe to hand to `<Say>`: no control characters (invalid in XML), bounded length.
+
+    XML metacharacters are left alone on purpose: the TwiML builder escapes them.
+    """
+    cleaned = "".join(" " if unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn") else c for c in text or "")
+    cleaned = re.sub(r"\s+", " ", cleaned).strip()
+    if len(cleaned) > limit:
+        cut = cleaned[:limit].rsplit(" ", 1)[0] or cleaned[:limit]
+        cleaned = cut.rstrip(" ,;:") + "…"
+    return cleaned or "No summary is available for this call."
+
+
+def whisper_twiml(gather_url: str, brief: str) -> str:
+    """What the answered phone leg hears first: the brief, then the accept/decline prompt."""
+    vr = VoiceResponse()
+    g = Gather(
+        input="dtmf",
+        num_digits=1,
+        timeout=GATHER_TIMEOUT_S,
+        action=gather_url,
+        method="POST",
+        action_on_empty_result=True,
+    )
+    g.say(INTRO)
+    g.say(speakable(brief))
+    g.say(PROMPT)
+    vr.append(g)
+    return str(vr)
+
+
+def reprompt_twiml(gather_url: str) -> str:
+    vr = VoiceResponse()
+    g = Gather(
+        input="dtmf",
+        num_digits=1,
+        timeout=GATHER_TIMEOUT_S,
+        action=gather_url,
+        method="POST",
+        action_on_empty_result=True,
+    )
+    g.say(REPROMPT)
+    vr.append(g)
+    return str(vr)
+
+
+def goodbye_twiml(text: str) -> str:
+    vr = VoiceResponse()
+    vr.say(text)
+    vr.hangup()
+    return str(vr)
+
+
+def hangup_twiml() -> str:
+    vr = VoiceResponse()
+    vr.hangup()
+    return str(vr)
+
+
+@dataclass(frozen=True)
+class SipTarget:
+    uri: str
+    username: str | None = None
+    password: str | None = None
+
+
+def sip_target(livekit_sip_uri: str, room: str) -> SipTarget:
+    """`sip:<room>@<LiveKit SIP host>`: a LiveKit callee dispatch rule puts the leg in `room`.
+
+    LIVEKIT_SIP_URI may be `sip:host`, `sips:host:5061;transport=tls`, or carry digest
+    credentials for the LiveKit inbound trunk as `sip:user:password@host`.
+    """
+    raw = livekit_sip_uri.strip()
+    scheme, sep, rest = raw.partition(":")
+    if not sep or scheme.lower() not in ("sip", "sips"):
+        scheme, rest = "sip", raw
+    rest = rest.lstrip("/")
+    username = password = None
+    if "@" in rest:
+        userinfo, rest = rest.rsplit("@", 1)
+        username, _, pw = userinfo.partition(":")
+        password = pw or None
+    host = rest
+    if not host or not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+(;[A-Za-z0-9=._\-]+)*", host):
+        raise ValueError("LIVEKIT_SIP_URI must look like sip:<your-project>.sip.livekit.cloud")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", room):
+        raise ValueError(f"room name {room!r} cannot be a SIP user part")
+    return SipTarget(uri=f"{scheme.lower()}:{room}@{host}", username=username or None, password=password)
+
+
+def bridge_twiml(sip: SipTarget, *, caller_id: str, dial_action_url: str, timeout_s: int) -> str:
+    """Accept: the phone leg is connected into the caller's LiveKit room over SIP."""
+    vr = VoiceResponse()
+    vr.say(CONNECTING)
+    dial = Dial(caller_id=caller_id, action=dial_action_url, method="POST", timeout=timeout_s, answer_on_bridge=True)
+    sip_kwargs = {}
+    if sip.username:
+        sip_kwargs = {"username": sip.username, "password": sip.password or ""}
+    dial.sip(sip.uri, **sip_kwargs)
+    vr.append(dial)
+    return str(vr)
+
+
+# --- status mapping -----------------------------------------------------------------------------
+
+
+def outcome_for_status(call_status: str, current: TransferState, ring_timeout_s: int) -> tuple[S, str] | None:
+    """The transfer outcome a phone leg's call status means, or None (no change)."""
+    if call_status == "busy":
+        return S.declined, "the phone line was busy or the call was rejected"
+    if call_status == "no-answer":
+        return S.timed_out, f"nobody answered the phone within {ring_timeout_s} s"
+    if call_status == "failed":
+        return S.failed, "Twilio could not connect the phone call"
+    if call_status == "canceled":
+        return S.failed, "the phone call was canceled before it was answered"
+    if call_status == "completed":
+        if current in (S.idle, S.consulting):
+            return S.target_left, "the phone leg hung up before accepting"
+        if current is S.completing:
+            return S.failed, "the phone leg hung up before it reached the caller"
+    return None
+
+
+def outcome_for_answered_by(answered_by: str) -> tuple[S, str] | None:
+    if answered_by in MACHINE:
+        return S.timed_out, "the call went to voicemail"
+    if answered_by == "fax":
+        return S.failed, "a fax machine answered"
+    return None
+
+
+# --- per-transfer leg state ------------------------------------------------------------------------
+
+
+@dataclass
+class Leg:
+    transfer_id: str
+    to: str
+    brief: str
+    call_sid: str = ""
+    status: str = "dialing"
+    answered_by: str = ""
+    closing: bool = False  # our TwiML is hanging up (or already did): no REST hang-up needed
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED_STATUSES
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS legs (
+    transfer_id TEXT PRIMARY KEY, to_number TEXT NOT NULL, brief TEXT NOT NULL, call_sid TEXT NOT NULL,
+    status TEXT NOT NULL, answered_by TEXT NOT NULL, closing INTEGER NOT NULL, updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS legs_by_sid ON legs(call_sid);
+CREATE TABLE IF NOT EXISTS webhook_seen (
+    key TEXT PRIMARY KEY, status_code INTEGER, body TEXT, at REAL NOT NULL
+);
+"""
+
+
+class LegStore:
+    """Phone legs and the webhook replay log, in their own small SQLite file."""
+
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def put(self, leg: Leg) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO legs VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    leg.transfer_id,
+                    leg.to,
+                    leg.brief,
+                    leg.call_sid,
+                    leg.status,
+                    leg.answered_by,
+                    int(leg.closing),
+                    time.time(),
+                ),
+            )
+
+    def get(self, transfer_id: str) -> Leg | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT transfer_id, to_number, brief, call_sid, status, answered_by, closing FROM legs "
+                "WHERE transfer_id=?",
+                (transfer_id,),
+            ).fetchone()
+        return Leg(*row[:6], closing=bool(row[6])) if row else None
+
+    def update(self, transfer_id: str, **fields: object) -> Leg | None:
+        leg = self.get(transfer_id)
+        if leg is None:
+            return None
+        for k, v in fields.items():
+            setattr(leg, k, v)
+        self.put(leg)
+        return leg
+
+    # Replay log: a webhook key is claimed once; its response is kept for Twilio's retries.
+    def claim(self, key: str) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO webhook_seen VALUES (?,?,?,?)", (key, None, None, time.time())
+            )
+            return cur.rowcount == 1
+
+    def save_response(self, key: str, status_code: int, body: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE webhook_seen SET status_code=?, body=? WHERE key=?", (status_code, body, key))
+
+    def response(self, key: str) -> tuple[int, str] | None:
+        with self._lock:
+            row = self._db.execute("SELECT status_code, body FROM webhook_seen WHERE key=?", (key,)).fetchone()
+        return (row[0], row[1]) if row and row[0] is not None else None
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM webhook_seen WHERE key=?", (key,))
+
+
+# --- the PhoneLeg -------------------------------------------------------------------------------------
+
+
+class TwilioPhoneLeg:
+    """`PhoneLeg` over Twilio. The dialer comes from `services.dialer` (built on first use)."""
+
+    def __init__(self, services: Services, *, db_path: Path | str | None = None) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.legs = LegStore(db_path or (self.settings.data_dir / "phone_legs.sqlite3"))
+
+    def close(self) -> None:
+        self.legs.close()
+
+    @property
+    def can_bridge(self) -> bool:
+        """Whether an accepted phone leg can join the caller's call (LIVEKIT_SIP_URI set).
+
+        Without it the UI should say a phone transfer needs SIP: only the whisper and the
+        accept/decline answer work, and accepting ends the transfer `failed`.
+        """
+        return bool(self.settings.livekit_sip_uri.strip())
+
+    # --- PhoneLeg protocol ------------------------------------------------------------------
+    def normalize(self, number: str) -> str:
+        return normalize_e164(number)
+
+    async def start(self, transfer: Transfer, summary: CallSummary) -> None:
+        tid = transfer.transfer_id
+        self.legs.put(Leg(transfer_id=tid, to=transfer.target, brief=speakable(summary.brief)))
+        req = DialRequest(to=transfer.target, transfer_id=tid)
+        result = await asyncio.to_thread(dial_phone, req, self.services)
+        # A status callback may already have moved the leg on; keep the newer status.
+        leg = self.legs.get(tid)
+        status = leg.status if leg and leg.status != "dialing" else result.status
+        self.legs.update(tid, call_sid=result.call_sid, status=status)
+        log.info("transfer %s: dialing %s as %s", tid, result.to, result.call_sid)
+
+    async def stop(self, transfer: Transfer) -> None:
+        leg = self.legs.get(transfer.transfer_id)
+        if leg is None or not leg.call_sid or leg.ended or leg.closing:
+            return
+        self.legs.update(transfer.transfer_id, closing=True)
+        await asyncio.to_thread(self.services.dialer.hangup, leg.call_sid)
+
+    def room_identity(self, transfer: Transfer) -> str | None:
+        """LiveKit names inbound SIP participants `sip_<calling number>`; the bridge's
+        `<Dial callerId>` is the target's own number, so the identity is predictable."""
+        if not self.can_bridge:
+            return None
+        return f"sip_{transfer.target}"
+
+    # --- used by the webhooks ------------------------------------------------------------------
+    def leg(self, transfer_id: str) -> Leg | None:
+        return self.legs.get(transfer_id)
+
+    def mark_closing(self, transfer_id: str) -> None:
+        self.legs.update(transfer_id, closing=True)
+
+    def record_status(self, transfer_id: str, call_sid: str, status: str, answered_by: str = "") -> Leg | None:
+        leg = self.legs.get(transfer_id)
+        if leg is None:
+            return None
+        fields: dict[str, object] = {}
+        if status and not leg.ended:  # a late 'ringing' never un-ends a leg
+            fields["status"] = status
+        if answered_by:
+            fields["answered_by"] = answered_by
+        if call_sid and not leg.call_sid:
+            fields["call_sid"] = call_sid
+        return self.legs.update(transfer_id, **fields) if fields else leg
+
+    def url(self, name: str, transfer_id: str, **query: str) -> str:
+        return webhook_url(self.settings, name, transfer_id, **query)
+
+    def bridge(self, transfer: Transfer) -> str:
+        sip = sip_target(self.settings.livekit_sip_uri, transfer.call_room)
+        return bridge_twiml(
+            sip,
+            caller_id=transfer.target,
+            dial_action_url=self.url("dial", transfer.transfer_id),
+            timeout_s=max(5, int(self.settings.join_timeout_s)),
+        )
