@@ -3,9 +3,9 @@
 Rules (all deterministic, no model):
 - money: "$89.99" → "89 dollars and 99 cents", "$1" → "1 dollar", "€12.50" → "12 euros and 50 cents",
   "$1,250" → "1250 dollars";
-- identifiers are read digit by digit: digit groups after words like account/order/ticket/case/invoice/
-  number/#/ending in, any run of 5+ digits (phone numbers too), and letter+digit codes ("AB-1234" →
-  "A B 1 2 3 4");
+- identifiers are read digit by digit, with commas for pauses ("4471" → "4, 4, 7, 1"): digit groups
+  after words like account/order/ticket/case/invoice/number/#/ending in, any run of 5+ digits (phone
+  numbers too), and letter+digit codes ("AB-1234" → "A, B, 1, 2, 3, 4");
 - "15%" → "15 percent", "&" → "and", "#" → "number", e-mail addresses → "name at host dot com",
   a few abbreviations (Mr., Mrs., Dr., approx., etc.), ISO dates "2025-03-14" → "March 14, 2025".
 The output is plain text that piper, espeak-ng or a cloud voice reads correctly.
@@ -57,7 +57,7 @@ _ID_WORDS = (
     r"customer|pin|number|no\.|#|ending\s+in|ends\s+in|id"
 )
 _ID_AFTER_WORD = re.compile(
-    rf"\b(?P<kw>{_ID_WORDS})(?P<sep>(?:\s+(?:number|no\.|is|was|id))*\s*[:#]?\s*)(?P<id>\d[\d\s-]*\d|\d)",
+    rf"\b(?P<kw>{_ID_WORDS})(?P<sep>(?:\s+(?:number|no\.|is|was|id))*\s*[:#]?\s*)(?P<id>\d(?:,?[\s-]*\d)*)",
     re.IGNORECASE,
 )
 _HASH_ID = re.compile(r"#\s?(?P<id>\d[\d-]*)")
@@ -71,9 +71,12 @@ _ORDINAL = re.compile(r"^\d+(st|nd|rd|th)$", re.IGNORECASE)
 
 
 def spell_digits(s: str) -> str:
-    """'4471-99' → '4 4 7 1 9 9'; letters are spelled out in capitals."""
+    """'4471-99' → '4, 4, 7, 1, 9, 9'; letters are spelled out in capitals.
+
+    The commas make every voice pause between characters: without them "8 8 2" is read as one run
+    that speech recognizers (and people) hear as "882" or "888"."""
     chars = [c.upper() if c.isalpha() else c for c in s if c.isalnum()]
-    return " ".join(chars)
+    return ", ".join(chars)
 
 
 def _money(m: re.Match[str]) -> str:
@@ -120,7 +123,7 @@ def _long_digits(m: re.Match[str]) -> str:
     if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", s):
         return s
     # Runs of single digits are already spelled; keep them.
-    if re.fullmatch(r"\d(\s\d)+", s):
+    if re.fullmatch(r"\d(,?\s\d)+", s):
         return s
     lead = "plus " if s.startswith("+") else ""
     s = s.lstrip("+")
