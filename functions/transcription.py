@@ -1,0 +1,203 @@
+"""Speech → text, with word timings where the engine gives them.
+
+- `WhisperTranscriber` (offline default): faster-whisper with a CTranslate2 Whisper model that installs
+  from PyPI (`functions.whisper_model`), loaded once per process with `HF_HUB_OFFLINE=1`.
+- `OpenAITranscriber`: OpenAI audio transcriptions against any OpenAI-compatible server
+  (`OPENAI_BASE_URL`, model `OPENAI_STT_MODEL`).
+
+Both take mono int16 PCM at any rate from 8 kHz telephone audio to 48 kHz WebRTC audio and
+resample to the 16 kHz Whisper expects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from functions.audio import mulaw_decode, read_wav, resample, wav_bytes
+from functions.errors import InvalidInput, ProviderError
+from functions.models import TranscribeRequest, TranscribeResult, Word
+from functions.openai_common import OpenAIClientHolder, convert_openai_error
+from functions.protocols import Transcriber
+
+if TYPE_CHECKING:
+    from functions.services import Services
+    from functions.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WHISPER_RATE = 16_000
+MIN_RATE, MAX_RATE = 8_000, 48_000
+MAX_AUDIO_S = 30 * 60
+
+
+def _check_pcm(pcm: bytes, sample_rate: int) -> None:
+    if not MIN_RATE <= sample_rate <= MAX_RATE:
+        raise InvalidInput(f"sample rate {sample_rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz")
+    if len(pcm) % 2:
+        raise InvalidInput("PCM must be 16-bit samples (even number of bytes)")
+    if len(pcm) / 2 / sample_rate > MAX_AUDIO_S:
+        raise InvalidInput(f"audio longer than {MAX_AUDIO_S // 60} minutes")
+
+
+# --- faster-whisper -------------------------------------------------------------------------------
+
+_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _load_whisper(path: str, compute_type: str) -> Any:
+    key = (path, compute_type)
+    model = _MODELS.get(key)
+    if model is not None:
+        return model
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            os.environ["HF_HUB_OFFLINE"] = "1"  # a local path never needs the hub; make sure nothing tries
+            from faster_whisper import WhisperModel
+
+            try:
+                model = WhisperModel(
+                    path,
+                    device="cpu",
+                    compute_type=compute_type,
+                    cpu_threads=os.cpu_count() or 2,
+                    local_files_only=True,
+                )
+            except Exception as e:
+                raise ProviderError(f"cannot load the Whisper model at {path}: {e}") from e
+            _MODELS[key] = model
+    return model
+
+
+class WhisperTranscriber:
+    def __init__(self, settings: Settings, *, beam_size: int = 1) -> None:
+        self.settings = settings
+        self.beam_size = beam_size
+        self._model: Any = None
+        self.model_name = ""
+        self.name = "whisper"
+
+    def load(self) -> WhisperTranscriber:
+        if self._model is None:
+            from functions.whisper_model import resolve_whisper_model
+
+            path, self.model_name = resolve_whisper_model(self.settings)
+            self._model = _load_whisper(str(path), self.settings.whisper_compute_type)
+            self.name = f"whisper-{self.model_name}"
+        return self
+
+    def transcribe(self, pcm: bytes, sample_rate: int, language: str | None = "en") -> TranscribeResult:
+        _check_pcm(pcm, sample_rate)
+        self.load()
+        duration = len(pcm) / 2 / sample_rate
+        if not pcm:
+            return TranscribeResult(text="", words=[], duration_s=0.0, engine=self.name)
+        audio = np.frombuffer(resample(pcm, sample_rate, WHISPER_RATE), dtype="<i2").astype(np.float32) / 32768.0
+        if not self._model.model.is_multilingual:
+            language = "en" if language in (None, "en") else language
+            if language != "en":
+                raise InvalidInput(f"the Whisper model {self.model_name} is English-only; got language={language}")
+        try:
+            segments, _info = self._model.transcribe(
+                audio,
+                language=language,
+                beam_size=self.beam_size,
+                word_timestamps=True,
+                condition_on_previous_text=False,
+                vad_filter=False,
+            )
+            segments = list(segments)
+        except Exception as e:
+            raise ProviderError(f"Whisper failed: {type(e).__name__}: {e}") from e
+        words = [
+            Word(word=w.word.strip(), start=round(w.start, 3), end=round(w.end, 3))
+            for seg in segments
+            for w in seg.words or []
+            if w.word.strip()
+        ]
+        text = " ".join(seg.text.strip() for seg in segments if seg.text.strip())
+        return TranscribeResult(text=text, words=words, duration_s=round(duration, 3), engine=self.name)
+
+
+# --- OpenAI ---------------------------------------------------------------------------------------
+
+
+class OpenAITranscriber:
+    name = "openai"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # Transcribing can take a while for long audio; allow a few times the chat timeout.
+        self._client = OpenAIClientHolder(settings, timeout_s=max(settings.llm_timeout_s * 4, 15.0))
+
+    @property
+    def wants_verbose(self) -> bool:
+        """gpt-4o(-mini)-transcribe only return `json`; whisper-style models give `verbose_json` with words."""
+        return not self.settings.openai_stt_model.startswith("gpt-")
+
+    def transcribe(self, pcm: bytes, sample_rate: int, language: str | None = "en") -> TranscribeResult:
+        _check_pcm(pcm, sample_rate)
+        duration = len(pcm) / 2 / sample_rate
+        if not pcm:
+            return TranscribeResult(text="", words=[], duration_s=0.0, engine=self.name)
+        if sample_rate > WHISPER_RATE:  # the server resamples to 16 kHz anyway: send less
+            pcm, sample_rate = resample(pcm, sample_rate, WHISPER_RATE), WHISPER_RATE
+        kwargs: dict[str, Any] = {
+            "file": ("audio.wav", wav_bytes(pcm, sample_rate), "audio/wav"),
+            "model": self.settings.openai_stt_model,
+        }
+        if language:
+            kwargs["language"] = language
+        if self.wants_verbose:
+            kwargs["response_format"] = "verbose_json"
+            kwargs["timestamp_granularities"] = ["word"]
+        else:
+            kwargs["response_format"] = "json"
+        try:
+            resp = self._client.get().audio.transcriptions.create(**kwargs)
+        except Exception as e:
+            raise convert_openai_error(e, "transcription") from e
+        text = getattr(resp, "text", None)
+        if not isinstance(text, str):
+            raise ProviderError("transcription: the server's answer has no text")
+        words = []
+        for w in getattr(resp, "words", None) or []:
+            get = w.get if isinstance(w, dict) else lambda k, w=w: getattr(w, k, None)
+            if get("word") is not None and get("start") is not None and get("end") is not None:
+                words.append(Word(word=str(get("word")).strip(), start=float(get("start")), end=float(get("end"))))
+        return TranscribeResult(text=text.strip(), words=words, duration_s=round(duration, 3), engine=self.name)
+
+
+# --- factory and entry point ------------------------------------------------------------------------
+
+
+def make_transcriber(settings: Settings) -> Transcriber:
+    """`auto` = OpenAI when configured, else faster-whisper with the PyPI-shipped model (loaded lazily)."""
+    provider = settings.stt_provider
+    if provider == "auto":
+        provider = "openai" if settings.openai_configured else "whisper"
+    if provider == "openai":
+        return OpenAITranscriber(settings)
+    return WhisperTranscriber(settings)
+
+
+def decode_request_audio(req: TranscribeRequest) -> tuple[bytes, int]:
+    """The request's audio as mono int16 PCM and its rate."""
+    if req.encoding == "wav":
+        return read_wav(req.audio)
+    if not req.sample_rate:
+        raise InvalidInput(f"sample_rate is required for encoding={req.encoding}")
+    if req.encoding == "mulaw":
+        return mulaw_decode(req.audio).tobytes(), req.sample_rate
+    return req.audio, req.sample_rate
+
+
+def transcribe(req: TranscribeRequest, services: Services) -> TranscribeResult:
+    pcm, rate = decode_request_audio(req)
+    return services.transcriber.transcribe(pcm, rate, req.language)
