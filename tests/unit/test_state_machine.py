@@ -1,0 +1,117 @@
+"""The transfer state machine, applied through the SQLite store: every legal
+transition is accepted and logged; every illegal one raises and changes nothing."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from functions.errors import IllegalTransition, InvalidInput, NotFound
+from functions.models import TERMINAL_STATES, Call, Transfer, TransferState
+from functions.state_machine import ALLOWED
+from functions.store import Store
+
+pytestmark = pytest.mark.unit
+S = TransferState
+
+
+def _path_to(state: TransferState) -> list[TransferState]:
+    """A legal path from idle to `state`."""
+    paths = {S.idle: []}
+    frontier = [S.idle]
+    while frontier:
+        cur = frontier.pop(0)
+        for nxt in sorted(ALLOWED[cur]):
+            if nxt not in paths:
+                paths[nxt] = [*paths[cur], nxt]
+                frontier.append(nxt)
+    return paths[state]
+
+
+def _store_with_transfer(tmp_path, state: TransferState) -> tuple[Store, str]:
+    store = Store(tmp_path / "t.sqlite3")
+    store.add_call(Call(call_id="c1", room="call-c1", caller_identity="caller-c1", agent_identity="a"))
+    store.add_transfer(
+        Transfer(
+            transfer_id="t1", call_id="c1", call_room="call-c1", consult_room="consult-t1", from_agent="a", target="b"
+        )
+    )
+    for step in _path_to(state):
+        store.transition("t1", step, actor="test")
+    return store, "t1"
+
+
+def test_every_state_is_reachable_from_idle():
+    for state in S:
+        assert state is S.idle or _path_to(state), f"{state} unreachable"
+
+
+@pytest.mark.parametrize(("current", "new"), [(c, n) for c in S for n in S if n in ALLOWED[c]])
+def test_legal_transition_is_applied_and_logged(tmp_path, current, new):
+    store, tid = _store_with_transfer(tmp_path, current)
+    before = len(store.get_transfer(tid).events)
+    t = store.transition(tid, new, actor="agent-x", reason="why", detail={"k": 1})
+    assert t.state is new
+    ev = t.events[-1]
+    assert len(t.events) == before + 1
+    assert (ev.from_state, ev.to_state, ev.actor, ev.detail) == (current, new, "agent-x", {"k": 1, "reason": "why"})
+    assert ev.at >= t.created_at
+
+
+@pytest.mark.parametrize(("current", "new"), [(c, n) for c in S for n in S if n not in ALLOWED[c]])
+def test_illegal_transition_raises_and_changes_nothing(tmp_path, current, new):
+    store, tid = _store_with_transfer(tmp_path, current)
+    before = store.get_transfer(tid)
+    with pytest.raises(IllegalTransition, match=f"cannot go from '{current.value}' to '{new.value}'"):
+        store.transition(tid, new, actor="x")
+    after = store.get_transfer(tid)
+    assert after == before
+
+
+def test_terminal_states_have_no_successors():
+    assert all(not ALLOWED[t] for t in TERMINAL_STATES)
+    assert S.idle not in TERMINAL_STATES and S.consulting not in TERMINAL_STATES
+
+
+def test_one_open_transfer_per_call_and_state_survives_reopen(tmp_path):
+    store, tid = _store_with_transfer(tmp_path, S.consulting)
+    with pytest.raises(InvalidInput, match="already has an open transfer"):
+        store.add_transfer(
+            Transfer(
+                transfer_id="t2",
+                call_id="c1",
+                call_room="call-c1",
+                consult_room="consult-t2",
+                from_agent="a",
+                target="c",
+            )
+        )
+    store.close()
+    reopened = Store(tmp_path / "t.sqlite3")  # what a restarted app sees
+    t = reopened.get_transfer(tid)
+    assert t.state is S.consulting and [e.to_state for e in t.events] == [S.consulting]
+    assert [x.transfer_id for x in reopened.list_transfers(open_only=True)] == [tid]
+    assert reopened.list_calls()[0].call_id == "c1"
+    with pytest.raises(NotFound):
+        reopened.get_transfer("nope")
+
+
+def test_concurrent_transitions_only_one_wins(tmp_path):
+    """Two threads racing accept vs. cancel: exactly one transition is recorded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store, tid = _store_with_transfer(tmp_path, S.consulting)
+
+    def attempt(state):
+        try:
+            store.transition(tid, state, actor=state.value)
+            return True
+        except IllegalTransition:
+            return False
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(attempt, itertools.islice(itertools.cycle([S.completing, S.cancelled]), 16)))
+    t = store.get_transfer(tid)
+    # From consulting both are legal; after either one, the other is illegal.
+    assert sum(results) == 1 and len(t.events) == 2
