@@ -76,6 +76,8 @@ def _new_id() -> str:
 
 
 class TransferOrchestrator:
+    briefing_cls: type[Briefing] = Briefing
+
     def __init__(
         self,
         services: Services,
@@ -239,18 +241,26 @@ class TransferOrchestrator:
             async with self._lock(tid):
                 summary = self.summary_source(call)  # ready already: never a full re-summary here
                 await self._retry(lambda: self.rooms.create_room(transfer.consult_room, empty_timeout=60))
-                await self._start_hold(call_id, call.room)  # music first: the caller never hears silence
-                try:
-                    await self._retry(
-                        lambda: self.rooms.set_permissions(call.room, from_agent, publish=False, subscribe=False)
-                    )
-                except NotFound:
-                    pass  # A is not connected to the call room: there is nothing to silence
-                self.store.update_call(call_id, status=CallStatus.on_hold)
+
+                async def hold_caller() -> None:
+                    await self._start_hold(call_id, call.room)  # music first: the caller never hears silence
+                    try:
+                        await self._retry(
+                            lambda: self.rooms.set_permissions(call.room, from_agent, publish=False, subscribe=False)
+                        )
+                    except NotFound:
+                        pass  # A is not connected to the call room: there is nothing to silence
+
                 if kind is TargetKind.phone:
-                    await self.phone.start(transfer, summary)  # type: ignore[union-attr]
+                    reach_target = self.phone.start(transfer, summary)  # type: ignore[union-attr]
                 else:
-                    await self._start_briefing(transfer, summary)
+                    reach_target = self._start_briefing(transfer, summary)
+                # The two rooms are independent: put the caller on hold while the briefing connects.
+                # Both finish before any failure is raised, so the rollback finds everything they set up.
+                for outcome in await asyncio.gather(hold_caller(), reach_target, return_exceptions=True):
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                self.store.update_call(call_id, status=CallStatus.on_hold)
                 transfer = self.store.transition(tid, S.consulting, actor=from_agent, detail={"target": target})
             # A phone leg's ringing is bounded by the dialer's own ring timeout.
             self._arm_timeouts(tid, ring=kind is TargetKind.agent)
@@ -266,7 +276,7 @@ class TransferOrchestrator:
 
     async def _start_briefing(self, transfer: Transfer, summary: CallSummary) -> None:
         tid, target = transfer.transfer_id, transfer.target
-        briefing = Briefing(
+        briefing = self.briefing_cls(
             self.settings,
             transfer.consult_room,
             transfer_id=tid,

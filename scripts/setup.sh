@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# One-step setup, idempotent and quick when nothing changed:
+#   system packages (espeak-ng, sox, Chromium for browser tests), the Python venv,
+#   the pinned livekit-server, and livekit-client from npm.
+# Usage: scripts/setup.sh [--no-browser]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+LIVEKIT_VERSION=1.13.5
+WANT_BROWSER=1
+[ "${1:-}" = "--no-browser" ] && WANT_BROWSER=0
+say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+# --- system packages ------------------------------------------------------------------------
+need_apt=()
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+command -v sox >/dev/null || need_apt+=(sox)
+if [ "$WANT_BROWSER" = 1 ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium fonts-dejavu-core); fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    say "please install: ${need_apt[*]} (needs root / apt-get)"
+  fi
+fi
+
+# --- Python -------------------------------------------------------------------------------------
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || { say "creating .venv"; "$PY" -m venv .venv; }
+reqs=(requirements.txt requirements-dev.txt)
+for extra in requirements-ai.txt requirements-browser.txt requirements-api.txt; do
+  [ -f "$extra" ] && reqs+=("$extra")
+done
+stamp=.venv/.requirements.sha256
+sum=$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum" ]; then
+  say "pip install ${reqs[*]}"
+  .venv/bin/pip install -q --upgrade pip
+  args=(); for r in "${reqs[@]}"; do args+=(-r "$r"); done
+  .venv/bin/pip install -q "${args[@]}"
+  echo "$sum" > "$stamp"
+fi
+
+# --- livekit-server (pinned) -------------------------------------------------------------------
+mkdir -p .tools/bin
+if command -v livekit-server >/dev/null && livekit-server --version 2>/dev/null | grep -q " $LIVEKIT_VERSION\$"; then
+  say "using livekit-server $LIVEKIT_VERSION from PATH"
+elif [ -x .tools/bin/livekit-server ] && .tools/bin/livekit-server --version | grep -q " $LIVEKIT_VERSION\$"; then
+  :
+else
+  GO=$(command -v go || echo /usr/local/go/bin/go)
+  if [ -x "$GO" ]; then
+    say "building livekit-server $LIVEKIT_VERSION with $("$GO" version | cut -d' ' -f3) (a few minutes the first time)"
+    GOBIN="$ROOT/.tools/bin" "$GO" install "github.com/livekit/livekit-server/cmd/server@v$LIVEKIT_VERSION"
+    mv -f .tools/bin/server .tools/bin/livekit-server
+  else
+    say "livekit-server $LIVEKIT_VERSION not found and Go is not installed."
+    say "Install it from https://docs.livekit.io/home/self-hosting/local/ (curl -sSL https://get.livekit.io | bash,"
+    say "or brew install livekit) and set LIVEKIT_SERVER_BIN, or set LIVEKIT_URL to a LiveKit deployment."
+  fi
+fi
+
+# --- livekit-client for the browser (pinned in package-lock.json) ------------------------------
+if [ -f package-lock.json ]; then
+  lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+  if [ ! -f node_modules/.lock.sha256 ] || [ "$(cat node_modules/.lock.sha256)" != "$lock_sum" ]; then
+    say "npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+    echo "$lock_sum" > node_modules/.lock.sha256
+  fi
+fi
+say "ready"
