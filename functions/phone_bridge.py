@@ -33,6 +33,7 @@ from pathlib import Path
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
+from functions.errors import ConfigError
 from functions.models import CallSummary, DialRequest, Transfer, TransferState
 from functions.services import Services
 from functions.telephony import dial_phone, normalize_e164, webhook_url
@@ -147,7 +148,7 @@ def sip_target(livekit_sip_uri: str, room: str) -> SipTarget:
         password = pw or None
     host = rest
     if not host or not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+(;[A-Za-z0-9=._\-]+)*", host):
-        raise ValueError("LIVEKIT_SIP_URI must look like sip:<your-project>.sip.livekit.cloud")
+        raise ValueError("must look like sip:<your-project>.sip.livekit.cloud (optionally sip:user:password@host)")
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", room):
         raise ValueError(f"room name {room!r} cannot be a SIP user part")
     return SipTarget(uri=f"{scheme.lower()}:{room}@{host}", username=username or None, password=password)
@@ -306,6 +307,11 @@ class TwilioPhoneLeg:
     def __init__(self, services: Services, *, db_path: Path | str | None = None) -> None:
         self.services = services
         self.settings = services.settings
+        if self.can_bridge:
+            try:
+                sip_target(self.settings.livekit_sip_uri, "call-check")
+            except ValueError as e:
+                raise ConfigError(f"LIVEKIT_SIP_URI: {e}") from e
         self.legs = LegStore(db_path or (self.settings.data_dir / "phone_legs.sqlite3"))
 
     def close(self) -> None:

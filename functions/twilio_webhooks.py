@@ -211,12 +211,13 @@ def twilio_router(orch: TransferOrchestrator, settings: Settings, phone_leg: Twi
                 phone_leg.mark_closing(t.transfer_id)
                 await end(t, S.failed, NO_SIP_REASON)
                 return 200, goodbye_twiml(NO_SIP)
+            bridge = phone_leg.bridge(t)  # built first: a bad LIVEKIT_SIP_URI must not leave a half-accept
             try:
                 await orch.accept(t.transfer_id, actor=t.target)
             except IllegalTransition:
                 phone_leg.mark_closing(t.transfer_id)
                 return 200, goodbye_twiml(GONE)
-            return 200, phone_leg.bridge(t)
+            return 200, bridge
         if digits == "2":
             phone_leg.mark_closing(t.transfer_id)
             await end(t, S.declined, "declined on the phone", by_target=True)

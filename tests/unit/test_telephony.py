@@ -289,3 +289,15 @@ def test_bridge_twiml_dials_the_livekit_sip_uri():
     assert sip_target("abc.sip.livekit.cloud", "call-x").uri == "sip:call-x@abc.sip.livekit.cloud"
     with pytest.raises(ValueError):
         sip_target("sip:bad host<x>", "call-x")
+
+
+def test_phone_leg_refuses_a_malformed_sip_uri(tmp_path):
+    from functions.phone_bridge import TwilioPhoneLeg
+
+    bad = twilio_settings(tmp_path, livekit_sip_uri="sip:bad host<x>")
+    with pytest.raises(ConfigError) as e:
+        TwilioPhoneLeg(build_services(bad))
+    assert "LIVEKIT_SIP_URI" in e.value.message
+    good = TwilioPhoneLeg(build_services(twilio_settings(tmp_path, livekit_sip_uri="sip:abc.sip.livekit.cloud")))
+    assert good.can_bridge
+    good.close()
