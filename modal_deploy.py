@@ -38,6 +38,7 @@ SCALEDOWN_WINDOW_S = 300  # keep an idle container this long after its last call
 TRANSCRIBE_GPU: str | None = None  # e.g. "T4"; the offline transcriber runs int8 on CPU today, so a GPU
 #                                    only pays off once it is given device="cuda" (functions/transcription.py)
 USE_OPENAI = False  # True = the AI functions refuse to deploy unless the secret holds OPENAI_API_KEY
+USE_TWILIO = True  # False = deploy without Twilio keys (dial_phone then answers with a ConfigError)
 
 app = modal.App(APP_NAME)
 
@@ -95,7 +96,7 @@ TWILIO_KEYS = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", 
 OPENAI_KEYS = ["OPENAI_API_KEY"]
 
 livekit_secret = modal.Secret.from_name(SECRET_NAME, required_keys=LIVEKIT_KEYS)
-twilio_secret = modal.Secret.from_name(SECRET_NAME, required_keys=TWILIO_KEYS)
+twilio_secret = modal.Secret.from_name(SECRET_NAME, required_keys=TWILIO_KEYS if USE_TWILIO else [])
 ai_secret = modal.Secret.from_name(SECRET_NAME, required_keys=OPENAI_KEYS if USE_OPENAI else [])
 
 
