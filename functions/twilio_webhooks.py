@@ -81,8 +81,30 @@ def _one(params: Params, name: str) -> str:
     return values[0]
 
 
-def twilio_router(orch: TransferOrchestrator, settings: Settings, phone_leg: TwilioPhoneLeg) -> APIRouter:
+class _Late:
+    """Resolve the orchestrator / phone leg per request, so the router can be mounted before
+    they exist (they are built inside the server's event loop). Not ready yet → 503."""
+
+    def __init__(self, source: object, what: str) -> None:
+        self._source, self._what = source, what
+
+    def __getattr__(self, name: str):
+        target = self._source() if callable(self._source) else self._source
+        if target is None:
+            raise _Reject(503, f"{self._what} is not running yet")
+        return getattr(target, name)
+
+
+def twilio_router(
+    orch: TransferOrchestrator | Callable[[], TransferOrchestrator | None],
+    settings: Settings,
+    phone_leg: TwilioPhoneLeg | Callable[[], TwilioPhoneLeg | None],
+) -> APIRouter:
+    """Routes under /twilio. `orch` and `phone_leg` may be the objects or zero-argument
+    callables returning them (or None while the app is still starting)."""
     router = APIRouter(prefix="/twilio", tags=["twilio"])
+    orch = _Late(orch, "the transfer orchestrator")  # type: ignore[assignment]
+    phone_leg = _Late(phone_leg, "the phone leg")  # type: ignore[assignment]
     validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
     base = public_base(settings)  # ConfigError at mount time, naming PUBLIC_BASE_URL
 
@@ -112,6 +134,7 @@ def twilio_router(orch: TransferOrchestrator, settings: Settings, phone_leg: Twi
             call_sid = _one(params, "CallSid")
             if not _SID.match(call_sid):
                 raise _Reject(400, "missing or malformed CallSid")
+            _ = orch.store, phone_leg.legs  # both running, or 503 (Twilio retries)
         except _Reject as e:
             return Response(e.message, status_code=e.status, media_type="text/plain")
 

@@ -301,3 +301,20 @@ def test_phone_leg_refuses_a_malformed_sip_uri(tmp_path):
     good = TwilioPhoneLeg(build_services(twilio_settings(tmp_path, livekit_sip_uri="sip:abc.sip.livekit.cloud")))
     assert good.can_bridge
     good.close()
+
+
+async def test_webhooks_before_startup_answer_503_and_still_check_signatures(tmp_path):
+    import httpx
+    from fastapi import FastAPI
+    from twilio.request_validator import RequestValidator
+
+    from functions.twilio_webhooks import twilio_router
+
+    app = FastAPI()
+    app.include_router(twilio_router(lambda: None, twilio_settings(tmp_path), lambda: None))
+    url = f"{PUBLIC}/twilio/status?tid=t1"
+    params = {"CallSid": "CA" + "2" * 32, "CallStatus": "ringing"}
+    sig = RequestValidator(TOKEN).compute_signature(url, params)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC) as client:
+        assert (await client.post(url, data=params)).status_code == 403
+        assert (await client.post(url, data=params, headers={"X-Twilio-Signature": sig})).status_code == 503
