@@ -36,8 +36,25 @@ def create_app(settings: Settings | None = None, **providers: object) -> FastAPI
 
     app = FastAPI(title="Warm Transfer", version="1", lifespan=lifespan)
     app.state.ctx = ctx
+    _add_cors(app, settings)
     _mount_optional(app, ctx)
     return app
+
+
+def _add_cors(app: FastAPI, settings: Settings) -> None:
+    """CORS is closed unless CORS_ORIGINS lists origins (comma-separated) allowed to call the API."""
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if not origins:
+        return
+    from fastapi.middleware.cors import CORSMiddleware
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "X-API-Key", "X-Agent-Passcode", "X-Agent-Identity"],
+        expose_headers=["X-API-Version", "X-Sample-Rate", "X-Audio-Format"],
+    )
 
 
 def _mount_optional(app: FastAPI, ctx: AppContext) -> None:
