@@ -1,0 +1,616 @@
+"""The HTTP API: versioned JSON endpoints under `/api`, over the same orchestrator, auth
+and functions gateway that the UI uses (no logic of its own beyond checking who asks).
+
+Who may call what:
+- agents send their credential, `X-API-Key` (API_KEY) or `X-Agent-Passcode` (AGENT_PASSCODE,
+  the UI's sign-in), plus who they are in `X-Agent-Identity`. With neither secret configured
+  (local development) the credential is not checked, but the identity is still required.
+- a caller's only credential is the ticket it got from `POST /api/rooms/create`; it buys a
+  LiveKit token for that one call (`POST /api/tokens`, role `caller`) and nothing else.
+
+Every refusal is a JSON `ErrorBody` (`{"detail": ..., "error": ...}`): 401 no credential,
+403 wrong credential or not your call/transfer, 404 unknown, 409 illegal state change,
+413 body too large, 422 invalid input, 501 not configured, 502/504 a provider or LiveKit
+failed. A refused request changes nothing (the orchestrator checks before it acts).
+"""
+
+import asyncio
+import logging
+import struct
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader
+
+from functions.api_models import (
+    API_VERSION,
+    ID_PATTERN,
+    IDENTITY_PATTERN,
+    MAX_BODY_BYTES,
+    MAX_TRANSCRIPT_BODY_BYTES,
+    ROOM_PATTERN,
+    AgentTokenRequest,
+    ApiInfo,
+    CallerTokenRequest,
+    CompleteResponse,
+    CreateCallRequest,
+    CreateCallResponse,
+    DeclineRequest,
+    DialApiRequest,
+    DialApiResponse,
+    ErrorBody,
+    InitiateRequest,
+    ParticipantView,
+    PhoneCallsResponse,
+    PhoneCallView,
+    RoomView,
+    SpeechApiRequest,
+    SummaryRequest,
+    TokenApiRequest,
+    TransferAction,
+)
+from functions.audio import read_wav
+from functions.errors import ConfigError, Forbidden, IllegalTransition, InvalidInput, NotFound, ServiceError
+from functions.models import (
+    Call,
+    CallStatus,
+    CallSummary,
+    DialRequest,
+    SpeechRequest,
+    SummarizeRequest,
+    TargetKind,
+    TokenResponse,
+    TranscriptSegment,
+    Transfer,
+    TransferState,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_KEY = "x-max-body-bytes"
+RESERVED_PREFIXES = ("caller-", "hold-", "briefing-", "transcriber-")
+
+
+class Unauthorized(ServiceError):
+    """No credential at all (as opposed to a wrong one, which is Forbidden)."""
+
+    status_code = 401
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+
+
+class NotAvailable(ServiceError):
+    """A feature that is not set up on this server (e.g. Twilio)."""
+
+    status_code = 501
+
+
+class NotReady(ServiceError):
+    status_code = 503
+
+
+def error_response(status: int, detail: str, error: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, "error": error, **extra}, status_code=status)
+
+
+def service_error_response(e: ServiceError) -> JSONResponse:
+    # A ConfigError is the server's set-up, not the client's request: 503 says "not available here".
+    status = 503 if isinstance(e, ConfigError) else e.status_code
+    return error_response(status, e.message, type(e).__name__)
+
+
+def validation_error_response(e: RequestValidationError) -> JSONResponse:
+    """A clear sentence plus where; never echoes the client's input back."""
+    errors = [
+        {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))}
+        for err in e.errors()
+    ]
+    first = "; ".join(f"{'.'.join(x['loc'])}: {x['msg']}" for x in errors[:3]) or "invalid request"
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return error_response(422, f"invalid request: {first}{more}", "ValidationError", errors=errors)
+
+
+class ApiRoute(APIRoute):
+    """Every API route: a body-size limit checked before parsing, one mapping of errors to
+    JSON responses, and the API version on every response."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        limit = int((self.openapi_extra or {}).get(MAX_BODY_KEY, MAX_BODY_BYTES))
+
+        async def route(request: Request) -> Response:
+            try:
+                if request.method in ("POST", "PUT", "PATCH"):
+                    await _read_limited(request, limit)
+                response = await handler(request)
+            except ServiceError as e:
+                response = service_error_response(e)
+            except RequestValidationError as e:
+                response = validation_error_response(e)
+            response.headers["X-API-Version"] = str(API_VERSION)
+            return response
+
+        return route
+
+
+async def _read_limited(request: Request, limit: int) -> None:
+    """Read the body up to `limit` bytes (Content-Length first, then the stream itself)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidInput("Content-Length is not a number")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"request body is {declared} bytes; this endpoint takes at most {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    request._body = bytes(body)  # what FastAPI parses next
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in sorted({413, 422, 503, *codes})}
+
+
+AGENT_ERRORS = (401, 403)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", scheme_name="ApiKey", auto_error=False, description="the server's API_KEY"
+)
+passcode_scheme = APIKeyHeader(
+    name="X-Agent-Passcode",
+    scheme_name="AgentPasscode",
+    auto_error=False,
+    description="the agents' shared passcode (AGENT_PASSCODE), the same sign-in as the UI",
+)
+
+
+def api_router(ctx: Any) -> APIRouter:
+    """Routes read `ctx.orchestrator`, `ctx.auth`, ... at request time (they are filled at startup)."""
+    router = APIRouter(prefix="/api", tags=[f"api v{API_VERSION}"], route_class=ApiRoute)
+    gateway_box: list[Any] = []
+
+    def started() -> Any:
+        if not ctx.started:
+            raise NotReady("the server is starting; try again in a moment")
+        return ctx
+
+    def gateway() -> Any:
+        """The functions gateway (local or Modal), built once on first use."""
+        if not gateway_box:
+            from functions.gateway import make_gateway
+
+            gateway_box.append(make_gateway(ctx.settings, ctx.services))
+        return gateway_box[0]
+
+    def require_agent(
+        api_key: Annotated[str | None, Depends(api_key_scheme)],
+        passcode: Annotated[str | None, Depends(passcode_scheme)],
+        identity: Annotated[
+            str | None,
+            Header(
+                alias="X-Agent-Identity",
+                pattern=IDENTITY_PATTERN,
+                max_length=64,
+                description="required on agent endpoints: the agent making the request",
+            ),
+        ] = None,
+    ) -> str:
+        c = started()
+        if not c.auth.open_mode and not (api_key or passcode):
+            raise Unauthorized("agent credential required: send X-API-Key or X-Agent-Passcode, and X-Agent-Identity")
+        c.auth.check_agent(passcode=passcode, api_key=api_key)
+        if not identity:
+            raise Unauthorized("X-Agent-Identity is required: the identity of the agent making the request")
+        if identity.startswith(RESERVED_PREFIXES):
+            raise Forbidden(f"'{identity}' is reserved for callers and the server's own participants")
+        return identity
+
+    Agent = Annotated[str, Depends(require_agent)]
+
+    def orch() -> Any:
+        return started().orchestrator
+
+    # --- info -------------------------------------------------------------------------------
+    @router.get("", response_model=ApiInfo, summary="API version and status (no credential needed)")
+    async def info() -> ApiInfo:
+        if not ctx.started:
+            return ApiInfo(status="starting")
+        backend = gateway_box[0].backend_label if gateway_box else ctx.settings.functions_backend
+        return ApiInfo(status="ok", functions_backend=backend, livekit_url=ctx.settings.livekit_url)
+
+    # --- rooms --------------------------------------------------------------------------------
+    @router.post(
+        "/rooms/create",
+        response_model=CreateCallResponse,
+        status_code=201,
+        responses=_errors(*AGENT_ERRORS, 502),
+        summary="Start a call: its room, the caller's identity and ticket",
+    )
+    async def create_room(
+        req: CreateCallRequest,
+        api_key: Annotated[str | None, Header(alias="X-API-Key", description="only with agent_identity")] = None,
+        passcode: Annotated[
+            str | None, Header(alias="X-Agent-Passcode", description="only with agent_identity")
+        ] = None,
+        identity: Annotated[
+            str | None,
+            Header(
+                alias="X-Agent-Identity", pattern=IDENTITY_PATTERN, max_length=64, description="with agent_identity"
+            ),
+        ] = None,
+    ) -> CreateCallResponse:
+        """A caller starts a call with no credential (it waits for an agent); an agent may start one
+        already assigned to itself (`agent_identity` = its own `X-Agent-Identity`, with its credential)."""
+        c = started()
+        if req.agent_identity is not None:
+            agent = require_agent(api_key, passcode, identity)
+            if agent != req.agent_identity:
+                raise Forbidden("agent_identity must be the identity of the agent making the request")
+        call = await c.orchestrator.start_call(req.caller_name, agent_identity=req.agent_identity)
+        return CreateCallResponse(
+            call=call,
+            caller_identity=call.caller_identity,
+            caller_ticket=c.auth.caller_ticket(call.call_id, call.caller_identity),
+        )
+
+    @router.get(
+        "/rooms/{room_name}",
+        response_model=RoomView,
+        responses=_errors(*AGENT_ERRORS, 404, 502),
+        summary="A room's participants and their roles",
+    )
+    async def get_room(agent: Agent, room_name: Annotated[str, Path(pattern=ROOM_PATTERN, max_length=64)]) -> RoomView:
+        o = orch()
+        view = _room_view(o, agent, room_name)
+        participants = await o.rooms.list_participants(room_name)
+        view.participants = [_participant_view(p) for p in participants]
+        return view
+
+    @router.post(
+        "/rooms/{room_name}/assign",
+        response_model=Call,
+        responses=_errors(*AGENT_ERRORS, 404),
+        summary="Pick up a waiting call",
+    )
+    async def assign(agent: Agent, room_name: Annotated[str, Path(pattern=ROOM_PATTERN, max_length=64)]) -> Call:
+        o = orch()
+        call = _call_by_room(o, room_name)
+        return await o.assign_agent(call.call_id, agent)
+
+    @router.post(
+        "/rooms/{room_name}/end",
+        response_model=Call,
+        responses=_errors(*AGENT_ERRORS, 404, 502),
+        summary="End a call (its agent only); open transfers end as caller_left",
+    )
+    async def end(agent: Agent, room_name: Annotated[str, Path(pattern=ROOM_PATTERN, max_length=64)]) -> Call:
+        o = orch()
+        call = _call_by_room(o, room_name)
+        if call.agent_identity != agent:
+            raise Forbidden(f"{agent} is not the agent on call {call.call_id}")
+        return await o.end_call(call.call_id, actor=agent)
+
+    # --- transfers ------------------------------------------------------------------------------
+    @router.post(
+        "/transfer/initiate",
+        response_model=Transfer,
+        status_code=201,
+        responses=_errors(*AGENT_ERRORS, 404, 409, 500, 502, 504),
+        summary="Put the caller on hold and open a consult with the target (agent A only)",
+    )
+    async def initiate(agent: Agent, req: InitiateRequest) -> Transfer:
+        return await orch().initiate(req.call_id, agent, req.target, kind=req.target_kind)
+
+    @router.post(
+        "/transfer/complete",
+        response_model=CompleteResponse,
+        responses=_errors(*AGENT_ERRORS, 404, 409),
+        summary="Accept: the target joins the caller's room (target B, or A on B's behalf)",
+    )
+    async def complete(agent: Agent, req: TransferAction) -> CompleteResponse:
+        o = orch()
+        t = await o.accept(req.transfer_id, actor=agent)
+        join = None
+        if t.target_kind is TargetKind.agent and agent == t.target:
+            try:
+                join = o.agent_token(agent, t.call_room)
+            except ServiceError as e:  # e.g. the caller hung up in between: the transfer says so
+                log.info("no join token for %s: %s", agent, e)
+        return CompleteResponse(transfer=t, join=join)
+
+    @router.post(
+        "/transfer/cancel",
+        response_model=Transfer,
+        responses=_errors(*AGENT_ERRORS, 404, 409),
+        summary="Cancel: the caller is back with A (agent A only)",
+    )
+    async def cancel(agent: Agent, req: TransferAction) -> Transfer:
+        return await orch().cancel(req.transfer_id, actor=agent)
+
+    @router.post(
+        "/transfer/decline",
+        response_model=Transfer,
+        responses=_errors(*AGENT_ERRORS, 404, 409),
+        summary="Decline: the caller is back with A (target B only)",
+    )
+    async def decline(agent: Agent, req: DeclineRequest) -> Transfer:
+        return await orch().decline(req.transfer_id, actor=agent, reason=req.reason)
+
+    @router.get(
+        "/transfer/{transfer_id}",
+        response_model=Transfer,
+        responses=_errors(*AGENT_ERRORS, 404),
+        summary="A transfer's state and event log (its agents only)",
+    )
+    async def get_transfer(
+        agent: Agent, transfer_id: Annotated[str, Path(pattern=ID_PATTERN, max_length=64)]
+    ) -> Transfer:
+        t = orch().get_transfer(transfer_id)
+        if agent not in (t.from_agent, t.target):
+            raise Forbidden(f"{agent} is not part of transfer {transfer_id}")
+        return t
+
+    # --- summaries and speech ------------------------------------------------------------------------
+    @router.post(
+        "/summary/generate",
+        response_model=CallSummary,
+        responses=_errors(*AGENT_ERRORS, 502, 504),
+        openapi_extra={MAX_BODY_KEY: MAX_TRANSCRIPT_BODY_BYTES},
+        summary="Transcript → CallSummary",
+    )
+    async def summary(agent: Agent, req: SummaryRequest) -> CallSummary:
+        started()
+        segments = [TranscriptSegment(speaker=s.speaker, text=s.text, start=s.start, end=s.end) for s in req.segments]
+        return await gateway().summarize(SummarizeRequest(segments=segments))
+
+    @router.post(
+        "/speech/generate",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "audio, streamed as it is synthesized; the sample rate is in X-Sample-Rate",
+                "content": {
+                    "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                },
+                "headers": {"X-Sample-Rate": {"schema": {"type": "integer"}, "description": "Hz"}},
+            },
+            **_errors(*AGENT_ERRORS, 502, 504),
+        },
+        summary="Text → speech, streamed (WAV or raw 16-bit PCM)",
+    )
+    async def speech(agent: Agent, req: SpeechApiRequest) -> Response:
+        started()
+        chunks, rate = await _speech_chunks(req.text)
+        headers = {"X-Sample-Rate": str(rate), "Cache-Control": "no-store"}
+        if req.format == "wav":
+            return StreamingResponse(
+                _with_header(_wav_stream_header(rate), chunks), media_type="audio/wav", headers=headers
+            )
+        headers["X-Audio-Format"] = "s16le; channels=1"
+        return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
+
+    async def _speech_chunks(text: str) -> tuple[AsyncIterator[bytes], int]:
+        """Stream from the speaker when it runs here; through the gateway (one WAV) otherwise.
+        The first chunk is made before answering, so a refusal is still a proper 4xx/5xx."""
+        gw = gateway()
+        if getattr(gw.primary, "kind", "local") != "local":
+            result = await gw.synthesize_speech(SpeechRequest(text=text))
+            pcm, rate = read_wav(result.audio_wav)
+            return _blocks(pcm), rate
+        it = iter(ctx.services.speaker.synthesize(text))
+        first = await asyncio.to_thread(next, it, None)
+        if first is None:
+            raise InvalidInput("nothing to say: the text has no speakable content")
+        return _rest(it, first), first.sample_rate
+
+    # --- tokens ------------------------------------------------------------------------------------
+    @router.post(
+        "/tokens",
+        response_model=TokenResponse,
+        responses=_errors(401, 403, 404),
+        summary="A LiveKit token for the requester: a caller (with its ticket) or an agent",
+    )
+    async def tokens(
+        req: Annotated[TokenApiRequest, Body()],
+        api_key: Annotated[str | None, Header(alias="X-API-Key", description="agents")] = None,
+        passcode: Annotated[str | None, Header(alias="X-Agent-Passcode", description="agents")] = None,
+        identity: Annotated[
+            str | None,
+            Header(alias="X-Agent-Identity", pattern=IDENTITY_PATTERN, max_length=64, description="agents"),
+        ] = None,
+    ) -> TokenResponse:
+        """Callers: `{"role": "caller", "call_id", "caller_identity", "ticket"}`, only their own call.
+        Agents: `{"role": "agent", "room", "name"}` with their credential; only rooms of calls they are on,
+        consults they are part of, and the lobby."""
+        c = started()
+        if isinstance(req, CallerTokenRequest):
+            c.auth.check_caller(req.call_id, req.caller_identity, req.ticket)
+            return c.orchestrator.caller_token(req.call_id, req.caller_identity)
+        assert isinstance(req, AgentTokenRequest)
+        agent = require_agent(api_key, passcode, identity)
+        return c.orchestrator.agent_token(agent, req.room, req.name)
+
+    # --- telephony -------------------------------------------------------------------------------------
+    def twilio() -> Any:
+        c = started()
+        if not c.settings.twilio_configured:
+            raise NotAvailable(
+                "phone transfers are not set up on this server: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
+                "TWILIO_FROM_NUMBER"
+            )
+        try:
+            from functions import telephony
+        except ImportError as e:
+            raise NotAvailable(f"telephony is not available in this build: {e}") from e
+        return telephony
+
+    @router.post(
+        "/twilio/dial",
+        response_model=DialApiResponse,
+        responses=_errors(*AGENT_ERRORS, 404, 409, 501, 502, 504),
+        summary="Dial the phone target of an open phone transfer (agent A only; needs Twilio)",
+    )
+    async def dial(agent: Agent, req: DialApiRequest) -> DialApiResponse:
+        telephony = twilio()
+        o = orch()
+        t = o.get_transfer(req.transfer_id)
+        if agent != t.from_agent:
+            raise Forbidden(f"{agent} did not start transfer {t.transfer_id}")
+        if t.target_kind is not TargetKind.phone:
+            raise InvalidInput(f"transfer {t.transfer_id} is to an agent, not a phone number")
+        if t.state is not TransferState.consulting:
+            raise IllegalTransition(f"transfer {t.transfer_id} is {t.state.value}; dialing needs 'consulting'")
+        to = telephony.normalize_e164(req.to)
+        if to != t.target:
+            raise InvalidInput("`to` must be the transfer's target number")
+        res = await gateway().dial_phone(DialRequest(to=to, transfer_id=t.transfer_id))
+        return DialApiResponse(call_sid=res.call_sid, to=res.to, status=res.status)
+
+    @router.get(
+        "/twilio/calls",
+        response_model=PhoneCallsResponse,
+        responses=_errors(*AGENT_ERRORS, 501),
+        summary="Phone transfers of the requesting agent, with their Twilio leg status (needs Twilio)",
+    )
+    async def phone_calls(agent: Agent) -> PhoneCallsResponse:
+        twilio()
+        o = orch()
+        calls = []
+        for t in o.store.list_transfers():
+            if t.target_kind is not TargetKind.phone or agent not in (t.from_agent, t.target):
+                continue
+            leg = o.phone.leg(t.transfer_id) if o.phone is not None and hasattr(o.phone, "leg") else None
+            calls.append(
+                PhoneCallView(
+                    transfer_id=t.transfer_id,
+                    call_id=t.call_id,
+                    to=t.target,
+                    state=t.state,
+                    call_sid=getattr(leg, "call_sid", None) or None,
+                    leg_status=getattr(leg, "status", None) or None,
+                )
+            )
+        return PhoneCallsResponse(calls=calls)
+
+    return router
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def _call_by_room(o: Any, room: str) -> Call:
+    call = o.store.call_by_room(room)
+    if call is None:
+        raise NotFound(f"no call in room '{room}'")
+    return call
+
+
+def _room_view(o: Any, agent: str, room: str) -> RoomView:
+    """Which room this is, and whether `agent` may see it: the lobby, a waiting call, a call it is on
+    or was part of a transfer of, or a consult it is part of."""
+    from functions.transfer import LOBBY
+
+    if room == LOBBY:
+        return RoomView(room=room, kind="lobby", participants=[])
+    if call := o.store.call_by_room(room):
+        involved = call.status is CallStatus.waiting or call.agent_identity == agent
+        involved = involved or any(
+            agent in (t.from_agent, t.target) for t in o.store.list_transfers(call_id=call.call_id)
+        )
+        if not involved:
+            raise Forbidden(f"{agent} is not on call {call.call_id}")
+        return RoomView(
+            room=room,
+            kind="call",
+            call_id=call.call_id,
+            call_status=call.status,
+            agent_identity=call.agent_identity,
+            participants=[],
+        )
+    if room.startswith("consult-"):
+        try:
+            t = o.store.get_transfer(room.removeprefix("consult-"))
+        except NotFound:
+            t = None
+        if t is not None and t.consult_room == room:
+            if agent not in (t.from_agent, t.target):
+                raise Forbidden(f"{agent} is not part of transfer {t.transfer_id}")
+            return RoomView(
+                room=room,
+                kind="consult",
+                call_id=t.call_id,
+                transfer_id=t.transfer_id,
+                transfer_state=t.state,
+                participants=[],
+            )
+    raise NotFound(f"no room '{room}'")
+
+
+def _participant_view(p: Any) -> ParticipantView:
+    from livekit import api
+
+    role = dict(p.attributes).get("role", "")
+    if p.kind == api.ParticipantInfo.Kind.SIP:
+        role = "phone"
+    if role not in ("caller", "agent", "service", "phone"):
+        role = "unknown"
+    audio = any(t.type == api.TrackType.AUDIO and not t.muted for t in p.tracks)
+    return ParticipantView(
+        identity=p.identity,
+        name=p.name,
+        role=role,
+        publishing_audio=audio,
+        hidden=bool(p.permission.hidden),
+        joined_at=p.joined_at,
+    )
+
+
+def _wav_stream_header(rate: int) -> bytes:
+    """A WAV header for a stream of unknown length (sizes set to the maximum, as streaming servers do)."""
+    unknown = 0xFFFFFFFF
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    return (
+        b"RIFF"
+        + struct.pack("<I", unknown)
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", unknown)
+    )
+
+
+async def _with_header(header: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield header
+    async for c in chunks:
+        yield c
+
+
+async def _blocks(pcm: bytes, size: int = 9600) -> AsyncIterator[bytes]:
+    for i in range(0, len(pcm), size):
+        yield pcm[i : i + size]
+
+
+async def _rest(it: Any, first: Any) -> AsyncIterator[bytes]:
+    """The first chunk, then the rest as the speaker makes them (in a worker thread)."""
+    try:
+        yield first.data
+        while (chunk := await asyncio.to_thread(next, it, None)) is not None:
+            if chunk.sample_rate != first.sample_rate:
+                log.warning("speaker changed sample rate mid-stream; stream cut")
+                return
+            yield chunk.data
+    except ServiceError as e:  # the status line is sent already: end the stream short
+        log.warning("speech stream cut: %s", e)
+    finally:
+        close = getattr(it, "close", None)
+        if close:
+            close()

@@ -1,0 +1,71 @@
+"""API fixtures: the real app (`create_app`, lifespan run) against the session's real
+livekit-server, with API_KEY and AGENT_PASSCODE set so authentication is enforced, and an
+httpx client speaking ASGI to it in the test's own event loop (so realtime-SDK peers and
+the app's server-side participants share one loop, as in production)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
+
+from app import create_app
+from functions.settings import Settings
+from functions.speech import EspeakSpeaker
+
+API_KEY = "test-api-key-0123456789"
+PASSCODE = "test-passcode"
+
+
+def agent_headers(identity: str, *, key: str | None = API_KEY) -> dict[str, str]:
+    headers = {"X-Agent-Identity": identity}
+    if key is not None:
+        headers["X-API-Key"] = key
+    return headers
+
+
+def with_auth(settings: Settings, **update: object) -> Settings:
+    return settings.model_copy(update={"api_key": SecretStr(API_KEY), "agent_passcode": SecretStr(PASSCODE), **update})
+
+
+@pytest.fixture
+def api_settings(settings) -> Settings:
+    return with_auth(settings)
+
+
+@pytest.fixture
+async def api_app(api_settings):
+    # espeak-ng: real speech, fast on 2 cores (the AI tests cover piper and OpenAI).
+    app = create_app(api_settings, speaker=EspeakSpeaker(api_settings))
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
+        yield app
+
+
+@pytest.fixture
+async def client(api_app):
+    transport = httpx.ASGITransport(app=api_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test", timeout=60) as c:
+        yield c
+
+
+@pytest.fixture
+def ctx(api_app):
+    return api_app.state.ctx
+
+
+async def wait_transfer_state(client: httpx.AsyncClient, transfer_id: str, agent: str, state: str, timeout=15.0):
+    """Poll GET /api/transfer/{id} until it reports `state`; returns the body."""
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        r = await client.get(f"/api/transfer/{transfer_id}", headers=agent_headers(agent))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        if body["state"] == state:
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"transfer {transfer_id} stayed {body.get('state')}, not {state}")
