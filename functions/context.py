@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from functions.auth import Auth
+from functions.live_transcriber import LiveTranscription, attach_live_transcription
 from functions.livekit_server import EmbeddedLiveKit
 from functions.rooms import Rooms
 from functions.services import Services, build_services
@@ -30,6 +31,7 @@ class AppContext:
         self.rooms: Rooms | None = None
         self.orchestrator: TransferOrchestrator | None = None
         self.auth: Auth | None = None
+        self.live: LiveTranscription | None = None
 
     @property
     def started(self) -> bool:
@@ -49,10 +51,15 @@ class AppContext:
         self.store = Store(settings.database_path)
         self.rooms = Rooms(settings)
         self.orchestrator = TransferOrchestrator(self.services, self.store, self.rooms)
+        if settings.live_transcription:
+            self.live = LiveTranscription(settings, self.store, self.rooms, self.services.transcriber)
+            attach_live_transcription(self.orchestrator, self.live)
         await self.orchestrator.start()
         return self
 
     async def stop(self) -> None:
+        if self.live:
+            await self.live.aclose()
         if self.orchestrator:
             await self.orchestrator.aclose()
         if self.rooms:

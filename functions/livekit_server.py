@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import secrets
 import shutil
 import socket
@@ -55,6 +56,16 @@ def find_livekit_server(settings: Settings) -> Path:
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A free port below the kernel's ephemeral range (32768+), where WebRTC clients and
+    other processes bind their random ports: that keeps pick-then-bind races rare."""
+    for _ in range(50):
+        port = random.randint(20000, 32000)
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

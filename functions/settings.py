@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     whisper_model_path: str = ""
     whisper_compute_type: str = "int8"
     piper_voice_path: str = ""
+    live_transcription: bool = Field(True, description="transcribe every call room live (captions + summary)")
 
     # --- telephony -----------------------------------------------------------------
     twilio_account_sid: str = ""

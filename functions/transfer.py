@@ -148,7 +148,9 @@ class TransferOrchestrator:
             agent_identity=agent_identity,
             status=CallStatus.active if agent_identity else CallStatus.waiting,
         )
-        return self.store.add_call(call)
+        call = self.store.add_call(call)
+        await self._notify_call(call)
+        return call
 
     async def assign_agent(self, call_id: str, agent: str) -> Call:
         _check_agent(agent)
@@ -164,7 +166,7 @@ class TransferOrchestrator:
         if call.status is CallStatus.ended:
             return call
         for t in self.store.list_transfers(call_id=call_id, open_only=True):
-            await self._finish(t.transfer_id, S.caller_left, actor=actor, reason="call ended")
+            await self._finish_quietly(t.transfer_id, S.caller_left, actor=actor, reason="call ended")
         call = self.store.update_call(call_id, status=CallStatus.ended)
         await self._notify_call(call)
         await self._stop_hold(call_id)

@@ -44,8 +44,11 @@ class Peer:
         pcm: bytes | None = None,
         pcm_rate: int = SAMPLE_RATE,
         loop_pcm: bool = True,
+        voice: bool = False,
     ) -> None:
         self.identity = identity
+        self.voice = voice  # publish a microphone that plays what `say()` is given, silence between
+        self._utterances: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
         self.tone_hz = tone_hz
         self.pcm = pcm
         self.pcm_rate = pcm_rate
@@ -69,7 +72,7 @@ class Peer:
     # --- connection -------------------------------------------------------------------
     async def connect(self, url: str, token: str, *, publish: bool = True) -> Peer:
         await self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=True))
-        if publish and (self.tone_hz or self.pcm):
+        if publish and (self.tone_hz or self.pcm or self.voice):
             await self.publish()
         return self
 
@@ -109,7 +112,17 @@ class Peer:
         await self.publish()
 
     # --- sending --------------------------------------------------------------------------
+    async def say(self, pcm: bytes, rate: int) -> None:
+        """Speak one utterance on the microphone; returns when it has been sent."""
+        from functions.audio import resample
+
+        done = asyncio.get_running_loop().create_future()
+        self._utterances.put_nowait((np.frombuffer(resample(pcm, rate, SAMPLE_RATE), dtype="<i2"), done))
+        await done
+
     def _samples(self) -> np.ndarray:
+        if self.voice:
+            return np.zeros(0, dtype="<i2")
         if self.pcm is not None:
             from functions.audio import resample
 
@@ -122,11 +135,22 @@ class Peer:
         n = SAMPLE_RATE * FRAME_MS // 1000
         silence = np.zeros(n, dtype="<i2")
         pos = 0
+        playing: asyncio.Future | None = None
         while True:
+            if self.voice and pos >= len(samples):
+                if playing is not None and not playing.done():
+                    playing.set_result(None)
+                    playing = None
+                if not self._utterances.empty():
+                    samples, playing = self._utterances.get_nowait()
+                    pos = 0
             if pos + n <= len(samples):
                 chunk = samples[pos : pos + n]
                 pos += n
-            elif self.loop_pcm:
+            elif pos < len(samples) and self.voice:
+                chunk = np.concatenate([samples[pos:], silence[: n - (len(samples) - pos)]])
+                pos = len(samples)
+            elif self.loop_pcm and not self.voice:
                 chunk = np.take(samples, range(pos, pos + n), mode="wrap")
                 pos = (pos + n) % len(samples)
             else:

@@ -1,0 +1,153 @@
+"""Live transcription against the real livekit-server with the real offline models:
+a caller (piper voice) and agent A (espeak-ng voice) take turns speaking into the call
+room; a hidden transcriber participant segments, transcribes (faster-whisper base) and
+stores speaker-labelled segments; a transfer afterwards briefs B from what was said.
+
+WER bound: each utterance's words, digits counted one by one, at most 0.25 WER (with five
+calls at once: mean 0.25, none above 0.5, and each transcript closest to its own call's line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from functions.live_transcriber import LiveTranscription, attach_live_transcription
+from functions.speech import EspeakSpeaker, PiperSpeaker
+from functions.transcription import WhisperTranscriber
+from tests.ai.helpers import digits, synth, wer
+from tests.support.peer import Peer
+
+pytestmark = [pytest.mark.integration, pytest.mark.ai]
+WER_BOUND = 0.25
+
+SCRIPT = [
+    ("caller", "Hi, my name is Sarah Johnson and my account number is 4 4 7 1 9 2."),
+    ("agent", "Thanks Sarah. I can see your account. What happened?"),
+    ("caller", "I was charged twice for my internet bill, eighty nine dollars each time."),
+]
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory):
+    from functions.settings import load_settings
+
+    s = load_settings(data_dir=tmp_path_factory.mktemp("voices"))
+    return {"caller": PiperSpeaker(s), "agent": EspeakSpeaker(s)}
+
+
+@pytest.fixture(scope="module")
+def audio(voices):
+    return [(who, text, *synth(voices[who], text)) for who, text in SCRIPT]
+
+
+@pytest.fixture
+async def live(orchestrator):
+    whisper = WhisperTranscriber(orchestrator.settings).load()
+    lt = LiveTranscription(orchestrator.settings, orchestrator.store, orchestrator.rooms, whisper)
+    attach_live_transcription(orchestrator, lt)
+    yield lt
+    await lt.aclose()
+
+
+async def _wait_segments(store, call_id: str, n: int, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        segs = store.segments(call_id)
+        if len(segs) >= n:
+            return segs
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"only {len(store.segments(call_id))} of {n} segments after {timeout}s")
+
+
+async def _start_call(orch, name: str, agent: str):
+    url = orch.settings.livekit_url
+    call = await orch.start_call(name, agent_identity=agent)
+    caller = Peer(call.caller_identity, voice=True)
+    a = Peer(agent, voice=True)
+    await caller.connect(url, orch.caller_token(call.call_id, call.caller_identity).token)
+    await a.connect(url, orch.agent_token(agent, call.room).token)
+    return call, caller, a
+
+
+async def test_turns_are_transcribed_in_order_with_speakers_and_brief_b(orchestrator, live, audio):
+    call, caller, a = await _start_call(orchestrator, "", "agent-a")
+    b_lobby = None
+    try:
+        await asyncio.sleep(1.0)  # the transcriber joins when the call starts
+        assert call.room in live.transcribers
+        for who, _text, pcm, rate in audio:
+            await (caller if who == "caller" else a).say(pcm, rate)
+            await asyncio.sleep(1.0)  # a turn-taking pause longer than the 600 ms end-of-utterance
+        segs = await _wait_segments(orchestrator.store, call.call_id, len(SCRIPT))
+        assert [s.speaker for s in segs] == ["caller", "agent:agent-a", "caller"]
+        for seg, (_who, text, _pcm, _rate) in zip(segs, audio, strict=True):
+            assert wer(text, seg.text) <= WER_BOUND, (text, seg.text)
+        assert "447192" in digits(segs[0].text)
+        assert segs[0].start < segs[0].end <= segs[1].start < segs[1].end <= segs[2].start
+
+        # A transfer now: the brief spoken to B comes from what was said, not from typed notes.
+        url = orchestrator.settings.livekit_url
+        b_lobby = await Peer("agent-b").connect(url, orchestrator.agent_token("agent-b", "agents-lobby").token)
+        t = await orchestrator.initiate(call.call_id, "agent-a", "agent-b")
+        offer = await b_lobby.wait_message(lambda m: m["type"] == "transfer.consulting")
+        summary = offer["payload"]["summary"]
+        assert summary["caller_name"] == "Sarah Johnson"
+        assert "447192" in digits(summary["brief"]) and "Sarah" in summary["brief"]
+        assert len(summary["brief"].split()) <= 40
+        await orchestrator.cancel(t.transfer_id, actor="agent-a")
+    finally:
+        for p in (caller, a, b_lobby):
+            if p:
+                await p.disconnect()
+
+
+async def test_caller_hanging_up_ends_the_call_and_the_transcriber(orchestrator, live, audio):
+    call, caller, a = await _start_call(orchestrator, "Ann", "agent-a")
+    await asyncio.sleep(1.0)
+    rt = live.transcribers[call.room]
+    await caller.disconnect()
+    await asyncio.wait_for(rt.stopped.wait(), 15)
+    assert call.room not in live.transcribers
+    assert orchestrator.store.get_call(call.call_id).status.value == "ended"
+    assert not await orchestrator.rooms.room_exists(call.room)
+    await a.disconnect()
+
+
+async def test_five_concurrent_calls_keep_their_own_transcripts(orchestrator, live, voices):
+    lines = [
+        "My order number is 5 5 1 2.",
+        "I need to cancel my subscription today.",
+        "The router light keeps blinking red.",
+        "Please update my billing address.",
+        "I want a refund for the late delivery.",
+    ]
+    clips = [synth(voices["caller"], line) for line in lines]
+    calls = await asyncio.gather(*[_start_call(orchestrator, f"C{i}", f"agent-{i}") for i in range(5)])
+    try:
+        await asyncio.sleep(1.5)
+        await asyncio.gather(
+            *[caller.say(pcm, rate) for (_c, caller, _a), (pcm, rate) in zip(calls, clips, strict=True)]
+        )
+        await asyncio.sleep(1.5)  # end-of-utterance silence
+        await asyncio.wait_for(asyncio.gather(*[live.transcribers[c.room].idle() for c, _, _ in calls]), 90)
+        errors = []
+        for (call, _caller, _a), line in zip(calls, lines, strict=True):
+            segs = await _wait_segments(orchestrator.store, call.call_id, 1, timeout=5)
+            text = " ".join(s.text for s in segs)
+            assert all(s.speaker == "caller" for s in segs)
+            # Attribution: each call's transcript is closest to what was said in that call.
+            own = wer(line, text)
+            assert own < min(wer(other, text) for other in lines if other != line), (line, text)
+            assert own <= 0.5, (line, text)
+            errors.append(own)
+        # Five calls decoded at once on two cores: the mean stays within the stated bound.
+        assert sum(errors) / len(errors) <= WER_BOUND, errors
+        metrics = [live.transcribers[c.room].metrics.summary() for c, _, _ in calls]
+        assert all(m["dropped"] == 0 for m in metrics)
+    finally:
+        for _call, caller, a in calls:
+            await caller.disconnect()
+            await a.disconnect()
