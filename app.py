@@ -57,6 +57,14 @@ def _add_cors(app: FastAPI, settings: Settings) -> None:
     )
 
 
+def _mount_twilio(app: FastAPI, ctx: AppContext) -> None:
+    if ctx.base_settings.twilio_configured:
+        from functions.twilio_webhooks import twilio_router
+
+        # Resolved per request: the router exists before startup and answers 503 until then.
+        app.include_router(twilio_router(lambda: ctx.orchestrator, ctx.base_settings, lambda: ctx.phone))
+
+
 def _mount_optional(app: FastAPI, ctx: AppContext) -> None:
     """Routers and UI that land issue by issue; each module owns its own routes."""
     try:

@@ -1,14 +1,17 @@
 """The running application's parts, built once at startup and shared by the UI,
 the HTTP API and the webhooks: settings, the embedded LiveKit server (when no
-LIVEKIT_URL is configured), services, store, rooms and the orchestrator."""
+LIVEKIT_URL is configured), services, the functions gateway (local or Modal), store,
+rooms, the orchestrator with its phone leg (Twilio) and live transcription."""
 
 from __future__ import annotations
 
 import logging
 
 from functions.auth import Auth
+from functions.gateway import FunctionsGateway, make_gateway
 from functions.live_transcriber import LiveTranscription, attach_live_transcription
 from functions.livekit_server import EmbeddedLiveKit
+from functions.phone_bridge import TwilioPhoneLeg
 from functions.rooms import Rooms
 from functions.services import Services, build_services
 from functions.settings import Settings
@@ -32,6 +35,8 @@ class AppContext:
         self.orchestrator: TransferOrchestrator | None = None
         self.auth: Auth | None = None
         self.live: LiveTranscription | None = None
+        self.phone: TwilioPhoneLeg | None = None
+        self.gateway: FunctionsGateway | None = None
 
     @property
     def started(self) -> bool:
@@ -50,7 +55,10 @@ class AppContext:
         self.services = build_services(settings, **self._providers)
         self.store = Store(settings.database_path)
         self.rooms = Rooms(settings)
-        self.orchestrator = TransferOrchestrator(self.services, self.store, self.rooms)
+        self.gateway = make_gateway(settings, self.services)
+        log.info("functions backend: %s", self.gateway.backend_label)
+        self.phone = TwilioPhoneLeg(self.services) if settings.twilio_configured else None
+        self.orchestrator = TransferOrchestrator(self.services, self.store, self.rooms, phone=self.phone)
         if settings.live_transcription:
             self.live = LiveTranscription(settings, self.store, self.rooms, self.services.transcriber)
             attach_live_transcription(self.orchestrator, self.live)
@@ -64,6 +72,8 @@ class AppContext:
             await self.orchestrator.aclose()
         if self.rooms:
             await self.rooms.aclose()
+        if self.phone:
+            self.phone.close()
         if self.store:
             self.store.close()
         if self.livekit:

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
                 raise ValueError("LIVEKIT_URL is set, so LIVEKIT_API_KEY and LIVEKIT_API_SECRET are required")
         if self.twilio_account_sid and not (self.twilio_auth_token.get_secret_value() and self.twilio_from_number):
             raise ValueError("TWILIO_ACCOUNT_SID is set, so TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER are required")
+        if self.twilio_account_sid and not self.public_base_url.startswith(("http://", "https://")):
+            raise ValueError(
+                "TWILIO_ACCOUNT_SID is set, so PUBLIC_BASE_URL (where Twilio reaches this app) is required"
+            )
         if self.openai_base_url and not self.openai_base_url.startswith(("http://", "https://")):
             raise ValueError("OPENAI_BASE_URL must be an http(s) URL")
         return self
