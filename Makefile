@@ -20,4 +20,5 @@ lint:
 
 bench: setup
 	.venv/bin/python bench/transfer_latency.py
-	@[ ! -f bench/ai_latency.py ] || .venv/bin/python bench/ai_latency.py
+	.venv/bin/python bench/ai_latency.py
+	.venv/bin/python bench/live_transcription.py
