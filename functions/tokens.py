@@ -26,35 +26,17 @@ MIC_ONLY = ["microphone"]
 
 
 def _grants(req: TokenRequest) -> api.VideoGrants:
-    publish = req.can_publish
-    if req.role is Role.caller:
-        return api.VideoGrants(
-            room_join=True,
-            room=req.room,
-            can_publish=publish,
-            can_publish_sources=MIC_ONLY,
-            can_subscribe=True,
-            can_publish_data=False,
-            can_update_own_metadata=False,
-        )
-    if req.role is Role.agent:
-        return api.VideoGrants(
-            room_join=True,
-            room=req.room,
-            can_publish=publish,
-            can_publish_sources=MIC_ONLY,
-            can_subscribe=True,
-            can_publish_data=publish,
-            can_update_own_metadata=False,
-        )
+    """One room, microphone only, whatever the role; roles differ in data and visibility."""
     return api.VideoGrants(
         room_join=True,
         room=req.room,
-        can_publish=publish,
+        can_publish=req.can_publish,
         can_publish_sources=MIC_ONLY,
         can_subscribe=True,
-        can_publish_data=True,
-        hidden=req.hidden or None,
+        # Callers never send data; a receive-only agent (the lobby) neither.
+        can_publish_data=req.role is Role.service or (req.role is Role.agent and req.can_publish),
+        can_update_own_metadata=False,
+        hidden=(req.hidden or None) if req.role is Role.service else None,
     )
 
 
