@@ -128,12 +128,24 @@ def _alnum(s: str) -> str:
     return re.sub(r"[^0-9a-z]", "", s.lower())
 
 
+def _digit_runs(text: str) -> list[str]:
+    """Digit sequences with their separators removed: "$89.99" → "8999", "4 4 7 1" → "4471"."""
+    return re.findall(r"\d+", re.sub(r"(?<=\d)[\s,.-]+(?=\d)", "", digits_view(text)))
+
+
 def ground_summary(summary: CallSummary, segments: list[TranscriptSegment]) -> CallSummary:
-    """Check an LLM summary against the transcript; drop ungrounded fields, reject a bad brief."""
+    """Check an LLM summary against the transcript.
+
+    Identifiers, names and facts that are not in the transcript are dropped; a brief that is empty,
+    repeats instructions from the transcript or mentions a number the transcript does not have makes
+    the whole answer invalid (the caller then falls back to the offline summary)."""
     transcript = " ".join(s.text for s in segments)
     flat = _alnum(digits_view(transcript))
-    digits_in_transcript = set(re.findall(r"\d+", re.sub(r"(?<=\d)[\s,.-](?=\d)", "", digits_view(transcript))))
-    all_digits = "".join(re.findall(r"\d", digits_view(transcript)))
+    runs = _digit_runs(transcript)
+
+    def grounded(text: str) -> bool:
+        return all(any(n in r for r in runs) for n in _digit_runs(text)) and not INJECTION.search(text)
+
     kept = [i for i in summary.identifiers if _alnum(i.value) and _alnum(i.value) in flat]
     name = summary.caller_name
     if name and not all(_alnum(part) in flat for part in name.split() if _alnum(part)):
@@ -143,12 +155,22 @@ def ground_summary(summary: CallSummary, segments: list[TranscriptSegment]) -> C
         raise InvalidLLMOutput("the model returned an empty brief")
     if INJECTION.search(brief):
         raise InvalidLLMOutput("the brief repeats instructions from the transcript")
-    for number in re.findall(r"\d+", re.sub(r"(?<=\d)[\s,.-](?=\d)", "", brief)):
-        if number not in digits_in_transcript and number not in all_digits:
-            raise InvalidLLMOutput(f"the brief mentions {number}, which is not in the transcript")
+    if not grounded(brief):
+        raise InvalidLLMOutput("the brief mentions a number that is not in the transcript")
     if len(brief.split()) > BRIEF_MAX_WORDS:
         brief = fit_words([brief], BRIEF_MAX_WORDS)
-    return summary.model_copy(update={"identifiers": kept, "caller_name": name, "brief": brief, "source": "llm"})
+    return summary.model_copy(
+        update={
+            "identifiers": kept,
+            "caller_name": name,
+            "brief": brief,
+            "issue": summary.issue if grounded(summary.issue) else "",
+            "requested_outcome": summary.requested_outcome if grounded(summary.requested_outcome) else "",
+            "key_facts": [f for f in summary.key_facts if grounded(f)],
+            "already_tried": [t for t in summary.already_tried if grounded(t)],
+            "source": "llm",
+        }
+    )
 
 
 class OpenAISummarizer:

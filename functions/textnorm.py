@@ -3,7 +3,7 @@
 Rules (all deterministic, no model):
 - money: "$89.99" → "89 dollars and 99 cents", "$1" → "1 dollar", "€12.50" → "12 euros and 50 cents",
   "$1,250" → "1250 dollars";
-- identifiers are read digit by digit, with commas for pauses ("4471" → "4, 4, 7, 1"): digit groups
+- identifiers are read digit by digit in groups ("4471-9902" → "4 4 7 1, 9 9 0 2"): digit groups
   after words like account/order/ticket/case/invoice/number/#/ending in, any run of 5+ digits (phone
   numbers too), and letter+digit codes ("AB-1234" → "A, B, 1, 2, 3, 4");
 - "15%" → "15 percent", "&" → "and", "#" → "number", e-mail addresses → "name at host dot com",
@@ -13,6 +13,7 @@ The output is plain text that piper, espeak-ng or a cloud voice reads correctly.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 _MONTHS = [
@@ -70,13 +71,39 @@ _LONG_DIGITS = re.compile(r"(?<![\d.,])\+?\(?\d(?:[\d\s().-]*\d)?(?![\d])")
 _ORDINAL = re.compile(r"^\d+(st|nd|rd|th)$", re.IGNORECASE)
 
 
-def spell_digits(s: str) -> str:
-    """'4471-99' → '4, 4, 7, 1, 9, 9'; letters are spelled out in capitals.
+_GROUPS = {5: (3, 2), 6: (3, 3), 7: (4, 3), 8: (4, 4), 9: (3, 3, 3), 10: (3, 3, 4), 11: (1, 3, 3, 4)}
 
-    The commas make every voice pause between characters: without them "8 8 2" is read as one run
-    that speech recognizers (and people) hear as "882" or "888"."""
-    chars = [c.upper() if c.isalpha() else c for c in s if c.isalnum()]
-    return ", ".join(chars)
+
+def _group_digits(run: str) -> list[str]:
+    """Split a digit run into groups of 1-4; among orders of the group sizes, prefer the one that puts
+    a pause between repeated digits ("5 5 0, 0 7 1 2" rather than "5 5 0 0, 7 1 2": "0 0" is heard as one 0)."""
+    base = _GROUPS.get(len(run)) or ((len(run),) if len(run) <= 4 else (4,) * (len(run) // 4) + (len(run) % 4,))
+    base = tuple(n for n in base if n)
+
+    def split(sizes: tuple[int, ...]) -> list[str]:
+        out, i = [], 0
+        for n in sizes:
+            out.append(run[i : i + n])
+            i += n
+        return out
+
+    def repeats(groups: list[str]) -> int:
+        return sum(g[k] == g[k + 1] for g in groups for k in range(len(g) - 1))
+
+    best = min(sorted(set(itertools.permutations(base)), key=lambda p: p != base), key=lambda p: repeats(split(p)))
+    return [" ".join(g) for g in split(best)]
+
+
+def spell_digits(s: str) -> str:
+    """'4471-9902' → '4 4 7 1, 9 9 0 2', 'TK-40931' → 'T K, 4 0 9, 3 1'.
+
+    Characters are read one by one, in groups of 2-4 with a comma (a pause) between groups, the way an
+    agent reads a number back. Measured with piper + Whisper: ungrouped runs such as "8 8 2 1 3" are
+    heard as "888213", and a comma after every digit makes Whisper write "for, for" for "4, 4"."""
+    parts: list[str] = []
+    for run in re.findall(r"[A-Za-z]+|\d+", s):
+        parts.extend([" ".join(run.upper())] if run.isalpha() else _group_digits(run))
+    return ", ".join(parts)
 
 
 def _money(m: re.Match[str]) -> str:
@@ -109,6 +136,8 @@ def _id_after_word(m: re.Match[str]) -> str:
     trailing = ""
     if digits.endswith((" ", "-")):
         trailing = digits[len(digits.rstrip(" -")) :]
+    if re.fullmatch(r"\d(?:,?\s\d)+[\s-]*", digits):  # already read digit by digit: regroup the digits
+        digits = re.sub(r"\D", "", digits) + trailing
     kw = m.group("kw")
     kw = "number" if kw.lower() in ("no.", "#") else kw
     return f"{kw}{m.group('sep')}{spell_digits(digits)}{trailing}"
@@ -123,7 +152,7 @@ def _long_digits(m: re.Match[str]) -> str:
     if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", s):
         return s
     # Runs of single digits are already spelled; keep them.
-    if re.fullmatch(r"\d(,?\s\d)+", s):
+    if re.fullmatch(r"\d(,?\s\d)+", s) and len(digits) <= 11:
         return s
     lead = "plus " if s.startswith("+") else ""
     s = s.lstrip("+")

@@ -76,9 +76,12 @@ def _load_whisper(path: str, compute_type: str) -> Any:
 
 
 class WhisperTranscriber:
-    def __init__(self, settings: Settings, *, beam_size: int = 1) -> None:
+    def __init__(self, settings: Settings, *, beam_size: int = 1, temperature_fallback: bool = False) -> None:
         self.settings = settings
         self.beam_size = beam_size
+        # Whisper's re-decoding at higher temperatures (when a segment looks repetitive or unlikely) can
+        # multiply the latency of a hard segment; off by default to keep the real-time factor bounded.
+        self.temperatures = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0] if temperature_fallback else [0.0]
         self._model: Any = None
         self.model_name = ""
         self.name = "whisper"
@@ -108,6 +111,7 @@ class WhisperTranscriber:
                 audio,
                 language=language,
                 beam_size=self.beam_size,
+                temperature=self.temperatures,
                 word_timestamps=True,
                 condition_on_previous_text=False,
                 vad_filter=False,

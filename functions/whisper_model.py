@@ -104,7 +104,8 @@ def _verify_dir(spec: BuiltinModel, folder: Path) -> None:
 
 
 def _stamp(folder: Path) -> dict[str, list[int]]:
-    return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(folder.iterdir()) if p.is_file()}
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
 
 
 def _verified_before(folder: Path, marker: Path) -> bool:

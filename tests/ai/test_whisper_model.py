@@ -1,0 +1,57 @@
+"""The Whisper model shipped on PyPI: assembled from its two halves, verified by SHA-256, reused."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from functions import whisper_model as wm
+from functions.errors import ConfigError
+from functions.transcription import WhisperTranscriber
+from tests.ai.conftest import offline_settings
+from tests.ai.helpers import synth
+
+
+def test_base_model_is_assembled_and_verified(ai_settings) -> None:
+    path, name = wm.resolve_whisper_model(ai_settings)
+    assert name == "base"
+    assert path.parent == Path(ai_settings.data_dir) / "models"
+    assert wm.sha256_file(path / "model.bin") == wm.BUILTIN_MODELS["base"].sha256["model.bin"]
+    assert (path / ".verified.json").is_file()
+
+
+def test_second_assembly_reuses_the_verified_copy(ai_settings) -> None:
+    path, _ = wm.resolve_whisper_model(ai_settings)
+    mtime = (path / "model.bin").stat().st_mtime_ns
+    again = wm.assemble_builtin(wm.BUILTIN_MODELS["base"], Path(ai_settings.data_dir) / "models")
+    assert again == path and (path / "model.bin").stat().st_mtime_ns == mtime
+
+
+def test_a_tampered_half_is_refused(tmp_path, monkeypatch) -> None:
+    spec = wm.BUILTIN_MODELS["base"]
+    fake_dirs = []
+    for i in range(2):
+        d = tmp_path / f"pkg{i}"
+        shutil.copytree(wm._package_dir(spec, i), d)
+        fake_dirs.append(d)
+    part = fake_dirs[1] / spec.parts[1]
+    data = bytearray(part.read_bytes())
+    data[1000] ^= 0xFF
+    part.write_bytes(bytes(data))
+    monkeypatch.setattr(wm, "_package_dir", lambda s, i: fake_dirs[i])
+    with pytest.raises(ConfigError, match="SHA-256"):
+        wm.assemble_builtin(spec, tmp_path / "cache")
+    assert not any((tmp_path / "cache").glob("whisper-base-*"))  # nothing half-made is left to be reused
+
+
+def test_tiny_en_and_a_user_directory_also_work(ai_settings, ai_data_dir, piper) -> None:
+    pcm, rate = synth(piper, "Please send a technician tomorrow.")
+    tiny = WhisperTranscriber(offline_settings(ai_data_dir, whisper_model_path="tiny.en")).load()
+    assert tiny.name == "whisper-tiny.en"
+    assert "technician" in tiny.transcribe(pcm, rate).text.lower()
+    base_dir, _ = wm.resolve_whisper_model(ai_settings)
+    user = WhisperTranscriber(offline_settings(ai_data_dir, whisper_model_path=str(base_dir))).load()
+    assert user.name == f"whisper-{base_dir.name}"
+    assert "technician" in user.transcribe(pcm, rate).text.lower()
