@@ -1,0 +1,150 @@
+"""Browser end-to-end fixtures: the real app (create_app under uvicorn, in a thread)
+against the session's real livekit-server, and Debian's Chromium driven by Playwright
+with fake media devices whose microphone plays a real speech file (espeak-ng).
+
+Skips only when /usr/bin/chromium is missing (CI's setup installs it with apt-get).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from functions.livekit_server import free_port
+from functions.rooms import Rooms
+from functions.settings import PROJECT_ROOT
+from functions.speech import EspeakSpeaker
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
+VIEWPORT = {"width": 1280, "height": 800}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+SPEECH = (
+    "Hello, this is Maria Lopez. My order four four one seven arrived damaged, "
+    "and I would like a replacement sent this week please."
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    if CHROMIUM.exists():
+        return
+    skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: apt-get install chromium (CI's setup does)")
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    """Real speech for the fake microphone: espeak-ng, resampled to 48 kHz mono with sox."""
+    out_dir = tmp_path_factory.mktemp("speech")
+    raw, wav = out_dir / "raw.wav", out_dir / "speech-48k.wav"
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), SPEECH], check=True, capture_output=True)
+    if shutil.which("sox"):
+        subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(wav)], check=True)
+        return wav
+    return raw
+
+
+@pytest.fixture(scope="session")
+async def browser(speech_wav):
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_wav}"],
+        )
+        yield b
+        await b.close()
+
+
+class AppServer:
+    """create_app(settings) served by uvicorn in its own thread (its own event loop)."""
+
+    def __init__(self, settings) -> None:
+        from app import create_app
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.app = create_app(settings, speaker=EspeakSpeaker(settings))
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="app-under-test", daemon=True)
+
+    def start(self, timeout: float = 60.0) -> AppServer:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the app did not start (see the log above)")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+async def app_server(settings):
+    # Live transcription (Whisper on 2 cores) is covered by its own tests; here it would
+    # only compete with three browsers for the CPU.
+    settings = settings.model_copy(update={"live_transcription": False})
+    server = await asyncio.to_thread(AppServer(settings).start)
+    yield server
+    await asyncio.to_thread(server.stop)
+
+
+@pytest.fixture
+async def lk_api(settings):
+    """The LiveKit server API, independent of the app: who is in which room."""
+    rooms = Rooms(settings)
+    yield rooms
+    await rooms.aclose()
+
+
+@pytest.fixture
+def shots(request):
+    """shots(page, "step") saves artifacts/screenshots/<test>/<nn>-<step>.png."""
+    folder = SCREENSHOTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    counter = [0]
+
+    async def take(page, step: str) -> Path:
+        counter[0] += 1
+        path = folder / f"{counter[0]:02d}-{step}.png"
+        await page.screenshot(path=str(path))
+        return path
+
+    def watch(page, who: str) -> None:
+        """Keep the page's console and errors next to the screenshots."""
+        log = (folder / f"console-{who}.log").open("a")
+        page.on("console", lambda m: log.write(f"{time.strftime('%X')} {m.type}: {m.text}\n") or log.flush())
+        page.on("pageerror", lambda e: log.write(f"{time.strftime('%X')} pageerror: {e}\n") or log.flush())
+
+    take.watch = watch
+    return take

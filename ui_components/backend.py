@@ -1,0 +1,368 @@
+"""What the browser UI may ask the server, as `gr.HTML` server functions.
+
+Every function takes one JSON object and returns one: `{"error": "..."}` when refused
+(never an exception page). Agents prove who they are with the session from
+`agent_sign_in` (the passcode is checked once there); callers with the ticket their
+call was created with, which names exactly one call. Authorization of rooms is the
+orchestrator's (`agent_token`, `caller_token`).
+
+The blocks are built before the app starts, so the context's parts are looked up at
+call time (`self.ctx.orchestrator`, …).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from functions.errors import Forbidden, InvalidInput, NotFound, ServiceError
+from functions.models import IDENTITY_RE, Call, CallStatus, Notification, Transfer
+from functions.presence import Presence
+from functions.transfer import LOBBY
+
+log = logging.getLogger(__name__)
+NAME_MAX = 80
+
+
+@dataclass
+class AgentSession:
+    identity: str
+    name: str
+    created_at: float
+
+
+def _safe(fn: Callable[..., Awaitable[dict]]) -> Callable[..., Awaitable[dict]]:
+    """Turn refusals into `{"error": message}`; anything unexpected is logged, not leaked."""
+
+    @functools.wraps(fn)
+    async def wrapper(self, data: object = None) -> dict:
+        args = data if isinstance(data, dict) else {}
+        try:
+            return await fn(self, args)
+        except ServiceError as e:
+            return {"error": e.message, "kind": type(e).__name__}
+        except Exception:
+            log.exception("UI function %s failed", fn.__name__)
+            return {"error": "Something went wrong on the server; try again.", "kind": "internal"}
+
+    return wrapper
+
+
+def _text(args: dict, key: str, limit: int = NAME_MAX) -> str:
+    value = args.get(key, "")
+    if not isinstance(value, str):
+        raise InvalidInput(f"{key} must be text")
+    value = value.strip()
+    if len(value) > limit:
+        raise InvalidInput(f"{key} is longer than {limit} characters")
+    return value
+
+
+class UiBackend:
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+        self.presence = Presence(busy=self._busy, send=self._send_lobby)
+        self._sessions: dict[str, AgentSession] = {}
+        self._summaries: dict[str, dict] = {}  # transfer_id → CallSummary (json)
+        self._tasks: set[asyncio.Task] = set()
+        self._listening = False
+
+    # --- wiring ---------------------------------------------------------------------------
+    def on_started(self) -> None:
+        """Called once the context has started: follow every orchestrator notification."""
+        if not self._listening and self.ctx.orchestrator is not None:
+            self.ctx.orchestrator.listeners.append(self._on_notification)
+            self._listening = True
+
+    def _on_notification(self, msg: Notification) -> None:
+        p = msg.payload
+        if msg.type == "transfer.consulting" and "summary" in p:
+            self._summaries[p["transfer"]["transfer_id"]] = p["summary"]
+        if msg.type == "call.status" and p.get("status") in ("active", "ended"):
+            self._spawn(self.presence.withdraw(p["call_id"], reason=p["status"]))
+        # Agents' dashboards and presence lists follow every change.
+        self._spawn(self._send_lobby(Notification(type="calls.changed", payload={"cause": msg.type}), None))
+        if msg.type == "call.status":
+            self._spawn(self.presence.announce())
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_lobby(self, msg: Notification, identities: list[str] | None) -> None:
+        if self.ctx.rooms is not None:
+            await self.ctx.rooms.send(LOBBY, msg, identities)
+
+    @property
+    def orch(self):
+        if self.ctx.orchestrator is None:
+            raise ServiceError("the server is still starting; try again in a moment", retryable=True)
+        return self.ctx.orchestrator
+
+    def _busy(self, identity: str) -> bool:
+        return self.ctx.store is not None and self._current_call(identity) is not None
+
+    def _current_call(self, identity: str) -> Call | None:
+        calls = [c for c in self.ctx.store.list_calls() if c.agent_identity == identity]
+        return calls[-1] if calls else None
+
+    # --- agent sessions -----------------------------------------------------------------------
+    def _agent(self, args: dict) -> AgentSession:
+        token = args.get("session")
+        session = self._sessions.get(token) if isinstance(token, str) else None
+        if session is None:
+            raise Forbidden("please sign in again")
+        return session
+
+    def _token(self, agent: AgentSession, room: str) -> dict:
+        return self.orch.agent_token(agent.identity, room, agent.name).model_dump()
+
+    # --- caller functions ----------------------------------------------------------------------
+    @_safe
+    async def caller_agents(self, _args: dict) -> dict:
+        """Agents a caller may pick: available and not on a call (names only)."""
+        self.orch  # noqa: B018 — started?
+        free = self.presence.available(free_only=True)
+        return {"agents": [{"identity": a.identity, "name": a.name} for a in free]}
+
+    @_safe
+    async def caller_start(self, args: dict) -> dict:
+        name = _text(args, "name")
+        pick = _text(args, "agent", 64)
+        if pick and not self.presence.is_available(pick):
+            raise InvalidInput(f"{self.presence.name_of(pick)} is not available any more; pick another agent")
+        agent = pick or self.presence.first_available()
+        call = await self.orch.start_call(name)
+        await self.presence.offer(call.call_id, call.caller_name, agent)
+        ticket = self.ctx.auth.caller_ticket(call.call_id, call.caller_identity)
+        token = self.orch.caller_token(call.call_id, call.caller_identity)
+        self._spawn(self._send_lobby(Notification(type="calls.changed", payload={"cause": "call.new"}), None))
+        return {
+            "call_id": call.call_id,
+            "identity": call.caller_identity,
+            "ticket": ticket,
+            "token": token.model_dump(),
+            **self._caller_view(call),
+        }
+
+    def _caller(self, args: dict) -> Call:
+        call_id, identity, ticket = (args.get(k) for k in ("call_id", "identity", "ticket"))
+        if not all(isinstance(v, str) and v for v in (call_id, identity, ticket)):
+            raise Forbidden("this call is not yours")
+        self.ctx.auth.check_caller(call_id, identity, ticket)
+        return self.ctx.store.get_call(call_id)
+
+    def _caller_view(self, call: Call) -> dict:
+        """What a caller may know: status and who they talk to (never summaries)."""
+        offer = self.presence.offer_of(call.call_id)
+        ringing = offer.agent if offer else None
+        return {
+            "status": call.status.value,
+            "agent": call.agent_identity,
+            "agent_name": self.presence.name_of(call.agent_identity),
+            "ringing": ringing,
+            "ringing_name": self.presence.name_of(ringing),
+        }
+
+    @_safe
+    async def caller_status(self, args: dict) -> dict:
+        return self._caller_view(self._caller(args))
+
+    @_safe
+    async def caller_token(self, args: dict) -> dict:
+        call = self._caller(args)
+        return {"token": self.orch.caller_token(call.call_id, call.caller_identity).model_dump()}
+
+    @_safe
+    async def caller_hangup(self, args: dict) -> dict:
+        call = self._caller(args)
+        call = await self.orch.end_call(call.call_id, actor=call.caller_identity)
+        await self.presence.withdraw(call.call_id, reason="caller hung up")
+        return self._caller_view(call)
+
+    # --- agent functions ----------------------------------------------------------------------
+    @_safe
+    async def agent_sign_in(self, args: dict) -> dict:
+        identity = _text(args, "identity", 64)
+        name = _text(args, "name") or identity
+        if not IDENTITY_RE.match(identity) or identity.startswith(("caller-", "hold-", "briefing-", "transcriber-")):
+            raise InvalidInput("agent id: 1-64 letters, digits, '_', '.', ':' or '-' (not caller-/hold-/briefing-)")
+        passcode = args.get("passcode") if isinstance(args.get("passcode"), str) else ""
+        self.orch  # noqa: B018 — started?
+        self.ctx.auth.check_agent(passcode=passcode)
+        session = secrets.token_urlsafe(24)
+        self._sessions[session] = AgentSession(identity, name, time.time())
+        await self.presence.sign_in(identity, name)
+        agent = self._sessions[session]
+        return {"session": session, "identity": identity, "name": name, "lobby": self._token(agent, LOBBY)}
+
+    @_safe
+    async def agent_sign_out(self, args: dict) -> dict:
+        agent = self._agent(args)
+        self._sessions.pop(args["session"], None)
+        if not any(s.identity == agent.identity for s in self._sessions.values()):
+            await self.presence.sign_out(agent.identity)
+        return {"ok": True}
+
+    @_safe
+    async def agent_state(self, args: dict) -> dict:
+        return self._snapshot(self._agent(args))
+
+    @_safe
+    async def agent_available(self, args: dict) -> dict:
+        agent = self._agent(args)
+        await self.presence.sign_in(agent.identity, agent.name)  # after a server restart
+        await self.presence.set_available(agent.identity, bool(args.get("available")))
+        return self._snapshot(agent)
+
+    @_safe
+    async def agent_accept_call(self, args: dict) -> dict:
+        agent = self._agent(args)
+        call_id = _text(args, "call_id", 64)
+        offer = self.presence.offer_of(call_id)
+        if offer is None or offer.agent not in (None, agent.identity):
+            raise InvalidInput("this call is no longer waiting for you")
+        call = await self.orch.assign_agent(call_id, agent.identity)
+        await self.presence.withdraw(call_id, reason=f"answered by {agent.identity}")
+        return {"call": self._call_view(call), "token": self._token(agent, call.room), **self._snapshot(agent)}
+
+    @_safe
+    async def agent_room_token(self, args: dict) -> dict:
+        agent = self._agent(args)
+        return {"token": self._token(agent, _text(args, "room", 64))}
+
+    @_safe
+    async def agent_end_call(self, args: dict) -> dict:
+        agent = self._agent(args)
+        call = self.ctx.store.get_call(_text(args, "call_id", 64))
+        if call.agent_identity != agent.identity:
+            raise Forbidden("you are not on this call")
+        await self.orch.end_call(call.call_id, actor=agent.identity)
+        return self._snapshot(agent)
+
+    @_safe
+    async def agent_transfer(self, args: dict) -> dict:
+        agent = self._agent(args)
+        call_id, target = _text(args, "call_id", 64), _text(args, "target", 64)
+        if not target:
+            raise InvalidInput("pick an agent or enter a phone number")
+        if not target.startswith("+") and not self.presence.is_available(target):
+            raise InvalidInput(f"{self.presence.name_of(target)} is not available")
+        t = await self.orch.initiate(call_id, agent.identity, target)
+        return {"transfer": self._transfer_view(t), **self._snapshot(agent)}
+
+    @_safe
+    async def agent_transfer_action(self, args: dict) -> dict:
+        agent = self._agent(args)
+        tid, action = _text(args, "transfer_id", 64), _text(args, "action", 16)
+        if action in ("accept", "complete"):
+            t = await self.orch.accept(tid, actor=agent.identity)
+        elif action == "decline":
+            t = await self.orch.decline(tid, actor=agent.identity, reason=_text(args, "reason", 200))
+        elif action == "cancel":
+            t = await self.orch.cancel(tid, actor=agent.identity)
+        else:
+            raise InvalidInput(f"unknown transfer action {action!r}")
+        out = {"transfer": self._transfer_view(t), **self._snapshot(agent)}
+        if action in ("accept", "complete") and t.target == agent.identity:
+            out["join"] = self._token(agent, t.call_room)
+        return out
+
+    @_safe
+    async def dashboard(self, args: dict) -> dict:
+        self._agent(args)
+        store = self.ctx.store
+        calls = sorted(store.list_calls(include_ended=True), key=lambda c: c.created_at, reverse=True)[:30]
+        transfers = sorted(store.list_transfers(), key=lambda t: t.updated_at, reverse=True)[:30]
+        return {
+            "now": time.time(),
+            "agents": self.presence.agents(),
+            "calls": [self._call_view(c) for c in calls],
+            "transfers": [self._transfer_view(t, with_summary=False) for t in transfers],
+        }
+
+    # --- views ------------------------------------------------------------------------------------
+    def _call_view(self, call: Call) -> dict:
+        return {
+            **call.model_dump(mode="json"),
+            "agent_name": self.presence.name_of(call.agent_identity),
+        }
+
+    def _transfer_view(self, t: Transfer, *, with_summary: bool = True) -> dict:
+        view = t.model_dump(mode="json")
+        view["from_name"] = self.presence.name_of(t.from_agent)
+        view["target_name"] = self.presence.name_of(t.target) if t.target_kind.value == "agent" else t.target
+        view["open"] = t.is_open
+        if with_summary:
+            view["summary"] = self._summaries.get(t.transfer_id)
+            try:
+                view["caller_name"] = self.ctx.store.get_call(t.call_id).caller_name
+            except NotFound:
+                view["caller_name"] = ""
+        return view
+
+    def _snapshot(self, agent: AgentSession) -> dict:
+        me = agent.identity
+        store = self.ctx.store
+        call = self._current_call(me)
+        open_transfers = store.list_transfers(open_only=True)
+        out = next((t for t in open_transfers if t.from_agent == me), None)
+        incoming_transfer = next((t for t in open_transfers if t.target == me), None)
+        latest = None
+        if call is not None:
+            on_call = store.list_transfers(call_id=call.call_id)
+            latest = on_call[-1] if on_call else None
+        try:
+            available = self.presence.get(me).available
+        except NotFound:
+            available = False
+        return {
+            "me": {"identity": me, "name": agent.name, "available": available, "busy": call is not None},
+            "agents": self.presence.agents(),
+            "incoming": [
+                {"call_id": o.call_id, "caller_name": o.caller_name, "offered_to": o.agent, "at": o.at}
+                for o in self.presence.offers_for(me)
+            ],
+            "call": self._call_view(call) if call else None,
+            "transfer_out": self._transfer_view(out) if out else None,
+            "transfer_in": self._transfer_view(incoming_transfer) if incoming_transfer else None,
+            "latest_transfer": self._transfer_view(latest) if latest else None,
+            "call_status": call.status.value if call else None,
+            "on_hold": bool(call and call.status is CallStatus.on_hold),
+        }
+
+    def caller_functions(self) -> list[Callable]:
+        return _expose(self.caller_agents, self.caller_start, self.caller_status, self.caller_token, self.caller_hangup)
+
+    def agent_functions(self) -> list[Callable]:
+        return _expose(
+            self.agent_sign_in,
+            self.agent_sign_out,
+            self.agent_state,
+            self.agent_available,
+            self.agent_accept_call,
+            self.agent_room_token,
+            self.agent_end_call,
+            self.agent_transfer,
+            self.agent_transfer_action,
+            self.dashboard,
+        )
+
+
+def _expose(*methods: Callable[[object], Awaitable[dict]]) -> list[Callable]:
+    """Plain functions named like the methods: gradio marks server functions with an attribute."""
+    out = []
+    for method in methods:
+
+        async def fn(data: object = None, _method=method) -> dict:
+            return await _method(data)
+
+        fn.__name__ = fn.__qualname__ = method.__name__
+        out.append(fn)
+    return out

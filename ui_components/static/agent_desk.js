@@ -1,0 +1,496 @@
+// Agent tab (Agent A and Agent B are the same desk with different identities).
+//
+// Parts: "desk" (sign-in, availability, incoming calls, the call, transfer controls,
+// the incoming-transfer card), "live" (rolling summary and captions) and "timeline".
+// Rooms: the lobby (receive-only notifications), the call room and the consult room.
+// Everything follows LiveKit data messages; the server snapshot (agent_state) is
+// fetched after each one, so a missed message can never leave the desk stale.
+(function () {
+  "use strict";
+  const WT = window.WT;
+  const { el } = WT;
+  const LOBBY = "agents-lobby";
+  const STATE_LABEL = {
+    idle: "Starting",
+    consulting: "Consulting",
+    completing: "Completing",
+    completed: "Completed",
+    cancelled: "Cancelled",
+    declined: "Declined",
+    timed_out: "Timed out",
+    target_left: "Target left",
+    caller_left: "Caller hung up",
+    failed: "Failed",
+  };
+  const OPEN = new Set(["idle", "consulting", "completing"]);
+
+  // Keep focus and typed text when a part is redrawn.
+  WT.swap = function swap(root, nodes) {
+    const active = document.activeElement;
+    const name = active && root.contains(active) ? active.getAttribute("name") : null;
+    const pos = name && typeof active.selectionStart === "number" ? active.selectionStart : null;
+    root.replaceChildren(...nodes.filter(Boolean));
+    if (name) {
+      const again = root.querySelector(`[name="${name}"]`);
+      if (again) {
+        again.focus();
+        if (pos !== null && typeof again.setSelectionRange === "function") { try { again.setSelectionRange(pos, pos); } catch (e) { /* not a text input */ } }
+      }
+    }
+  };
+
+  WT.summaryCard = function summaryCard(summary, opts) {
+    opts = opts || {};
+    if (!summary) return el("div", { class: "wt-empty" }, opts.empty || "No summary yet.");
+    const rows = [];
+    const row = (label, value) => { if (value && (!Array.isArray(value) || value.length)) rows.push(el("div", { class: "wt-sum-row" }, el("span", { class: "wt-sum-k" }, label), el("span", { class: "wt-sum-v" }, Array.isArray(value) ? value.join("; ") : value))); };
+    row("Caller", summary.caller_name || "");
+    row("Issue", summary.issue || "");
+    row("IDs", (summary.identifiers || []).map((i) => `${i.kind} ${i.value}`));
+    row("Facts", summary.key_facts || []);
+    row("Tried", summary.already_tried || []);
+    row("Wants", summary.requested_outcome || "");
+    if (summary.sentiment && summary.sentiment !== "unknown") row("Mood", summary.sentiment);
+    return el("div", { class: "wt-summary", dataset: { testid: opts.testid || "summary" } },
+      summary.brief ? el("p", { class: "wt-brief" }, summary.brief) : null,
+      rows.length ? el("div", { class: "wt-sum-rows" }, rows) : null,
+      el("div", { class: "wt-small wt-muted" }, `source: ${summary.source || "unknown"}`));
+  };
+
+  class AgentDesk {
+    constructor(slot, props) {
+      this.slot = slot;
+      this.server = null;
+      this.parts = {};
+      this.defaults = { identity: props.wt_identity || `agent-${slot}`, name: props.wt_name || `Agent ${slot.toUpperCase()}` };
+      this.form = { identity: this.defaults.identity, name: this.defaults.name, passcode: "", target: "", phone: "" };
+      this.session = null;
+      this.me = null;
+      this.snap = null;
+      this.busy = "";
+      this.error = "";
+      this.notice = "";
+      this.captions = [];       // {call_id, speaker, text, start, end}
+      this.rolling = {};        // call_id → rolling summary
+      this.summaries = {};      // transfer_id → summary
+      this.events = {};         // transfer_id → {seq: event}
+      this.transfers = {};      // transfer_id → transfer (last seen)
+      this.callLog = [];        // local call events for the timeline: {at, text}
+      this.focusTid = null;
+      this.consultTid = null;
+      this.lobby = WT.room(`${slot}-lobby`, { wt_label: "Lobby" });
+      this.callRoom = WT.room(`${slot}-call`, null);
+      this.consult = WT.room(`${slot}-consult`, null);
+      for (const r of [this.lobby, this.callRoom, this.consult]) {
+        r.addEventListener("data", (e) => this.onMessage(e.detail.msg));
+      }
+      this.callRoom.addEventListener("disconnected", () => this.refresh());
+      this.callRoom.addEventListener("permissions", () => this.render());
+      this.consult.addEventListener("disconnected", () => { this.consultTid = null; this.refresh(); });
+      this.callRoom.addEventListener("left", () => this.render());
+      this.refresh = WT.debounce(() => this.load(), 120);
+      setInterval(() => { if (this.session) this.load(); }, 10000); // safety net only
+      WT.agents = WT.agents || {};
+      WT.agents[slot] = this;
+    }
+
+    attachPart(kind, root, server) {
+      this.parts[kind] = root;
+      if (server && !this.server) this.server = server;
+      root.classList.add(`wt-agent-${kind}`);
+      this.render();
+    }
+
+    // --- server ----------------------------------------------------------------------
+    async fn(name, args) {
+      return WT.call(this.server, name, Object.assign({ session: this.session }, args || {}));
+    }
+
+    async signIn() {
+      this.busy = "Signing in…";
+      this.error = "";
+      this.render();
+      const out = await WT.call(this.server, "agent_sign_in", {
+        identity: this.form.identity, name: this.form.name, passcode: this.form.passcode,
+      });
+      this.busy = "";
+      if (out.error) { this.error = out.error; this.render(); return; }
+      this.session = out.session;
+      this.me = { identity: out.identity, name: out.name };
+      this.form.passcode = "";
+      await this.lobby.connect(out.lobby, {
+        publish: false,
+        tokenProvider: async () => { const t = await this.fn("agent_room_token", { room: LOBBY }); return t.error ? t : t.token; },
+      });
+      await this.load();
+      WT.emit("agent-signed-in", { slot: this.slot });
+    }
+
+    async signOut() {
+      await this.fn("agent_sign_out");
+      await Promise.all([this.lobby.disconnect(true), this.callRoom.disconnect(true), this.consult.disconnect(true)]);
+      this.session = null;
+      this.me = null;
+      this.snap = null;
+      this.render();
+      WT.emit("agent-signed-out", { slot: this.slot });
+    }
+
+    async load() {
+      if (!this.session) return;
+      const out = await this.fn("agent_state");
+      if (out.error) {
+        if (/sign in/i.test(out.error)) { this.session = null; this.error = out.error; }
+        this.render();
+        return;
+      }
+      this.apply(out);
+    }
+
+    apply(snap) {
+      if (snap.error) { this.error = snap.error; this.render(); return; }
+      this.snap = snap;
+      for (const t of [snap.latest_transfer, snap.transfer_out, snap.transfer_in]) if (t) this.noteTransfer(t);
+      const focus = snap.transfer_in || snap.transfer_out || snap.latest_transfer;
+      if (focus) this.focusTid = focus.transfer_id;
+      this.syncConsult();
+      this.render();
+    }
+
+    noteTransfer(t, event) {
+      this.transfers[t.transfer_id] = Object.assign({}, this.transfers[t.transfer_id] || {}, t);
+      const evs = (this.events[t.transfer_id] = this.events[t.transfer_id] || {});
+      for (const e of t.events || []) evs[e.seq] = e;
+      if (event) evs[event.seq] = event;
+      if (t.summary) this.summaries[t.transfer_id] = t.summary;
+    }
+
+    // Join the consult while a transfer I'm part of is consulting; leave it afterwards.
+    async syncConsult() {
+      const snap = this.snap || {};
+      const t = [snap.transfer_out, snap.transfer_in].find((x) => x && x.state === "consulting" && x.target_kind === "agent");
+      if (t && this.consultTid !== t.transfer_id) {
+        this.consultTid = t.transfer_id;
+        const tok = await this.fn("agent_room_token", { room: t.consult_room });
+        if (tok.error) { this.consultTid = null; this.error = tok.error; this.render(); return; }
+        await this.consult.connect(tok.token, {
+          publish: true,
+          tokenProvider: async () => { const x = await this.fn("agent_room_token", { room: t.consult_room }); return x.error ? x : x.token; },
+        });
+      } else if (!t && this.consultTid && this.consult.connected) {
+        this.consultTid = null;
+        await this.consult.disconnect(true);
+      }
+    }
+
+    // --- messages -------------------------------------------------------------------------
+    onMessage(msg) {
+      const p = msg.payload || {};
+      const type = msg.type;
+      if (type.startsWith("transfer.") && p.transfer) {
+        const t = p.transfer;
+        this.noteTransfer(t, p.event);
+        if (p.summary) this.summaries[t.transfer_id] = p.summary;
+        this.focusTid = t.transfer_id;
+        this.onTransferState(this.transfers[t.transfer_id], p);
+      } else if (type === "transfer.summary" && p.transfer_id) {
+        this.summaries[p.transfer_id] = p.summary;
+      } else if (type === "transcript.segment" && this.isMyCall(p.call_id)) {
+        this.captions.push(p);
+        if (this.captions.length > 200) this.captions.splice(0, this.captions.length - 200);
+      } else if (type === "summary.updated" && p.call_id) {
+        this.rolling[p.call_id] = p.summary;
+      }
+      WT.emit("lobby-message", { slot: this.slot, type });
+      this.render();
+      if (!["transcript.segment", "summary.updated", "transfer.summary"].includes(type)) this.refresh();
+    }
+
+    isMyCall(callId) {
+      const snap = this.snap || {};
+      return !!callId && ((snap.call && snap.call.call_id === callId) || (snap.transfer_in && snap.transfer_in.call_id === callId));
+    }
+
+    nameOf(identity) {
+      const agent = ((this.snap && this.snap.agents) || []).find((a) => a.identity === identity);
+      return agent ? agent.name : identity;
+    }
+
+    onTransferState(t) {
+      const mine = this.me && t.from_agent === this.me.identity;
+      const who = mine ? (t.target_kind === "agent" ? this.nameOf(t.target) : t.target) : this.nameOf(t.from_agent);
+      const reason = t.reason ? ` (${t.reason})` : "";
+      const s = t.state;
+      if (s === "completed") {
+        this.busy = "";
+        this.notice = mine ? `Transfer completed: the caller is now with ${who}.` : `Transfer completed: you're now with the caller.`;
+      } else if (s === "completing") {
+        this.busy = mine ? `Handing the caller to ${who}…` : "Joining the caller…";
+      } else if (s === "consulting") {
+        this.busy = "";
+        this.notice = mine ? `Consulting ${who}: they're hearing the brief.` : `Warm transfer from ${who}: listen to the brief, then accept or decline.`;
+      } else if (!OPEN.has(s)) {
+        this.busy = "";
+        const label = (STATE_LABEL[s] || s).toLowerCase();
+        this.notice = mine ? `Transfer ${label}${reason}: you're back with the caller.` : `Transfer ${label}${reason}.`;
+        if (!mine && this.callRoom.connected && this.callRoom.roomName === t.call_room) this.callRoom.disconnect(true);
+      }
+    }
+
+    // --- actions ----------------------------------------------------------------------
+    async act(progress, fnName, args, after) {
+      this.busy = progress;
+      this.error = "";
+      this.render();
+      const out = await this.fn(fnName, args);
+      this.busy = "";
+      if (out.error) { this.error = out.error; this.render(); return null; }
+      if (out.me) this.apply(out);
+      if (after) await after(out);
+      this.render();
+      return out;
+    }
+
+    setAvailable(on) { return this.act(on ? "Going available…" : "Going unavailable…", "agent_available", { available: on }); }
+
+    acceptCall(callId) {
+      return this.act("Answering…", "agent_accept_call", { call_id: callId }, async (out) => {
+        this.captions = [];
+        this.notice = "";
+        this.callLog.push({ at: Date.now() / 1000, text: `Answered ${out.call.caller_name || "the caller"}` });
+        await this.joinCall(out.token);
+      });
+    }
+
+    async joinCall(token) {
+      const room = token.room;
+      await this.callRoom.connect(token, {
+        publish: true,
+        tokenProvider: async () => { const x = await this.fn("agent_room_token", { room }); return x.error ? x : x.token; },
+      });
+    }
+
+    async rejoinCall() {
+      const call = this.snap && this.snap.call;
+      if (!call) return;
+      const tok = await this.fn("agent_room_token", { room: call.room });
+      if (tok.error) { this.error = tok.error; this.render(); return; }
+      await this.joinCall(tok.token);
+    }
+
+    endCall() {
+      const call = this.snap && this.snap.call;
+      if (!call) return null;
+      return this.act("Ending the call…", "agent_end_call", { call_id: call.call_id }, async () => {
+        this.callLog.push({ at: Date.now() / 1000, text: "Call ended" });
+        await this.callRoom.disconnect(true);
+      });
+    }
+
+    startTransfer() {
+      const call = this.snap && this.snap.call;
+      const target = (this.form.phone || "").trim() || this.form.target;
+      if (!call) return null;
+      if (!target) { this.error = "Pick an agent or enter a phone number."; this.render(); return null; }
+      this.notice = "";
+      return this.act("Summarizing the call and preparing the spoken brief…", "agent_transfer", { call_id: call.call_id, target }, async (out) => {
+        this.form.phone = "";
+        if (out.transfer) { this.noteTransfer(out.transfer); this.focusTid = out.transfer.transfer_id; }
+      });
+    }
+
+    transferAction(action, t) {
+      const text = { complete: "Completing the transfer…", cancel: "Cancelling…", accept: "Accepting: joining the caller…", decline: "Declining…" }[action];
+      return this.act(text, "agent_transfer_action", { transfer_id: t.transfer_id, action }, async (out) => {
+        if (out.join) {
+          this.captions = [];
+          this.callLog.push({ at: Date.now() / 1000, text: "Joined the caller" });
+          this.busy = "Joining the caller…";
+          await this.joinCall(out.join);
+        }
+      });
+    }
+
+    // --- rendering ----------------------------------------------------------------------
+    render() {
+      this.renderDesk();
+      this.renderLive();
+      this.renderTimeline();
+    }
+
+    renderDesk() {
+      const root = this.parts.desk;
+      if (!root) return;
+      const nodes = [];
+      if (!this.session) {
+        nodes.push(el("h2", { class: "wt-title" }, "Agent desk"),
+          el("p", { class: "wt-muted" }, "Sign in to take calls. Agent A and Agent B are the same desk: any agent can start or receive a transfer."),
+          el("form", { class: "wt-form", onsubmit: (e) => { e.preventDefault(); this.signIn(); } },
+            this.input("identity", "Agent ID", { autocomplete: "username", maxlength: 64 }),
+            this.input("name", "Display name", { maxlength: 80 }),
+            this.input("passcode", "Passcode", { type: "password", autocomplete: "current-password", placeholder: "Not needed in local mode" }),
+            el("button", { type: "submit", class: "wt-btn wt-primary wt-signin", disabled: !!this.busy }, "Sign in")));
+        nodes.push(this.messages());
+        WT.swap(root, nodes);
+        return;
+      }
+      const snap = this.snap || { me: {}, incoming: [], agents: [] };
+      const me = snap.me || {};
+      const status = me.busy ? "On a call" : me.available ? "Available" : "Unavailable";
+      nodes.push(el("div", { class: "wt-deskhead" },
+        el("div", {},
+          el("div", { class: "wt-title", dataset: { testid: "agent-name" } }, this.me.name),
+          el("div", { class: "wt-small wt-muted" }, this.me.identity)),
+        el("span", { class: `wt-pill wt-avail-${me.busy ? "busy" : me.available ? "on" : "off"}`, dataset: { testid: "availability" } }, status),
+        el("button", { class: "wt-btn wt-toggle-available", onclick: () => this.setAvailable(!me.available) }, me.available ? "Go unavailable" : "Go available"),
+        el("button", { class: "wt-btn wt-link", onclick: () => this.signOut() }, "Sign out")));
+      nodes.push(this.messages());
+      if (snap.transfer_in && OPEN.has(snap.transfer_in.state)) nodes.push(this.incomingTransferCard(snap.transfer_in));
+      if (snap.call) nodes.push(this.callCard(snap));
+      if (!snap.call && !(snap.transfer_in && OPEN.has(snap.transfer_in.state))) nodes.push(this.incomingCalls(snap));
+      WT.swap(root, nodes);
+    }
+
+    messages() {
+      return el("div", { class: "wt-messages" },
+        this.busy ? el("div", { class: "wt-progress", dataset: { testid: "progress" } }, el("span", { class: "wt-spinner" }), this.busy) : null,
+        this.error ? el("div", { class: "wt-alert", role: "alert" }, this.error, " ", el("button", { class: "wt-btn wt-link", onclick: () => { this.error = ""; this.render(); } }, "Dismiss")) : null,
+        this.notice ? el("div", { class: "wt-notice", dataset: { testid: "notice" } }, this.notice) : null);
+    }
+
+    input(name, label, attrs) {
+      const input = el("input", Object.assign({ name, class: "wt-input", value: this.form[name] || "" }, attrs || {}));
+      input.addEventListener("input", () => { this.form[name] = input.value; });
+      return el("label", { class: "wt-field" }, el("span", {}, label), input);
+    }
+
+    incomingCalls(snap) {
+      const list = snap.incoming || [];
+      const me = snap.me || {};
+      return el("section", { class: "wt-card wt-incoming" },
+        el("h3", {}, "Incoming calls"),
+        list.length
+          ? el("ul", { class: "wt-list" }, list.map((c) => el("li", { class: "wt-incoming-call", dataset: { callId: c.call_id } },
+            el("span", { class: "wt-ring" }),
+            el("span", { class: "wt-grow" }, el("b", {}, c.caller_name || "Caller"), el("span", { class: "wt-muted wt-small" }, ` · ${c.offered_to ? "for you" : "queue"} · waiting ${WT.ago(c.at)}`)),
+            el("button", { class: "wt-btn wt-primary wt-accept-call", onclick: () => this.acceptCall(c.call_id) }, "Accept"))))
+          : el("div", { class: "wt-empty" }, me.available ? "No calls waiting. Calls offered to you appear here." : "You're unavailable: go available to receive calls."));
+    }
+
+    callCard(snap) {
+      const call = snap.call;
+      const out = snap.transfer_out && OPEN.has(snap.transfer_out.state) ? snap.transfer_out : null;
+      const held = call.status === "on_hold";
+      const card = el("section", { class: "wt-card wt-current-call" },
+        el("h3", {}, "Current call"),
+        el("div", { class: "wt-callline" },
+          el("b", { dataset: { testid: "call-caller" } }, call.caller_name || "Caller"),
+          el("span", { class: `wt-pill wt-call-${call.status}` }, held ? "Caller on hold" : call.status === "active" ? "Live" : call.status)),
+        el("div", { class: "wt-controls" },
+          !this.callRoom.connected && call.status === "active" ? el("button", { class: "wt-btn wt-primary", onclick: () => this.rejoinCall() }, "Join call audio") : null,
+          el("button", { class: "wt-btn wt-danger wt-end-call", onclick: () => this.endCall(), disabled: !!out }, "End call")));
+      if (out) card.append(this.transferProgress(out));
+      else if (call.status === "active") card.append(this.transferControls(snap));
+      return card;
+    }
+
+    transferControls(snap) {
+      const me = (snap.me || {}).identity;
+      const targets = (snap.agents || []).filter((a) => a.available && !a.busy && a.identity !== me);
+      if (!targets.some((a) => a.identity === this.form.target)) this.form.target = targets.length ? targets[0].identity : "";
+      const select = el("select", { name: "target", class: "wt-input", "aria-label": "Transfer to agent" },
+        targets.length ? targets.map((a) => el("option", { value: a.identity }, `${a.name} (${a.identity})`)) : el("option", { value: "" }, "No other agent is available"));
+      select.value = this.form.target;
+      select.addEventListener("change", () => { this.form.target = select.value; });
+      const phone = el("input", { name: "phone", class: "wt-input", value: this.form.phone, placeholder: "+14155550123", inputmode: "tel", maxlength: 20 });
+      phone.addEventListener("input", () => { this.form.phone = phone.value; });
+      return el("div", { class: "wt-transfer-controls" },
+        el("h4", {}, "Warm transfer"),
+        el("div", { class: "wt-row" },
+          el("label", { class: "wt-field wt-grow" }, el("span", {}, "To an available agent"), select),
+          el("label", { class: "wt-field" }, el("span", {}, "or a phone number"), phone)),
+        el("button", { class: "wt-btn wt-primary wt-start-transfer", onclick: () => this.startTransfer(), disabled: !!this.busy }, "Start warm transfer"));
+    }
+
+    transferProgress(t) {
+      const summary = this.summaries[t.transfer_id] || t.summary;
+      return el("div", { class: "wt-transfer-progress", dataset: { state: t.state } },
+        el("h4", {}, `Warm transfer to ${t.target_name || t.target}`, " ", el("span", { class: `wt-pill wt-t-${t.state}`, dataset: { testid: "transfer-state" } }, STATE_LABEL[t.state] || t.state)),
+        el("p", { class: "wt-small wt-muted" }, t.state === "consulting"
+          ? "The caller hears hold music. You're in the consult room with the target; the brief is played to them."
+          : "Handing over: the target is joining the caller."),
+        WT.summaryCard(summary, { testid: "transfer-summary", empty: "Preparing the summary…" }),
+        el("div", { class: "wt-controls" },
+          el("button", { class: "wt-btn wt-primary wt-complete", onclick: () => this.transferAction("complete", t), disabled: t.state !== "consulting" }, "Complete transfer"),
+          el("button", { class: "wt-btn wt-danger wt-cancel", onclick: () => this.transferAction("cancel", t), disabled: t.state !== "consulting" }, "Cancel transfer")));
+    }
+
+    incomingTransferCard(t) {
+      const summary = this.summaries[t.transfer_id] || t.summary;
+      return el("section", { class: "wt-card wt-incoming-transfer", dataset: { state: t.state } },
+        el("h3", {}, "Incoming transfer"),
+        el("div", { class: "wt-callline" },
+          el("span", {}, "From ", el("b", {}, t.from_name || t.from_agent), " · caller ", el("b", {}, t.caller_name || "unknown")),
+          el("span", { class: `wt-pill wt-t-${t.state}` }, STATE_LABEL[t.state] || t.state)),
+        WT.summaryCard(summary, { testid: "incoming-summary", empty: "The summary is on its way…" }),
+        el("div", { class: "wt-controls" },
+          el("button", { class: "wt-btn wt-primary wt-accept-transfer", onclick: () => this.transferAction("accept", t), disabled: t.state !== "consulting" }, "Accept"),
+          el("button", { class: "wt-btn wt-danger wt-decline-transfer", onclick: () => this.transferAction("decline", t), disabled: t.state !== "consulting" }, "Decline")));
+    }
+
+    renderLive() {
+      const root = this.parts.live;
+      if (!root) return;
+      const snap = this.snap || {};
+      const callId = (snap.call && snap.call.call_id) || (snap.transfer_in && snap.transfer_in.call_id);
+      const rolling = callId && this.rolling[callId];
+      const transferSummary = this.focusTid && this.summaries[this.focusTid];
+      const captions = this.captions.filter((c) => !callId || c.call_id === callId).slice(-30);
+      const capList = el("ol", { class: "wt-captions", dataset: { testid: "captions" } },
+        captions.map((c) => el("li", {}, el("span", { class: "wt-speaker" }, c.speaker === "caller" ? "Caller" : String(c.speaker || "").replace(/^agent:/, "")), el("span", {}, c.text))));
+      WT.swap(root, [
+        el("section", { class: "wt-card" },
+          el("h3", {}, "Summary", el("span", { class: "wt-muted wt-small" }, rolling ? " · rolling, live" : transferSummary ? " · transfer brief" : "")),
+          WT.summaryCard(rolling || transferSummary, { testid: "live-summary", empty: "The rolling summary appears here while live transcription runs." })),
+        el("section", { class: "wt-card" },
+          el("h3", {}, "Live captions"),
+          captions.length ? capList : el("div", { class: "wt-empty" }, "Captions appear here while live transcription runs on the call.")),
+      ]);
+      capList.scrollTop = capList.scrollHeight;
+    }
+
+    renderTimeline() {
+      const root = this.parts.timeline;
+      if (!root) return;
+      const items = this.callLog.map((c) => ({ at: c.at, text: c.text, kind: "call" }));
+      const t = this.focusTid && this.transfers[this.focusTid];
+      if (t) {
+        for (const e of Object.values(this.events[t.transfer_id] || {})) {
+          const detail = e.detail && (e.detail.reason || e.detail.target) ? ` — ${e.detail.reason || `to ${e.detail.target}`}` : "";
+          items.push({ at: e.at, kind: e.to_state, text: `${STATE_LABEL[e.to_state] || e.to_state} · by ${e.actor}${detail}` });
+        }
+      }
+      items.sort((a, b) => a.at - b.at);
+      WT.swap(root, [el("section", { class: "wt-card" },
+        el("h3", {}, "Call timeline", t ? el("span", { class: "wt-muted wt-small" }, ` · transfer ${t.transfer_id}`) : null),
+        items.length
+          ? el("ol", { class: "wt-timeline", dataset: { testid: "timeline" } }, items.map((i) => el("li", { dataset: { kind: i.kind } }, el("time", {}, WT.time(i.at)), el("span", {}, i.text))))
+          : el("div", { class: "wt-empty" }, "Events of the call and its transfers appear here with their times."))]);
+    }
+  }
+
+  const desks = {};
+  const factory = function (slot, props) {
+    if (!desks[slot]) desks[slot] = new AgentDesk(slot, props || {});
+    const desk = desks[slot];
+    if (props && props.wt_identity && !desk.session && desk.form.identity === desk.defaults.identity) {
+      desk.defaults = { identity: props.wt_identity, name: props.wt_name || props.wt_identity };
+      desk.form.identity = desk.defaults.identity;
+      desk.form.name = desk.defaults.name;
+    }
+    return desk;
+  };
+  WT.kinds.desk = factory;
+  WT.kinds.live = factory;
+  WT.kinds.timeline = factory;
+})();

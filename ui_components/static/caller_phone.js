@@ -1,0 +1,226 @@
+// Caller tab: name, agent pick, one-click call; who you're talking to, hold, the
+// transfer, mute and hang up. The caller's only credential is the ticket of its call.
+(function () {
+  "use strict";
+  const WT = window.WT;
+  const { el } = WT;
+
+  class CallerPhone {
+    constructor(slot) {
+      this.slot = slot;
+      this.server = null;
+      this.root = null;
+      this.agents = [];
+      this.call = null;         // {call_id, identity, ticket}
+      this.view = null;         // {status, agent, agent_name, ringing, ringing_name}
+      this.firstAgent = null;   // the agent who answered first (to say "Now connected to" after a transfer)
+      this.wasOnHold = false;
+      this.busy = "";
+      this.error = "";
+      this.name = "";
+      this.pick = "";
+      this.room = WT.room(slot, null);
+      this.room.addEventListener("data", (e) => this.onData(e.detail.msg));
+      this.room.addEventListener("disconnected", (e) => this.onRoomGone(e.detail));
+      this.room.addEventListener("left", () => this.hangUp());
+      this.room.addEventListener("connected", () => this.refreshStatus());
+      this._poll = setInterval(() => { if (!this.call) this.loadAgents(); }, 4000);
+    }
+
+    attachPart(_kind, root, server) {
+      this.root = root;
+      this.server = this.server || server;
+      root.classList.add("wt-caller");
+      this.loadAgents();
+      this.render();
+    }
+
+    async loadAgents() {
+      if (!this.server) return;
+      const out = await WT.call(this.server, "caller_agents", {});
+      if (out.error) return;
+      const before = JSON.stringify(this.agents);
+      this.agents = out.agents || [];
+      if (before !== JSON.stringify(this.agents) && !this.call) this.render();
+    }
+
+    creds() { return this.call ? { call_id: this.call.call_id, identity: this.call.identity, ticket: this.call.ticket } : {}; }
+
+    async start() {
+      const nameInput = this.root.querySelector("input[name=caller-name]");
+      const select = this.root.querySelector("select[name=agent]");
+      this.name = nameInput ? nameInput.value.trim() : "";
+      this.pick = select ? select.value : "";
+      this.busy = "Connecting your call…";
+      this.error = "";
+      this.render();
+      const out = await WT.call(this.server, "caller_start", { name: this.name, agent: this.pick });
+      if (out.error) { this.busy = ""; this.error = out.error; this.render(); return; }
+      this.call = { call_id: out.call_id, identity: out.identity, ticket: out.ticket };
+      this.view = out;
+      this.firstAgent = null;
+      this.wasOnHold = false;
+      this.busy = "";
+      this.render();
+      await this.room.connect(out.token, {
+        publish: true,
+        tokenProvider: async () => {
+          const t = await WT.call(this.server, "caller_token", this.creds());
+          return t.error ? t : t.token;
+        },
+      });
+      this.render();
+    }
+
+    onData(msg) {
+      if (msg.type === "call.status" && this.call && msg.payload && msg.payload.call_id === this.call.call_id) {
+        this.applyStatus({ status: msg.payload.status, agent: msg.payload.agent });
+        this.refreshStatus(); // names come from the server
+      }
+    }
+
+    async refreshStatus() {
+      if (!this.call) return;
+      const out = await WT.call(this.server, "caller_status", this.creds());
+      if (!out.error) this.applyStatus(out);
+    }
+
+    applyStatus(view) {
+      const prev = this.view || {};
+      this.view = Object.assign({}, prev, view);
+      if (view.agent && view.agent !== prev.agent && !("agent_name" in view)) this.view.agent_name = "";
+      if (this.view.status === "active" && !this.firstAgent) this.firstAgent = this.view.agent;
+      if (this.view.status === "on_hold") this.wasOnHold = true;
+      this.render();
+    }
+
+    async hangUp() {
+      if (!this.call) return;
+      this.busy = "Hanging up…";
+      this.render();
+      const out = await WT.call(this.server, "caller_hangup", this.creds());
+      this.busy = "";
+      if (!out.error) this.view = Object.assign({}, this.view, out);
+      else this.view = Object.assign({}, this.view, { status: "ended" });
+      await this.room.disconnect(true);
+      this.render();
+    }
+
+    onRoomGone(detail) {
+      if (!this.call) return;
+      if (detail && detail.final) this.view = Object.assign({}, this.view, { status: "ended" });
+      this.render();
+    }
+
+    reset() {
+      this.call = null;
+      this.view = null;
+      this.error = "";
+      this.room.disconnect(true);
+      this.loadAgents();
+      this.render();
+    }
+
+    agentName() {
+      const v = this.view || {};
+      return v.agent_name || this.room.nameOf(v.agent) || v.agent || "an agent";
+    }
+
+    headline() {
+      const v = this.view || {};
+      if (v.status === "ended") return ["Call ended", "Thanks for calling."];
+      if (v.status === "on_hold") return ["On hold — please wait", "Your agent is bringing in a colleague who can help. Music plays while you wait."];
+      if (v.status === "active") {
+        const transferred = this.firstAgent && v.agent !== this.firstAgent;
+        if (transferred) return [`Now connected to ${this.agentName()}`, "Your call was transferred. They already know what it's about."];
+        if (this.wasOnHold) return [`You're back with ${this.agentName()}`, ""];
+        return [`You're talking to ${this.agentName()}`, ""];
+      }
+      if (v.ringing) return [`Calling ${v.ringing_name || v.ringing}…`, "Please stay on the line."];
+      return ["Waiting for the next available agent…", "Please stay on the line."];
+    }
+
+    // In the form, only the agent list changes: update it in place, so typing isn't disturbed.
+    updateAgentList() {
+      const select = this.root.querySelector("select[name=agent]");
+      const count = this.root.querySelector(".wt-agent-count");
+      if (!select || !count) return false;
+      const current = select.value;
+      select.replaceChildren(el("option", { value: "" }, "First available agent"),
+        ...this.agents.map((a) => el("option", { value: a.identity }, a.name)));
+      select.value = this.agents.some((a) => a.identity === current) ? current : "";
+      count.textContent = this.countText();
+      const button = this.root.querySelector(".wt-call-btn");
+      if (button) button.disabled = !!this.busy;
+      return true;
+    }
+
+    countText() {
+      const n = this.agents.length;
+      return n ? `${n} agent${n === 1 ? "" : "s"} available now.` : "No agent is available right now: you'll wait in the queue.";
+    }
+
+    render() {
+      const root = this.root;
+      if (!root) return;
+      if (!this.call && this.updateAgentList()) {
+        root.querySelectorAll(".wt-progress, .wt-alert").forEach((n) => n.remove());
+        if (this.busy) root.append(el("div", { class: "wt-progress" }, el("span", { class: "wt-spinner" }), this.busy));
+        if (this.error) root.append(el("div", { class: "wt-alert", role: "alert" }, this.error));
+        return;
+      }
+      const parts = [el("h2", { class: "wt-title" }, "Call support")];
+      if (!this.call) {
+        const select = el("select", { name: "agent", class: "wt-input", "aria-label": "Agent" },
+          el("option", { value: "" }, "First available agent"),
+          this.agents.map((a) => el("option", { value: a.identity }, a.name)));
+        select.value = this.agents.some((a) => a.identity === this.pick) ? this.pick : "";
+        parts.push(
+          el("p", { class: "wt-muted" }, "No account needed: tell us your name and press Call."),
+          el("form", {
+            class: "wt-form",
+            onsubmit: (e) => { e.preventDefault(); this.start(); },
+          },
+          el("label", { class: "wt-field" }, el("span", {}, "Your name"),
+            el("input", { name: "caller-name", class: "wt-input", maxlength: 80, autocomplete: "name", value: this.name, placeholder: "e.g. Maria Lopez" })),
+          el("label", { class: "wt-field" }, el("span", {}, "Talk to"), select),
+          el("p", { class: "wt-muted wt-small wt-agent-count" }, this.countText()),
+          el("button", { type: "submit", class: "wt-btn wt-primary wt-big wt-call-btn", disabled: !!this.busy }, "Call")),
+        );
+      } else {
+        const [head, sub] = this.headline();
+        const status = (this.view && this.view.status) || "waiting";
+        parts.push(el("div", { class: `wt-callcard wt-status-${status}` },
+          el("div", { class: "wt-callcard-head", dataset: { testid: "caller-headline" } }, head),
+          sub ? el("div", { class: "wt-callcard-sub" }, sub) : null,
+          status === "on_hold" ? el("div", { class: "wt-holdbars", "aria-hidden": "true" }, el("i"), el("i"), el("i"), el("i")) : null));
+        const controls = el("div", { class: "wt-controls" });
+        if (status !== "ended") {
+          if (this.room.connected) {
+            controls.append(el("button", { class: "wt-btn wt-mute", onclick: () => this.room.toggleMute() },
+              this.room.micEnabled ? "Mute" : "Unmute"));
+          }
+          controls.append(el("button", { class: "wt-btn wt-danger wt-hangup", onclick: () => this.hangUp(), disabled: !!this.busy }, "Hang up"));
+        } else {
+          controls.append(el("button", { class: "wt-btn wt-primary", onclick: () => this.reset() }, "Call again"));
+        }
+        parts.push(controls);
+        if (this.room.micError) parts.push(el("div", { class: "wt-alert", role: "alert" }, this.room.micError));
+      }
+      if (this.busy) parts.push(el("div", { class: "wt-progress" }, el("span", { class: "wt-spinner" }), this.busy));
+      if (this.error) parts.push(el("div", { class: "wt-alert", role: "alert" }, this.error));
+      root.replaceChildren(...parts.filter(Boolean));
+    }
+  }
+
+  const phones = {};
+  WT.kinds.caller = function (slot) {
+    if (!phones[slot]) {
+      phones[slot] = new CallerPhone(slot);
+      // Re-draw the mute label when the room widget changes.
+      WT.room(slot).addEventListener("state", () => phones[slot].render());
+      WT.room(slot).addEventListener("participants", () => phones[slot].render());
+    }
+    return phones[slot];
+  };
+})();
