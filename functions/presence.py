@@ -65,12 +65,12 @@ class Presence:
             agent = self._agents[identity] = AgentPresence(identity, name.strip() or identity)
         elif name.strip():
             agent.name = name.strip()
-        await self._announce()
+        await self.announce()
         return agent
 
     async def sign_out(self, identity: str) -> None:
         if self._agents.pop(identity, None) is not None:
-            await self._announce()
+            await self.announce()
 
     def get(self, identity: str) -> AgentPresence:
         try:
@@ -89,7 +89,7 @@ class Presence:
         if agent.available != available:
             agent.available = available
             agent.since = time.time()
-        await self._announce()
+        await self.announce()
         if available:  # queued calls become visible to this agent
             for offer in self._offers.values():
                 if offer.agent is None:
@@ -149,5 +149,5 @@ class Presence:
         payload = {"call_id": offer.call_id, "caller_name": offer.caller_name, "offered_to": offer.agent}
         return Notification(type="call.incoming", payload=payload)
 
-    async def _announce(self) -> None:
+    async def announce(self) -> None:
         await self.send(Notification(type="presence.changed", payload={"agents": self.agents()}), None)
