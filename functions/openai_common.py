@@ -29,6 +29,12 @@ class OpenAIClientHolder:
         self._client: Any = None
         self._lock = threading.Lock()
 
+    def warm(self) -> OpenAIClientHolder:
+        """Build the client now (importing the SDK takes ~2 s), so the first request's timeout only
+        measures the request. No network is touched."""
+        self.get()
+        return self
+
     @property
     def timeout_s(self) -> float:
         return self._timeout_s

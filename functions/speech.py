@@ -203,7 +203,7 @@ class OpenAISpeaker:
     def __init__(self, settings: Settings, *, chunk_bytes: int = 9600) -> None:
         self.settings = settings
         # Speech of a long text can take longer than a chat answer: allow a few times the LLM timeout.
-        self._client = OpenAIClientHolder(settings, timeout_s=max(settings.llm_timeout_s * 3, 10.0))
+        self._client = OpenAIClientHolder(settings, timeout_s=max(settings.llm_timeout_s * 3, 10.0)).warm()
         self.chunk_bytes = chunk_bytes - chunk_bytes % 2
 
     def synthesize(self, text: str, voice: str | None = None) -> Iterator[PcmChunk]:

@@ -178,7 +178,7 @@ class OpenAISummarizer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._client = OpenAIClientHolder(settings)
+        self._client = OpenAIClientHolder(settings).warm()
         # OpenAI, vLLM, Ollama and llama.cpp's llama-server take `json_schema`; llama-cpp-python's server
         # only takes `{"type": "json_object", "schema": …}`. We learn which on the first refusal.
         self.format_mode = "json_schema"

@@ -138,7 +138,7 @@ class OpenAITranscriber:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # Transcribing can take a while for long audio; allow a few times the chat timeout.
-        self._client = OpenAIClientHolder(settings, timeout_s=max(settings.llm_timeout_s * 4, 15.0))
+        self._client = OpenAIClientHolder(settings, timeout_s=max(settings.llm_timeout_s * 4, 15.0)).warm()
 
     @property
     def wants_verbose(self) -> bool:
