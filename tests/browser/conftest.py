@@ -108,13 +108,26 @@ class AppServer:
 
 
 @pytest.fixture
-async def app_server(settings):
-    # Live transcription (Whisper on 2 cores) is covered by its own tests; here it would
-    # only compete with three browsers for the CPU.
-    settings = settings.model_copy(update={"live_transcription": False})
-    server = await asyncio.to_thread(AppServer(settings).start)
-    yield server
-    await asyncio.to_thread(server.stop)
+async def app_factory(settings):
+    """start(**setting_overrides) → a running AppServer; all are stopped after the test."""
+    started: list[AppServer] = []
+
+    async def start(**overrides) -> AppServer:
+        # Live transcription (Whisper on 2 cores) is covered by its own tests; here it would
+        # only compete with three browsers for the CPU.
+        app_settings = settings.model_copy(update={"live_transcription": False, **overrides})
+        server = await asyncio.to_thread(AppServer(app_settings).start)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await asyncio.to_thread(server.stop)
+
+
+@pytest.fixture
+async def app_server(app_factory):
+    return await app_factory()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 from playwright.async_api import expect
 
+from functions.models import CallSummary, Notification
 from tests.browser.pages import AgentPage, CallerPage, T
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
@@ -172,6 +173,19 @@ async def _gone(lk_api, room: str) -> bool:
 
 async def test_complete_warm_transfer_through_the_ui(world, lk_api, shots):
     w = world
+    # Captions and the rolling summary render from the data messages live transcription
+    # sends (its own tests run Whisper; here they go through the real LiveKit data path).
+    call_id = w.call_room.removeprefix("call-")
+    segment = {"call_id": call_id, "speaker": "caller", "text": "My order 4417 arrived damaged.", "start": 0, "end": 2}
+    await lk_api.send(w.call_room, Notification(type="transcript.segment", payload=segment))
+    rolling = CallSummary(caller_name=CALLER, issue="Order 4417 arrived damaged", brief="Order arrived damaged.")
+    payload = {"call_id": call_id, "summary": rolling.model_dump(mode="json")}
+    await lk_api.send(w.call_room, Notification(type="summary.updated", payload=payload), ["agent-a"])
+    await expect(w.a.live.get_by_test_id("captions")).to_contain_text("Caller", timeout=T)
+    await expect(w.a.live.get_by_test_id("captions")).to_contain_text("My order 4417 arrived damaged.")
+    await expect(w.a.live.get_by_test_id("live-summary")).to_contain_text("Order 4417 arrived damaged")
+    await expect(w.caller.panel).not_to_contain_text("4417")  # callers never see summaries
+
     consult = await start_consult(w, lk_api, shots)
 
     await w.b.desk.locator(".wt-incoming-transfer").get_by_role("button", name="Accept").click()
@@ -200,6 +214,16 @@ async def test_complete_warm_transfer_through_the_ui(world, lk_api, shots):
     await shots(w.caller.page, "caller-now-with-b")
     await shots(w.a.page, "agent-a-transfer-completed")
     await shots(w.b.page, "agent-b-on-call")
+
+    # The Calls dashboard (for signed-in agents) follows live.
+    await w.a.page.get_by_role("tab", name="Calls").click()
+    board = w.a.page.locator("#wt-calls-calls")
+    await expect(board.locator(".wt-calls-table")).to_contain_text(CALLER, timeout=T)
+    await expect(board.locator(".wt-calls-table")).to_contain_text("Bob (B)")
+    await expect(board.locator(".wt-transfers-table")).to_contain_text("completed", timeout=T)
+    await expect(board.locator(".wt-agents")).to_contain_text("On a call")
+    await shots(w.a.page, "calls-dashboard")
+    await w.a.page.get_by_role("tab", name="Agent A").click()
 
     # B ends the call: the caller sees it, the room is gone.
     await w.b.desk.get_by_role("button", name="End call").click()

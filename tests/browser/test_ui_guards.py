@@ -1,0 +1,59 @@
+"""Sign-in with the agent passcode, user text shown as text (never markup), and a denied
+microphone explained to the caller, through the UI."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+from pydantic import SecretStr
+
+from tests.browser.pages import AgentPage, CallerPage, T
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+EVIL = '<img src=x onerror="window.__pwned=1">Eve'
+DENY_MIC = """
+navigator.mediaDevices.getUserMedia = () =>
+  Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
+"""
+
+
+async def test_passcode_escaping_and_denied_microphone(browser, app_factory, shots):
+    app = await app_factory(agent_passcode=SecretStr("s3cret"))
+    agent_ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+    caller_ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+    await caller_ctx.add_init_script(DENY_MIC)
+    try:
+        a = await AgentPage(await agent_ctx.new_page(), "a").open(app.url)
+        shots.watch(a.page, "agent-a")
+        await a.desk.locator("input[name=passcode]").fill("wrong")
+        await a.desk.locator(".wt-signin").click()
+        await expect(a.desk.get_by_role("alert")).to_contain_text("credential missing or wrong", timeout=T)
+        await a.sign_in("agent-a", "Alice (A)", passcode="s3cret")
+        await a.go_available()
+
+        caller = await CallerPage(await caller_ctx.new_page()).open(app.url)
+        shots.watch(caller.page, "caller")
+        await expect(caller.panel).to_contain_text("1 agent available now.", timeout=T)
+        await caller.call(EVIL, None)  # "First available agent"
+        await expect(caller.headline).to_have_text("Calling Alice (A)…", timeout=T)
+        # Connected and able to listen, with a clear way out of the blocked microphone.
+        await expect(caller.room.get_by_test_id("room-state")).to_have_text("Connected", timeout=T)
+        await expect(caller.room.get_by_role("alert")).to_contain_text("Microphone blocked", timeout=T)
+        await expect(caller.room.get_by_role("button", name="Retry microphone")).to_be_visible()
+        await shots(caller.page, "caller-microphone-blocked")
+
+        row = a.desk.locator(".wt-incoming-call")
+        await expect(row).to_contain_text(EVIL, timeout=T)  # the name as typed, as text
+        await a.accept_call_from(EVIL)
+        await expect(caller.headline).to_have_text("You're talking to Alice (A)", timeout=T)
+        for page in (a.page, caller.page):
+            assert await page.evaluate("window.__pwned === undefined")
+            assert await page.locator("img[src=x]").count() == 0
+        await shots(a.page, "agent-a-escaped-name")
+
+        await caller.panel.get_by_role("button", name="Hang up").click()
+        await expect(caller.headline).to_have_text("Call ended", timeout=T)
+        await expect(a.desk.get_by_test_id("availability")).to_have_text("Available", timeout=T)
+    finally:
+        await agent_ctx.close()
+        await caller_ctx.close()
