@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
+import shutil
+import subprocess
 import threading
 
 import gradio as gr
@@ -18,7 +21,7 @@ from fastapi.responses import FileResponse
 
 from ui_components.backend import UiBackend
 from ui_components.tabs import build_blocks, render_agent_tab, render_caller_tab, render_calls_tab
-from ui_components.widgets import LIVEKIT_CLIENT, STATIC_DIR, STATIC_ROUTE, LiveKitRoom, WtPanel
+from ui_components.widgets import LIVEKIT_CLIENT, PROJECT_ROOT, STATIC_DIR, STATIC_ROUTE, LiveKitRoom, WtPanel
 
 __all__ = [
     "LiveKitRoom",
@@ -37,9 +40,25 @@ CSS_PATH = STATIC_DIR / "widgets.css"
 _MEDIA = {".js": "text/javascript", ".css": "text/css", ".map": "application/json"}
 
 
-def _static_routes(app: FastAPI) -> None:
-    if not LIVEKIT_CLIENT.exists():
+def ensure_livekit_client() -> bool:
+    """livekit-client comes from npm (`npm ci`, pinned in package-lock.json). Setup installs it;
+    a Hugging Face Space (SPACE_ID set) or WT_NPM_CI=1 runs `npm ci` here when it is missing."""
+    if LIVEKIT_CLIENT.exists():
+        return True
+    npm = shutil.which("npm")
+    if not (os.environ.get("SPACE_ID") or os.environ.get("WT_NPM_CI") == "1") or npm is None:
         log.warning("%s is missing: run `npm ci` in the project root; the call widgets cannot load", LIVEKIT_CLIENT)
+        return False
+    log.info("installing livekit-client with npm ci")
+    try:
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--omit=dev"], cwd=PROJECT_ROOT, check=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as e:
+        log.warning("npm ci failed (%s): the call widgets cannot load", e)
+    return LIVEKIT_CLIENT.exists()
+
+
+def _static_routes(app: FastAPI) -> None:
+    ensure_livekit_client()
 
     @app.get(f"/{STATIC_ROUTE}/{{name}}", include_in_schema=False)
     async def wt_static(name: str) -> FileResponse:

@@ -51,6 +51,14 @@ async def test_passcode_escaping_and_denied_microphone(browser, app_factory, sho
             assert await page.locator("img[src=x]").count() == 0
         await shots(a.page, "agent-a-escaped-name")
 
+        # The network drops for a few seconds: the widget says so, and comes back by itself.
+        await caller_ctx.set_offline(True)
+        await expect(caller.room.get_by_test_id("room-state")).to_have_text("Reconnecting…", timeout=T)
+        await shots(caller.page, "caller-reconnecting")
+        await caller_ctx.set_offline(False)
+        await expect(caller.room.get_by_test_id("room-state")).to_have_text("Connected", timeout=30_000)
+        await expect(caller.headline).to_have_text("You're talking to Alice (A)", timeout=T)
+
         await caller.panel.get_by_role("button", name="Hang up").click()
         await expect(caller.headline).to_have_text("Call ended", timeout=T)
         await expect(a.desk.get_by_test_id("availability")).to_have_text("Available", timeout=T)
