@@ -59,6 +59,16 @@ async def test_passcode_escaping_and_denied_microphone(browser, app_factory, sho
         await expect(caller.room.get_by_test_id("room-state")).to_have_text("Connected", timeout=30_000)
         await expect(caller.headline).to_have_text("You're talking to Alice (A)", timeout=T)
 
+        # Reloading the page keeps the call (caller) and the sign-in and call audio (agent).
+        await caller.page.reload()
+        await caller.page.get_by_role("tab", name="Caller").click()
+        await expect(caller.headline).to_have_text("You're talking to Alice (A)", timeout=T)
+        await expect(caller.room.get_by_test_id("room-state")).to_have_text("Connected", timeout=T)
+        await a.page.reload()
+        await expect(a.desk.get_by_test_id("call-caller")).to_have_text(EVIL, timeout=T)
+        await expect(a.call_room.get_by_test_id("room-state")).to_have_text("Connected", timeout=T)
+        await expect(a.call_room.locator(".wt-person[data-identity^='caller-']")).to_have_count(1, timeout=T)
+
         await caller.panel.get_by_role("button", name="Hang up").click()
         await expect(caller.headline).to_have_text("Call ended", timeout=T)
         await expect(a.desk.get_by_test_id("availability")).to_have_text("Available", timeout=T)

@@ -99,6 +99,36 @@
       if (server && !this.server) this.server = server;
       root.classList.add(`wt-agent-${kind}`);
       this.render();
+      if (kind === "desk") this.resume();
+    }
+
+    // A reload keeps the sign-in (this tab only): the session is in sessionStorage.
+    store(value) {
+      try {
+        if (value) sessionStorage.setItem(`wt-agent-${this.slot}`, JSON.stringify(value));
+        else sessionStorage.removeItem(`wt-agent-${this.slot}`);
+      } catch (e) { /* storage unavailable: sign in again after a reload */ }
+    }
+
+    async resume() {
+      let saved = null;
+      try { saved = JSON.parse(sessionStorage.getItem(`wt-agent-${this.slot}`) || "null"); } catch (e) { saved = null; }
+      if (this.session || !saved || !saved.session || this._resuming) return;
+      this._resuming = true;
+      this.session = saved.session;
+      const out = await this.fn("agent_state");
+      this._resuming = false;
+      if (out.error) { this.session = null; this.store(null); this.render(); return; }
+      this.me = saved.me;
+      await this.connectLobby();
+      this.apply(out);
+      if (out.call && out.call.status === "active" && !this.callRoom.connected) await this.rejoinCall();
+      WT.emit("agent-signed-in", { slot: this.slot });
+    }
+
+    async connectLobby(token) {
+      const provider = async () => { const t = await this.fn("agent_room_token", { room: LOBBY }); return t.error ? t : t.token; };
+      await this.lobby.connect(token || (await provider()), { publish: false, tokenProvider: provider });
     }
 
     // --- server ----------------------------------------------------------------------
@@ -117,11 +147,9 @@
       if (out.error) { this.error = out.error; this.render(); return; }
       this.session = out.session;
       this.me = { identity: out.identity, name: out.name };
+      this.store({ session: this.session, me: this.me });
       this.form.passcode = "";
-      await this.lobby.connect(out.lobby, {
-        publish: false,
-        tokenProvider: async () => { const t = await this.fn("agent_room_token", { room: LOBBY }); return t.error ? t : t.token; },
-      });
+      await this.connectLobby(out.lobby);
       await this.load();
       WT.emit("agent-signed-in", { slot: this.slot });
     }
@@ -130,6 +158,7 @@
       await this.fn("agent_sign_out");
       await Promise.all([this.lobby.disconnect(true), this.callRoom.disconnect(true), this.consult.disconnect(true)]);
       this.session = null;
+      this.store(null);
       this.me = null;
       this.snap = null;
       this.render();
@@ -140,7 +169,7 @@
       if (!this.session) return;
       const out = await this.fn("agent_state");
       if (out.error) {
-        if (/sign in/i.test(out.error)) { this.session = null; this.error = out.error; }
+        if (/sign in/i.test(out.error)) { this.session = null; this.store(null); this.error = out.error; }
         this.render();
         return;
       }

@@ -33,6 +33,46 @@
       root.classList.add("wt-caller");
       this.loadAgents();
       this.render();
+      this.resume();
+    }
+
+    // A reload keeps the call: this tab's ticket is in sessionStorage (never sent elsewhere).
+    saved() {
+      try { return JSON.parse(sessionStorage.getItem(`wt-call-${this.slot}`) || "null"); } catch (e) { return null; }
+    }
+
+    save() {
+      try {
+        if (this.call) sessionStorage.setItem(`wt-call-${this.slot}`, JSON.stringify(this.call));
+        else sessionStorage.removeItem(`wt-call-${this.slot}`);
+      } catch (e) { /* storage unavailable: no resume */ }
+    }
+
+    async resume() {
+      const saved = this.saved();
+      if (this.call || !saved || this._resuming) return;
+      this._resuming = true;
+      const view = await WT.call(this.server, "caller_status", saved);
+      if (view.error || view.status === "ended") { this._resuming = false; this.call = null; this.save(); return; }
+      this.call = saved;
+      this.view = view;
+      if (view.status === "active") this.firstAgent = view.agent;
+      this.render();
+      const tok = await WT.call(this.server, "caller_token", saved);
+      this._resuming = false;
+      if (tok.error) { this.error = tok.error; this.render(); return; }
+      await this.connectRoom(tok.token);
+    }
+
+    async connectRoom(token) {
+      await this.room.connect(token, {
+        publish: true,
+        tokenProvider: async () => {
+          const t = await WT.call(this.server, "caller_token", this.creds());
+          return t.error ? t : t.token;
+        },
+      });
+      this.render();
     }
 
     async loadAgents() {
@@ -57,19 +97,13 @@
       const out = await WT.call(this.server, "caller_start", { name: this.name, agent: this.pick });
       if (out.error) { this.busy = ""; this.error = out.error; this.render(); return; }
       this.call = { call_id: out.call_id, identity: out.identity, ticket: out.ticket };
+      this.save();
       this.view = out;
       this.firstAgent = null;
       this.wasOnHold = false;
       this.busy = "";
       this.render();
-      await this.room.connect(out.token, {
-        publish: true,
-        tokenProvider: async () => {
-          const t = await WT.call(this.server, "caller_token", this.creds());
-          return t.error ? t : t.token;
-        },
-      });
-      this.render();
+      await this.connectRoom(out.token);
     }
 
     onData(msg) {
@@ -114,6 +148,7 @@
 
     reset() {
       this.call = null;
+      this.save();
       this.view = null;
       this.error = "";
       this.room.disconnect(true);
