@@ -182,6 +182,7 @@ class OpenAISummarizer:
         # OpenAI, vLLM, Ollama and llama.cpp's llama-server take `json_schema`; llama-cpp-python's server
         # only takes `{"type": "json_object", "schema": …}`. We learn which on the first refusal.
         self.format_mode = "json_schema"
+        self.last_content: str | None = None  # the model's raw answer, for logs and tests
 
     def response_format(self) -> dict[str, Any]:
         if self.format_mode == "json_object":
@@ -220,6 +221,7 @@ class OpenAISummarizer:
             content = resp.choices[0].message.content or ""
         except (AttributeError, IndexError) as e:
             raise InvalidLLMOutput("the model returned no choices") from e
+        self.last_content = content
         return ground_summary(parse_summary_json(content), segments)
 
 
