@@ -27,6 +27,7 @@ from functions.transfer import LOBBY
 
 log = logging.getLogger(__name__)
 NAME_MAX = 80
+SESSION_TTL_S = 12 * 3600  # an agent signs in again after a working day
 
 
 @dataclass
@@ -116,6 +117,9 @@ class UiBackend:
     def _agent(self, args: dict) -> AgentSession:
         token = args.get("session")
         session = self._sessions.get(token) if isinstance(token, str) else None
+        if session is not None and time.time() - session.created_at > SESSION_TTL_S:
+            self._sessions.pop(token, None)
+            session = None
         if session is None:
             raise Forbidden("please sign in again")
         return session

@@ -45,6 +45,7 @@ def build_blocks(backend: UiBackend) -> gr.Blocks:
                 '<div class="wt-brand"><span class="wt-logo">⇄</span> Warm Transfer'
                 '<span class="wt-tagline">LiveKit calls with warm hand-offs between agents</span></div>',
                 apply_default_css=False,
+                js_on_load=None,
             )
         with gr.Tabs(elem_id="wt-tabs"):
             with gr.Tab("Agent A", id="agent-a", elem_id="tab-agent-a", render_children=True):
