@@ -254,7 +254,10 @@ def parse_summary_json(content: str) -> CallSummary:
         raise InvalidLLMOutput(f"the model's JSON does not match CallSummary: {str(e)[:200]}") from e
 
 
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="summary")
+# Two pools: rolling refreshes wait on LLM calls, so sharing one pool could deadlock under load.
+# A timed-out LLM call keeps its worker until the SDK's own timeout (LLM_TIMEOUT_S) ends it.
+_LLM_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="summary-llm")
+_ROLLING_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="summary-rolling")
 
 
 class FallbackSummarizer:
@@ -268,7 +271,7 @@ class FallbackSummarizer:
         self.last_error: ServiceError | None = None
 
     def summarize(self, segments: list[TranscriptSegment]) -> CallSummary:
-        future = _POOL.submit(self.primary.summarize, segments)
+        future = _LLM_POOL.submit(self.primary.summarize, segments)
         try:
             result = future.result(timeout=self.timeout_s)
             self.last_error = None
@@ -325,7 +328,7 @@ class RollingSummary:
                 else:
                     self._running = True
                     self._idle.clear()
-                    _POOL.submit(self._refresh)
+                    _ROLLING_POOL.submit(self._refresh)
         return self.current
 
     @property
