@@ -42,11 +42,14 @@ def create_app(settings: Settings | None = None, **providers: object) -> FastAPI
 
 
 def _add_cors(app: FastAPI, settings: Settings) -> None:
-    """CORS is closed unless CORS_ORIGINS lists origins (comma-separated) allowed to call the API."""
-    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
-    if not origins:
-        return
+    """CORS is closed unless CORS_ORIGINS lists origins (comma-separated) allowed to call the app.
+
+    The middleware is added even with no origins: its presence makes the mounted Gradio app
+    defer to this policy instead of answering cross-origin preflights itself (for every path
+    under `/`, which would otherwise include the API's)."""
     from fastapi.middleware.cors import CORSMiddleware
+
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
 
     app.add_middleware(
         CORSMiddleware,
