@@ -182,8 +182,10 @@ def api_router(ctx: Any) -> APIRouter:
         return ctx
 
     def gateway() -> Any:
-        """The functions gateway (local or Modal), built once on first use."""
-        if not gateway_box:
+        """The app's functions gateway (local or Modal), the one the UI uses too."""
+        if getattr(ctx, "gateway", None) is not None:
+            return ctx.gateway
+        if not gateway_box:  # an AppContext without a gateway (older composition): build one
             from functions.gateway import make_gateway
 
             gateway_box.append(make_gateway(ctx.settings, ctx.services))
@@ -222,7 +224,7 @@ def api_router(ctx: Any) -> APIRouter:
     async def info() -> ApiInfo:
         if not ctx.started:
             return ApiInfo(status="starting")
-        backend = gateway_box[0].backend_label if gateway_box else ctx.settings.functions_backend
+        backend = gateway().backend_label
         return ApiInfo(status="ok", functions_backend=backend, livekit_url=ctx.settings.livekit_url)
 
     # --- rooms --------------------------------------------------------------------------------
@@ -487,7 +489,8 @@ def api_router(ctx: Any) -> APIRouter:
         for t in o.store.list_transfers():
             if t.target_kind is not TargetKind.phone or agent not in (t.from_agent, t.target):
                 continue
-            leg = o.phone.leg(t.transfer_id) if o.phone is not None and hasattr(o.phone, "leg") else None
+            phone = getattr(ctx, "phone", None) or o.phone
+            leg = phone.leg(t.transfer_id) if phone is not None and hasattr(phone, "leg") else None
             calls.append(
                 PhoneCallView(
                     transfer_id=t.transfer_id,

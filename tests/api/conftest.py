@@ -34,7 +34,11 @@ def with_auth(settings: Settings, **update: object) -> Settings:
 
 @pytest.fixture
 def api_settings(settings) -> Settings:
-    return with_auth(settings)
+    """Auth enforced. Live transcription (a hidden transcriber in every call room: its own
+    feature with its own tests) is off here and on in the end-to-end flow tests: these tests
+    are about requests and state, and a transcriber still connecting when a short test's app
+    shuts down stays connected (see docs/api.md, Testing)."""
+    return with_auth(settings, live_transcription=False)
 
 
 @pytest.fixture

@@ -276,8 +276,10 @@ async def test_cors_is_closed_by_default_and_opens_to_configured_origins(api_set
     }
     closed = create_app(api_settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=closed), base_url="http://t") as c:
-        r = await c.options("/api/transfer/cancel", headers=preflight)
-        assert "access-control-allow-origin" not in r.headers
+        # Not even through the UI mounted at `/` (Gradio would answer preflights itself otherwise).
+        for path in ("/api/transfer/cancel", "/api/tokens", "/"):
+            r = await c.options(path, headers=preflight)
+            assert "access-control-allow-origin" not in r.headers, (path, r.headers)
         r = await c.get("/api", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in r.headers
 

@@ -14,13 +14,19 @@ import wave
 
 import pytest
 
-from tests.api.conftest import agent_headers, wait_transfer_state
+from tests.api.conftest import agent_headers, wait_transfer_state, with_auth
 from tests.support.peer import Peer
 
 pytestmark = pytest.mark.integration
 
 CALLER_HZ, A_HZ, B_HZ = 440, 660, 880
 A, B = "agent-a", "agent-b"
+
+
+@pytest.fixture
+def api_settings(settings):
+    """The app as deployed: live transcription on (its hidden transcriber joins every call room)."""
+    return with_auth(settings, live_transcription=True)
 
 
 async def members(client, room: str, agent: str) -> dict[str, str]:
