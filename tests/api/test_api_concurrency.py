@@ -1,0 +1,141 @@
+"""50 transfers' worth of API calls in parallel, against the real livekit-server: every
+initiate puts real server-side participants in the rooms (hold music in the call room, a
+briefing with TTS in the consult room). Afterwards every transfer's event log is exactly
+its own two events with its own actors, and every call is back with its own agent A."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app import create_app
+from functions.speech import EspeakSpeaker
+from tests.api.conftest import agent_headers, with_auth
+
+pytestmark = pytest.mark.integration
+
+N = 50
+INITIATES_IN_FLIGHT = int(os.environ.get("API_CONC_INFLIGHT", "50"))
+
+
+@pytest.fixture
+async def busy_client(settings):
+    # No timer may end a transfer while 50 of them are set up on 2 cores: this test is about
+    # concurrent API calls; timers and live transcription have their own tests.
+    s = with_auth(settings, ring_timeout_s=600, accept_timeout_s=600, live_transcription=False)
+    app = create_app(s, speaker=EspeakSpeaker(s))
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=120):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test", timeout=300) as c:
+            yield c, app.state.ctx
+
+
+@pytest.mark.timeout(1200)  # measured 205-470 s on 2 shared cores, almost all of it in the 50 initiates
+async def test_fifty_parallel_transfers_keep_their_own_state(busy_client):
+    client, ctx = busy_client
+    a = [f"agent-a{i:02d}" for i in range(N)]
+    b = [f"agent-b{i:02d}" for i in range(N)]
+    timings: dict[str, float] = {}
+
+    async def post(path: str, body: dict, agent: str, status: int = 200) -> dict:
+        r = await client.post(path, json=body, headers=agent_headers(agent))
+        assert r.status_code == status, f"{path} {agent}: {r.status_code} {r.text}"
+        return r.json()
+
+    # 1. 50 calls, each started by its own agent A, in parallel.
+    t0 = time.monotonic()
+    calls = await asyncio.gather(
+        *(
+            post("/api/rooms/create", {"caller_name": f"Caller {i}", "agent_identity": a[i]}, a[i], 201)
+            for i in range(N)
+        )
+    )
+    timings["50 calls created"] = time.monotonic() - t0
+    call_ids = [c["call"]["call_id"] for c in calls]
+    assert len(set(call_ids)) == N
+
+    # 2. 50 initiates in parallel (hold music + briefing participants join for each).
+    t0 = time.monotonic()
+    gate = asyncio.Semaphore(INITIATES_IN_FLIGHT)
+
+    async def initiate(i: int) -> dict:
+        async with gate:
+            t = await post("/api/transfer/initiate", {"call_id": call_ids[i], "target": b[i]}, a[i], 201)
+            return t
+
+    transfers = await asyncio.gather(*(initiate(i) for i in range(N)))
+    timings["50 initiates"] = time.monotonic() - t0
+    for i, t in enumerate(transfers):
+        assert (t["call_id"], t["from_agent"], t["target"], t["state"]) == (call_ids[i], a[i], b[i], "consulting")
+    tids = [t["transfer_id"] for t in transfers]
+    assert len(set(tids)) == N
+    holds = await asyncio.gather(*(ctx.rooms.identities(c["call"]["room"]) for c in calls))
+    assert all(f"hold-{call_ids[i]}" in holds[i] for i in range(N)), "every caller's room has its hold music"
+
+    # 3. Half cancelled by their A, half declined by their B, in parallel, with reads of every
+    #    transfer and wrong-actor attempts (which must change nothing) interleaved.
+    async def finish(i: int) -> dict:
+        if i % 2 == 0:
+            return await post("/api/transfer/cancel", {"transfer_id": tids[i]}, a[i])
+        return await post("/api/transfer/decline", {"transfer_id": tids[i], "reason": f"busy {i}"}, b[i])
+
+    async def wrong_actor(i: int) -> None:
+        j = (i + 1) % N  # another transfer's agent
+        r = await client.post("/api/transfer/cancel", json={"transfer_id": tids[i]}, headers=agent_headers(a[j]))
+        assert r.status_code == 403, r.text
+
+    async def read(i: int) -> None:
+        r = await client.get(f"/api/transfer/{tids[i]}", headers=agent_headers(a[i]))
+        assert r.status_code == 200 and r.json()["transfer_id"] == tids[i] and r.json()["from_agent"] == a[i]
+
+    t0 = time.monotonic()
+    results = await asyncio.gather(
+        *(finish(i) for i in range(N)), *(wrong_actor(i) for i in range(N)), *(read(i) for i in range(N))
+    )
+    timings["50 cancels/declines + 100 reads/refusals"] = time.monotonic() - t0
+    for i, t in enumerate(results[:N]):
+        assert t["transfer_id"] == tids[i] and t["state"] == ("cancelled" if i % 2 == 0 else "declined")
+
+    # 4. Every transfer's log: exactly its own two events, its own actors, in order.
+    t0 = time.monotonic()
+    finals = await asyncio.gather(
+        *(client.get(f"/api/transfer/{tids[i]}", headers=agent_headers(a[i])) for i in range(N))
+    )
+    for i, r in enumerate(finals):
+        t = r.json()
+        end, actor = ("cancelled", a[i]) if i % 2 == 0 else ("declined", b[i])
+        assert [(e["transfer_id"], e["seq"], e["from_state"], e["to_state"], e["actor"]) for e in t["events"]] == [
+            (tids[i], 1, "idle", "consulting", a[i]),
+            (tids[i], 2, "consulting", end, actor),
+        ], t["events"]
+        assert t["events"][0]["detail"] == {"target": b[i]}
+        if i % 2:
+            assert t["reason"] == f"busy {i}"
+    # Every call is back with its own A; the music and the consult rooms are gone.
+    for i in range(N):
+        call = ctx.store.get_call(call_ids[i])
+        assert (call.status.value, call.agent_identity) == ("active", a[i])
+    assert ctx.store.list_transfers(open_only=True) == []
+    timings["state checks"] = time.monotonic() - t0
+    print(f"\n[api concurrency] so far: {timings}", flush=True)
+
+    # The server catches up: consult rooms deleted, hold-music participants gone.
+    t0 = time.monotonic()
+    consults = {t["consult_room"] for t in transfers}
+    while True:
+        rooms = {r.name for r in await ctx.rooms.list_rooms()}
+        members = await asyncio.gather(*(ctx.rooms.identities(c["call"]["room"]) for c in calls))
+        left = sorted(rooms & consults) + [m for ms in members for m in ms if m.startswith("hold-")]
+        if not left:
+            break
+        assert time.monotonic() - t0 < 60, f"still there after 60s: {left[:5]} ({len(left)})"
+        await asyncio.sleep(0.5)
+    timings["rooms cleaned up"] = time.monotonic() - t0
+
+    report = ", ".join(f"{k}: {v:.1f}s" for k, v in timings.items())
+    print(f"\n[api concurrency] {N} transfers — {report}")
