@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException
 
 from functions.api_models import (
     API_VERSION,
@@ -133,6 +134,10 @@ class ApiRoute(APIRoute):
                 response = service_error_response(e)
             except RequestValidationError as e:
                 response = validation_error_response(e)
+            except HTTPException as e:  # FastAPI's own, e.g. 400 for a body that is not UTF-8
+                response = error_response(
+                    e.status_code, str(e.detail), "BadRequest" if e.status_code == 400 else "HTTP"
+                )
             response.headers["X-API-Version"] = str(API_VERSION)
             return response
 
@@ -156,7 +161,7 @@ async def _read_limited(request: Request, limit: int) -> None:
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody} for code in sorted({413, 422, 503, *codes})}
+    return {code: {"model": ErrorBody} for code in sorted({400, 413, 422, 503, *codes})}
 
 
 AGENT_ERRORS = (401, 403)

@@ -164,8 +164,8 @@ class SegmentIn(_Strict):
         examples=["caller", "agent:agent-a"],
     )
     text: str = Field(max_length=MAX_SEGMENT_CHARS)
-    start: float = Field(0.0, ge=0, le=86_400, allow_inf_nan=False)
-    end: float = Field(0.0, ge=0, le=86_400, allow_inf_nan=False)
+    start: float = Field(0.0, ge=0, le=86_400, allow_inf_nan=False, strict=True)
+    end: float = Field(0.0, ge=0, le=86_400, allow_inf_nan=False, strict=True)
 
     _v_text = field_validator("text")(_text)
 
