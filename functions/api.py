@@ -57,6 +57,7 @@ from functions.api_models import (
 from functions.audio import read_wav
 from functions.errors import ConfigError, Forbidden, IllegalTransition, InvalidInput, NotFound, ServiceError
 from functions.models import (
+    RESERVED_PREFIXES,
     Call,
     CallStatus,
     CallSummary,
@@ -73,7 +74,6 @@ from functions.models import (
 log = logging.getLogger(__name__)
 
 MAX_BODY_KEY = "x-max-body-bytes"
-RESERVED_PREFIXES = ("caller-", "hold-", "briefing-", "transcriber-")
 
 
 class Unauthorized(ServiceError):

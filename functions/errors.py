@@ -42,10 +42,14 @@ class Forbidden(ServiceError):
     status_code = 403
 
 
-class IllegalTransition(ServiceError):
-    """A transfer state change that the state machine does not allow."""
+class Conflict(ServiceError):
+    """The request clashes with the current state (a call already has an open transfer…)."""
 
     status_code = 409
+
+
+class IllegalTransition(Conflict):
+    """A transfer state change that the state machine does not allow."""
 
 
 class ProviderError(ServiceError):

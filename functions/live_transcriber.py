@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from livekit import rtc
 
 from functions.models import (
+    SERVICE_PREFIXES,
     Call,
     CallStatus,
     CallSummary,
@@ -32,6 +33,7 @@ from functions.models import (
     TranscriptSegment,
     Word,
 )
+from functions.participants import settle
 from functions.protocols import Transcriber
 from functions.rooms import Rooms
 from functions.segmenter import RATE, Segmenter, Utterance
@@ -41,7 +43,6 @@ from functions.summarization import RollingSummary
 from functions.tokens import mint_token
 
 log = logging.getLogger(__name__)
-SERVICE_PREFIXES = ("hold-", "briefing-", "transcriber-")
 QUEUE_LIMIT = 32  # utterances waiting per room; beyond that we are far behind real time
 
 
@@ -100,6 +101,7 @@ class RoomTranscriber:
         self._readers: dict[str, asyncio.Task] = {}
         self._t0 = time.monotonic()
         self.stopped = asyncio.Event()
+        self._connecting: asyncio.Future | None = None
         self.room.on("track_subscribed", self._on_track)
         self.room.on("participant_disconnected", lambda p: self.on_left and self.on_left(p.identity))
         self.room.on("disconnected", lambda *_: self.stopped.set())
@@ -117,7 +119,10 @@ class RoomTranscriber:
             hidden=True,
         )
         token = mint_token(req, self.settings).token
-        await self.room.connect(self.settings.livekit_url, token, rtc.RoomOptions(auto_subscribe=True))
+        self._connecting = asyncio.ensure_future(
+            self.room.connect(self.settings.livekit_url, token, rtc.RoomOptions(auto_subscribe=True))
+        )
+        await asyncio.shield(self._connecting)
         self._spawn(self._work())
         return self
 
@@ -125,6 +130,7 @@ class RoomTranscriber:
         """Leave the room; utterances already heard are still transcribed (bounded wait)."""
         for reader in list(self._readers.values()):
             reader.cancel()
+        await settle(self._connecting)
         with contextlib.suppress(Exception):
             await self.room.disconnect()
         with contextlib.suppress(TimeoutError):
@@ -330,6 +336,9 @@ class LiveTranscription:
             await rt.stop()
 
     async def aclose(self) -> None:
+        # Let transcribers that are still joining finish joining (bounded), then stop all.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=15)
         for room in list(self.transcribers):
             await self.stop_room(room)
         for t in list(self._tasks):

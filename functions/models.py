@@ -15,6 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 IDENTITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 ROOM_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 PROTOCOL_VERSION = 1
+# Identities the server gives its own participants and callers; no agent may take one.
+SERVICE_PREFIXES = ("hold-", "briefing-", "transcriber-")
+RESERVED_PREFIXES = ("caller-", *SERVICE_PREFIXES)
+
+
+def is_agent_identity(identity: str) -> bool:
+    return bool(IDENTITY_RE.match(identity)) and not identity.startswith(RESERVED_PREFIXES)
 
 
 def _check_identity(v: str) -> str:

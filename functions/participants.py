@@ -29,7 +29,15 @@ from functions.tokens import mint_token
 
 log = logging.getLogger(__name__)
 RATE = 48000
-FRAME = RATE // 100  # 10 ms
+FRAME = RATE // 100  # 10 ms: audio is padded to whole frames
+PUSH = RATE // 10  # 100 ms per capture call: 10x fewer Python→FFI hops than 10 ms frames
+
+
+async def settle(connecting: asyncio.Future | None, timeout: float = 15.0) -> None:
+    """Wait for a connect in progress to finish (either way) before disconnecting:
+    a connect cut in half leaves the SDK with a half-open session."""
+    if connecting is not None and not connecting.done():
+        await asyncio.wait([connecting], timeout=timeout)
 
 
 def hold_music_loop(seconds: float = 8.0) -> np.ndarray:
@@ -57,14 +65,18 @@ class _ServiceParticipant:
         self.room = rtc.Room()
         self._auto_subscribe = auto_subscribe
         self._tasks: set[asyncio.Task] = set()
-        self.source = rtc.AudioSource(RATE, 1, queue_size_ms=200)
+        self.source = rtc.AudioSource(RATE, 1, queue_size_ms=300)
+        self._connecting: asyncio.Future | None = None
 
     async def connect(self, only_for: str | None = None) -> None:
         token = mint_token(
             TokenRequest(identity=self.identity, name=self.name, role=Role.service, room=self.room_name),
             self.settings,
         ).token
-        await self.room.connect(self.settings.livekit_url, token, rtc.RoomOptions(auto_subscribe=self._auto_subscribe))
+        options = rtc.RoomOptions(auto_subscribe=self._auto_subscribe)
+        # Shielded: cancelling whoever awaits us must not cut the SDK's connect in half.
+        self._connecting = asyncio.ensure_future(self.room.connect(self.settings.livekit_url, token, options))
+        await asyncio.shield(self._connecting)
         if only_for:  # set before publishing, so nobody else can subscribe even briefly
             self.room.local_participant.set_track_subscription_permissions(
                 allow_all_participants=False,
@@ -84,14 +96,17 @@ class _ServiceParticipant:
     async def stop(self) -> None:
         for t in list(self._tasks):
             t.cancel()
+        await settle(self._connecting)
         with contextlib.suppress(Exception):
             await self.room.disconnect()
         with contextlib.suppress(Exception):
             await self.source.aclose()
 
     async def push(self, samples: np.ndarray) -> None:
-        for i in range(0, len(samples) - FRAME + 1, FRAME):
-            await self.source.capture_frame(rtc.AudioFrame(samples[i : i + FRAME].tobytes(), RATE, 1, FRAME))
+        usable = len(samples) - len(samples) % FRAME
+        for i in range(0, usable, PUSH):
+            chunk = samples[i : min(i + PUSH, usable)]
+            await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk)))
 
 
 class HoldMusic(_ServiceParticipant):

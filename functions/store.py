@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from functions.errors import InvalidInput, NotFound
+from functions.errors import Conflict, InvalidInput, NotFound
 from functions.models import (
     TERMINAL_STATES,
     Call,
@@ -126,7 +126,7 @@ class Store:
                     (t.call_id, *_OPEN),
                 ).fetchone()
                 if busy:
-                    raise InvalidInput(f"call '{t.call_id}' already has an open transfer '{busy[0]}'")
+                    raise Conflict(f"call '{t.call_id}' already has an open transfer '{busy[0]}'")
                 self._db.execute(
                     "INSERT INTO transfers VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (

@@ -22,9 +22,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from functions.errors import Forbidden, IllegalTransition, InvalidInput, NotFound, ServiceError
+from functions.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, LiveKitError, NotFound, ServiceError
 from functions.models import (
-    IDENTITY_RE,
     Call,
     CallStatus,
     CallSummary,
@@ -35,6 +34,7 @@ from functions.models import (
     TokenResponse,
     Transfer,
     TransferState,
+    is_agent_identity,
 )
 from functions.participants import Briefing, HoldMusic
 from functions.rooms import Rooms
@@ -156,7 +156,7 @@ class TransferOrchestrator:
         _check_agent(agent)
         call = self.store.get_call(call_id)
         if call.status is not CallStatus.waiting:
-            raise InvalidInput(f"call {call_id} is {call.status.value}, not waiting for an agent")
+            raise Conflict(f"call {call_id} is {call.status.value}, not waiting for an agent")
         call = self.store.update_call(call_id, agent_identity=agent, status=CallStatus.active)
         await self._notify_call(call)
         return call
@@ -274,7 +274,7 @@ class TransferOrchestrator:
             await self._finish(tid, S.failed, actor="system", reason=f"initiate failed: {e}")
             if isinstance(e, ServiceError):
                 raise
-            raise ServiceError(f"transfer could not start: {e}") from e
+            raise LiveKitError(f"transfer could not start: {e}", retryable=True) from e
 
     async def _start_briefing(self, transfer: Transfer, summary: CallSummary) -> None:
         tid, target = transfer.transfer_id, transfer.target
@@ -383,7 +383,13 @@ class TransferOrchestrator:
             # B may have got into the caller's room before the hand-off failed.
             if t.state is S.failed:
                 await self._safe(self.rooms.remove_participant(t.call_room, t.target))
-            await self._safe(self.rooms.set_permissions(t.call_room, t.from_agent, publish=True, subscribe=True))
+            await self._safe(self._restore_agent(t))
+
+    async def _restore_agent(self, t: Transfer) -> None:
+        try:
+            await self.rooms.set_permissions(t.call_room, t.from_agent, publish=True, subscribe=True)
+        except NotFound:
+            pass  # A left the call room meanwhile; a fresh token has full permissions anyway
 
     # --- internals: participants, timers, events ----------------------------------------------
     async def _start_hold(self, call_id: str, room: str) -> None:
@@ -398,7 +404,7 @@ class TransferOrchestrator:
         except Exception as e:
             self._holds.pop(call_id, None)
             await hold.stop()
-            raise ServiceError(f"hold music could not join {room}: {e}", retryable=True) from e
+            raise LiveKitError(f"hold music could not join {room}: {e}", retryable=True) from e
 
     async def _stop_hold(self, call_id: str) -> None:
         if hold := self._holds.pop(call_id, None):
@@ -506,7 +512,7 @@ class TransferOrchestrator:
 
 
 def _check_agent(identity: str) -> None:
-    if not IDENTITY_RE.match(identity) or identity.startswith(("caller-", "hold-", "briefing-", "transcriber-")):
+    if not is_agent_identity(identity):
         raise InvalidInput(f"'{identity[:64]}' is not a valid agent identity")
 
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from functions.errors import Forbidden, InvalidInput, NotFound, ServiceError
-from functions.models import IDENTITY_RE, Call, CallStatus, Notification, Transfer
+from functions.models import Call, CallStatus, Notification, Transfer, is_agent_identity
 from functions.presence import Presence
 from functions.transfer import LOBBY
 
@@ -195,7 +195,7 @@ class UiBackend:
     async def agent_sign_in(self, args: dict) -> dict:
         identity = _text(args, "identity", 64)
         name = _text(args, "name") or identity
-        if not IDENTITY_RE.match(identity) or identity.startswith(("caller-", "hold-", "briefing-", "transcriber-")):
+        if not is_agent_identity(identity):
             raise InvalidInput("agent id: 1-64 letters, digits, '_', '.', ':' or '-' (not caller-/hold-/briefing-)")
         passcode = args.get("passcode") if isinstance(args.get("passcode"), str) else ""
         self.orch  # noqa: B018 — started?

@@ -136,13 +136,13 @@ async def test_caller_hanging_up_during_consult_ends_transfer_and_tells_a_and_b(
 
 async def test_illegal_actions_change_nothing(world):
     t = await world.initiate()
-    from functions.errors import Forbidden, IllegalTransition, InvalidInput
+    from functions.errors import Conflict, Forbidden, IllegalTransition
 
     with pytest.raises(Forbidden):
         await world.orch.decline(t.transfer_id, actor=world.a_id)  # only B declines
     with pytest.raises(Forbidden):
         await world.orch.cancel(t.transfer_id, actor=world.b_id)  # only A cancels
-    with pytest.raises(InvalidInput, match="already has an open transfer"):
+    with pytest.raises(Conflict, match="already has an open transfer"):
         await world.orch.initiate(world.call.call_id, world.a_id, "agent-c")
     await world.orch.cancel(t.transfer_id, actor=world.a_id)
     with pytest.raises(IllegalTransition, match="cannot go from 'cancelled' to 'completing'"):

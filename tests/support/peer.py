@@ -19,7 +19,7 @@ import numpy as np
 from livekit import rtc
 
 SAMPLE_RATE = 48000
-FRAME_MS = 10
+FRAME_MS = 20
 ENERGY_DBFS = -45.0  # louder than Opus comfort noise, far quieter than any test source
 
 

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from functions.errors import IllegalTransition, InvalidInput, NotFound
+from functions.errors import Conflict, IllegalTransition, NotFound
 from functions.models import TERMINAL_STATES, Call, Transfer, TransferState
 from functions.state_machine import ALLOWED
 from functions.store import Store
@@ -76,7 +76,7 @@ def test_terminal_states_have_no_successors():
 
 def test_one_open_transfer_per_call_and_state_survives_reopen(tmp_path):
     store, tid = _store_with_transfer(tmp_path, S.consulting)
-    with pytest.raises(InvalidInput, match="already has an open transfer"):
+    with pytest.raises(Conflict, match="already has an open transfer"):
         store.add_transfer(
             Transfer(
                 transfer_id="t2",
