@@ -231,11 +231,11 @@ async def test_bad_input_is_refused_with_a_clear_4xx_and_changes_nothing(client,
         ("POST", "/api/transfer/complete", {"transfer_id": "ffffffffffff"}, h, 404, "no transfer"),
         ("POST", "/api/transfer/initiate", {"call_id": "ffffffffffff", "target": B}, h, 404, "no call"),
         # refused by the orchestrator before anything changes
-        ("POST", "/api/transfer/initiate", {"call_id": c1["call_id"], "target": "agent-c"}, h, 422, "open transfer"),
+        ("POST", "/api/transfer/initiate", {"call_id": c1["call_id"], "target": "agent-c"}, h, 409, "open transfer"),
         ("POST", "/api/transfer/initiate", {"call_id": c1["call_id"], "target": "+14155550123"}, h, 422, "twilio"),
         ("POST", "/api/transfer/initiate", {"call_id": c1["call_id"], "target": A}, h, 422, ""),
         ("POST", "/api/transfer/initiate", {"call_id": c1["call_id"], "target": "caller-1"}, h, 422, "not a valid"),
-        ("POST", f"/api/rooms/{c1['room']}/assign", None, h, 422, "not waiting"),
+        ("POST", f"/api/rooms/{c1['room']}/assign", None, h, 409, "not waiting"),
         ("POST", f"/api/rooms/{c2['room']}/end", None, h, 403, "not the agent"),
     ]
     for method, path, body, headers, status, words in cases:
