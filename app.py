@@ -15,9 +15,11 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
+from functions.api import api_router
 from functions.context import AppContext
 from functions.errors import ConfigError
 from functions.settings import Settings, load_settings
+from ui_components import mount_ui
 
 log = logging.getLogger("warm-transfer")
 
@@ -37,7 +39,9 @@ def create_app(settings: Settings | None = None, **providers: object) -> FastAPI
     app = FastAPI(title="Warm Transfer", version="1", lifespan=lifespan)
     app.state.ctx = ctx
     _add_cors(app, settings)
-    _mount_optional(app, ctx)
+    app.include_router(api_router(ctx))  # /api
+    _mount_twilio(app, ctx)  # /twilio, when configured
+    mount_ui(app, ctx)  # Gradio at /, last: it catches every other path
     return app
 
 
@@ -68,22 +72,6 @@ def _mount_twilio(app: FastAPI, ctx: AppContext) -> None:
         app.include_router(twilio_router(lambda: ctx.orchestrator, ctx.base_settings, lambda: ctx.phone))
 
 
-def _mount_optional(app: FastAPI, ctx: AppContext) -> None:
-    """Routers and UI that land issue by issue; each module owns its own routes."""
-    try:
-        from functions.api import api_router
-    except ImportError:
-        api_router = None
-    if api_router is not None:
-        app.include_router(api_router(ctx))
-    try:
-        from ui_components import mount_ui
-    except ImportError:
-        mount_ui = None
-    if mount_ui is not None:
-        mount_ui(app, ctx)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default=None, help="bind address (default APP_HOST or 127.0.0.1)")
@@ -100,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     port = args.port or settings.app_port
     app = create_app(settings)
     if args.share:
-        from ui_components import share_link
+        from ui_components import share_link  # only for --share
 
         share_link(app, host, port)
     uvicorn.run(app, host=host, port=port, log_level="info")

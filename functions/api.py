@@ -55,7 +55,18 @@ from functions.api_models import (
     TransferAction,
 )
 from functions.audio import read_wav
-from functions.errors import ConfigError, Forbidden, IllegalTransition, InvalidInput, NotFound, ServiceError
+from functions.errors import (
+    ConfigError,
+    Forbidden,
+    IllegalTransition,
+    InvalidInput,
+    NotAvailable,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthorized,
+)
 from functions.models import (
     RESERVED_PREFIXES,
     Call,
@@ -74,26 +85,6 @@ from functions.models import (
 log = logging.getLogger(__name__)
 
 MAX_BODY_KEY = "x-max-body-bytes"
-
-
-class Unauthorized(ServiceError):
-    """No credential at all (as opposed to a wrong one, which is Forbidden)."""
-
-    status_code = 401
-
-
-class PayloadTooLarge(ServiceError):
-    status_code = 413
-
-
-class NotAvailable(ServiceError):
-    """A feature that is not set up on this server (e.g. Twilio)."""
-
-    status_code = 501
-
-
-class NotReady(ServiceError):
-    status_code = 503
 
 
 def error_response(status: int, detail: str, error: str, **extra: Any) -> JSONResponse:

@@ -67,3 +67,26 @@ class LiveKitError(ServiceError):
     """The LiveKit server refused or failed a request."""
 
     status_code = 502
+
+
+# --- HTTP-facing conditions (raised by the API layer) ----------------------------------
+
+
+class Unauthorized(ServiceError):
+    """No credential at all (as opposed to a wrong one, which is Forbidden)."""
+
+    status_code = 401
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+
+
+class NotAvailable(ServiceError):
+    """A feature that is not set up on this server (e.g. Twilio)."""
+
+    status_code = 501
+
+
+class NotReady(ServiceError):
+    status_code = 503
