@@ -45,8 +45,10 @@ class Peer:
         pcm_rate: int = SAMPLE_RATE,
         loop_pcm: bool = True,
         voice: bool = False,
+        listen: bool = True,
     ) -> None:
         self.identity = identity
+        self.listen = listen  # subscribe and measure what arrives (off: a talker only, cheaper)
         self.voice = voice  # publish a microphone that plays what `say()` is given, silence between
         self._utterances: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
         self.tone_hz = tone_hz
@@ -71,7 +73,7 @@ class Peer:
 
     # --- connection -------------------------------------------------------------------
     async def connect(self, url: str, token: str, *, publish: bool = True) -> Peer:
-        await self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=True))
+        await self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=self.listen))
         if publish and (self.tone_hz or self.pcm or self.voice):
             await self.publish()
         return self
