@@ -151,3 +151,61 @@ async def test_five_concurrent_calls_keep_their_own_transcripts(orchestrator, li
         for _call, caller, a in calls:
             await caller.disconnect()
             await a.disconnect()
+
+
+async def test_consult_is_transcribed_apart_and_the_transcriber_follows_the_call_to_b(
+    orchestrator, live, audio, voices
+):
+    """What A tells B in the consult is kept with the transfer, never in the caller's summary;
+    after completion the transcriber is still in the caller's room (now with B) and the
+    consult's transcriber is gone with its room."""
+    call, caller, a = await _start_call(orchestrator, "", "agent-a")
+    url = orchestrator.settings.livekit_url
+    peers = [caller, a]
+    try:
+        await asyncio.sleep(1.0)
+        _who, _text, pcm, rate = audio[0]  # the caller gives name and account number
+        await caller.say(pcm, rate)
+        await _wait_segments(orchestrator.store, call.call_id, 1)
+
+        t = await orchestrator.initiate(call.call_id, "agent-a", "agent-b")
+        a_consult = await Peer("agent-a", voice=True).connect(
+            url, orchestrator.agent_token("agent-a", t.consult_room).token
+        )
+        b_consult = await Peer("agent-b", voice=True).connect(
+            url, orchestrator.agent_token("agent-b", t.consult_room).token
+        )
+        peers += [a_consult, b_consult]
+        await asyncio.sleep(1.0)
+        assert t.consult_room in live.transcribers
+        side_note = "She sounded upset, and I already refunded the first charge yesterday."
+        await a_consult.say(*synth(voices["agent"], side_note))
+        await asyncio.sleep(1.5)
+        await live.transcribers[t.consult_room].idle()
+
+        consult = orchestrator.store.segments(call.call_id, transfer_id=t.transfer_id, consult=True)
+        assert [s.speaker for s in consult] == ["agent:agent-a"]
+        assert wer(side_note, consult[0].text) <= WER_BOUND, consult[0].text
+        # The call's own transcript and the summary spoken to B never contain the consult.
+        call_text = " ".join(s.text for s in orchestrator.store.segments(call.call_id)).lower()
+        summary = live.summary_for(orchestrator.store.get_call(call.call_id))
+        assert "refunded" not in call_text and "refunded" not in summary.model_dump_json().lower()
+
+        await orchestrator.accept(t.transfer_id, actor="agent-b")
+        b_call = await Peer("agent-b", voice=True).connect(url, orchestrator.agent_token("agent-b", call.room).token)
+        peers.append(b_call)
+        deadline = time.monotonic() + 15
+        while orchestrator.get_transfer(t.transfer_id).state.value != "completed":
+            assert time.monotonic() < deadline, "transfer did not complete"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        members = await orchestrator.rooms.identities(call.room)
+        assert members == {call.caller_identity, "agent-b", f"transcriber-{call.call_id}"}
+        assert t.consult_room not in live.transcribers and call.room in live.transcribers
+        # And it keeps transcribing the caller, now talking to B.
+        before = len(orchestrator.store.segments(call.call_id))
+        await caller.say(*synth(voices["caller"], "Thank you for taking over my call."))
+        await _wait_segments(orchestrator.store, call.call_id, before + 1)
+    finally:
+        for p in peers:
+            await p.disconnect()
