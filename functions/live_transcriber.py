@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from livekit import rtc
 
+from functions.background import Background
 from functions.models import (
     SERVICE_PREFIXES,
     Call,
@@ -97,7 +98,7 @@ class RoomTranscriber:
         self.room = rtc.Room()
         self.metrics = Metrics()
         self._queue: asyncio.Queue[tuple[str, Utterance, float]] = asyncio.Queue(QUEUE_LIMIT)
-        self._tasks: set[asyncio.Task] = set()
+        self.background = Background()
         self._readers: dict[str, asyncio.Task] = {}
         self._t0 = time.monotonic()
         self.stopped = asyncio.Event()
@@ -123,7 +124,7 @@ class RoomTranscriber:
             self.room.connect(self.settings.livekit_url, token, rtc.RoomOptions(auto_subscribe=True))
         )
         await asyncio.shield(self._connecting)
-        self._spawn(self._work())
+        self.background.spawn(self._work())
         return self
 
     async def stop(self, *, drain_s: float = 5.0) -> None:
@@ -135,15 +136,8 @@ class RoomTranscriber:
             await self.room.disconnect()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), drain_s)
-        for t in list(self._tasks):
-            t.cancel()
+        self.background.cancel()
         self.stopped.set()
-
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     async def idle(self) -> None:
         """Every utterance heard so far has been transcribed (or failed)."""
@@ -152,7 +146,7 @@ class RoomTranscriber:
     def _on_track(self, track: rtc.Track, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
         if track.kind != rtc.TrackKind.KIND_AUDIO or p.identity.startswith(SERVICE_PREFIXES):
             return  # hold music and the briefing are not part of the conversation
-        self._readers[pub.sid] = self._spawn(self._read(track, p.identity))
+        self._readers[pub.sid] = self.background.spawn(self._read(track, p.identity))
 
     async def _read(self, track: rtc.Track, identity: str) -> None:
         seg = Segmenter()
@@ -237,7 +231,7 @@ class LiveTranscription:
         self._new_summary = summarizer_factory or RollingSummary
         self.summaries: dict[str, RollingSummary] = {}
         self.transcribers: dict[str, RoomTranscriber] = {}  # room → transcriber
-        self._tasks: set[asyncio.Task] = set()
+        self.background = Background()
         self.on_caller_left: Callable[[str], None] | None = None  # call_id → end the call
 
     # --- what the orchestrator reads -----------------------------------------------------------
@@ -258,15 +252,15 @@ class LiveTranscription:
         if msg.type == "call.status":
             call = self.store.get_call(p["call_id"])
             if call.status is CallStatus.ended:
-                self._spawn(self.stop_room(call.room))
+                self.background.spawn(self.stop_room(call.room))
             elif call.room not in self.transcribers:
-                self._spawn(self.start_call(call))
+                self.background.spawn(self.start_call(call))
         elif msg.type.startswith("transfer."):
             t = p["transfer"]
             if msg.type == "transfer.consulting" and t["target_kind"] == "agent":
-                self._spawn(self.start_consult(t["call_id"], t["transfer_id"], t["consult_room"]))
+                self.background.spawn(self.start_consult(t["call_id"], t["transfer_id"], t["consult_room"]))
             elif msg.type not in ("transfer.consulting", "transfer.completing"):
-                self._spawn(self.stop_room(t["consult_room"]))
+                self.background.spawn(self.stop_room(t["consult_room"]))
 
     async def start_call(self, call: Call) -> None:
         if call.room in self.transcribers:
@@ -277,7 +271,7 @@ class LiveTranscription:
             await asyncio.to_thread(rolling.update, stored)
 
         def on_segment(seg: TranscriptSegment) -> None:
-            self._spawn(self._publish(call.call_id, call.room, seg, rolling))
+            self.background.spawn(self._publish(call.call_id, call.room, seg, rolling))
 
         def on_left(identity: str) -> None:
             if identity == call.caller_identity and self.on_caller_left:
@@ -312,7 +306,7 @@ class LiveTranscription:
                     **seg.model_dump(mode="json", exclude={"words"}),
                 },
             )
-            self._spawn(self.rooms.send(room, msg))
+            self.background.spawn(self.rooms.send(room, msg))
 
         rt = RoomTranscriber(
             self.settings,
@@ -337,12 +331,10 @@ class LiveTranscription:
 
     async def aclose(self) -> None:
         # Let transcribers that are still joining finish joining (bounded), then stop all.
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=15)
+        await self.background.wait(timeout=15)
         for room in list(self.transcribers):
             await self.stop_room(room)
-        for t in list(self._tasks):
-            t.cancel()
+        self.background.cancel()
 
     async def _publish(self, call_id: str, room: str, seg: TranscriptSegment, rolling: RollingSummary) -> None:
         caption = Notification(
@@ -357,11 +349,6 @@ class LiveTranscription:
             )
             await self.rooms.send(room, msg, [call.agent_identity])
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
 
 def attach_live_transcription(orch, live: LiveTranscription) -> None:
     """Wire live transcription into an orchestrator: it follows the orchestrator's
@@ -372,6 +359,6 @@ def attach_live_transcription(orch, live: LiveTranscription) -> None:
 
     def caller_left(call_id: str) -> None:
         call = orch.store.get_call(call_id)
-        live._spawn(orch.end_call(call_id, actor=call.caller_identity))
+        live.background.spawn(orch.end_call(call_id, actor=call.caller_identity))
 
     live.on_caller_left = caller_left

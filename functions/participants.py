@@ -21,6 +21,7 @@ import numpy as np
 from livekit import rtc
 
 from functions.audio import resample
+from functions.background import Background
 from functions.models import CallSummary, Notification, Role, TokenRequest
 from functions.protocols import PcmChunk, Speaker
 from functions.rooms import TOPIC
@@ -64,7 +65,7 @@ class _ServiceParticipant:
         self.name = name
         self.room = rtc.Room()
         self._auto_subscribe = auto_subscribe
-        self._tasks: set[asyncio.Task] = set()
+        self.background = Background()
         self.source = rtc.AudioSource(RATE, 1, queue_size_ms=300)
         self._connecting: asyncio.Future | None = None
 
@@ -87,15 +88,8 @@ class _ServiceParticipant:
             track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         )
 
-    def spawn(self, coro) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     async def stop(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
+        self.background.cancel()
         await settle(self._connecting)
         with contextlib.suppress(Exception):
             await self.room.disconnect()
@@ -126,7 +120,7 @@ class HoldMusic(_ServiceParticipant):
 
     async def start(self) -> HoldMusic:
         await self.connect()
-        self.spawn(self._play())
+        self.background.spawn(self._play())
         return self
 
     async def _play(self) -> None:
@@ -193,12 +187,12 @@ class Briefing(_ServiceParticipant):
 
     async def start(self) -> Briefing:
         # Synthesis starts before B arrives, so the first frame is ready when B listens.
-        self.spawn(self._synthesize())
+        self.background.spawn(self._synthesize())
         await self.connect(only_for=self.target)
         await self.send_summary()
         for p in self.room.remote_participants.values():
             self._joined(p)
-        self.spawn(self._speak())
+        self.background.spawn(self._speak())
         return self
 
     async def send_summary(self, identities: list[str] | None = None) -> None:
@@ -239,7 +233,7 @@ class Briefing(_ServiceParticipant):
         if p.identity != self.target:
             return
         # Data messages are not stored by the server: B gets the card when B arrives.
-        self.spawn(self.send_summary([self.target]))
+        self.background.spawn(self.send_summary([self.target]))
         if self._on_joined:
             self._on_joined()
 

@@ -19,9 +19,10 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
+from functions.background import Background
 from functions.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, LiveKitError, NotFound, ServiceError
 from functions.models import (
     Call,
@@ -99,7 +100,7 @@ class TransferOrchestrator:
         self._briefings: dict[str, Briefing] = {}  # transfer_id → briefing participant
         self._timers: dict[str, dict[str, asyncio.Task]] = {}  # transfer_id → name → timer
         self._locks: dict[str, asyncio.Lock] = {}
-        self._background: set[asyncio.Task] = set()
+        self._background = Background()
         self.listeners: list[Callable[[Notification], None]] = []
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -112,8 +113,7 @@ class TransferOrchestrator:
         for timers in self._timers.values():
             for t in timers.values():
                 t.cancel()
-        for t in list(self._background):
-            t.cancel()
+        self._background.cancel()
         for p in [*self._holds.values(), *self._briefings.values()]:
             await p.stop()
         self._holds.clear()
@@ -488,10 +488,8 @@ class TransferOrchestrator:
     def _lock(self, transfer_id: str) -> asyncio.Lock:
         return self._locks.setdefault(transfer_id, asyncio.Lock())
 
-    def _spawn(self, coro: Awaitable) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self._background.spawn(coro)
 
     async def _retry(self, op: Callable[[], Awaitable]):
         """The one place that retries: LiveKit calls that failed retryably, with backoff."""
