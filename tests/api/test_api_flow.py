@@ -144,7 +144,7 @@ async def test_complete_warm_transfer_over_http(client, http_world):
     await w.caller.wait_hears(hold_id)
     await w.caller.wait_not_hears(A)
     await w.a.wait_not_hears(w.caller_id)
-    assert w.caller.audible_identities() == {hold_id}
+    await w.caller.wait_hears_only({hold_id})
     offer = await w.b_lobby.wait_message(lambda m: m["type"] == "transfer.consulting")
     assert offer["payload"]["transfer"]["transfer_id"] == tid
     # B may not join the caller's room before accepting.
@@ -160,7 +160,7 @@ async def test_complete_warm_transfer_over_http(client, http_world):
     await w.a_consult.wait_hears(B)
     await w.b_consult.wait_hears(A)
     await w.b_consult.wait_hears(briefing_id, timeout=15)
-    assert w.caller.audible_identities() == {hold_id}
+    await w.caller.wait_hears_only({hold_id})
 
     # 3. Complete (B accepts): B gets its token for the caller's room in the answer.
     r = await client.post("/api/transfer/complete", json={"transfer_id": tid}, headers=agent_headers(B))
@@ -177,7 +177,7 @@ async def test_complete_warm_transfer_over_http(client, http_world):
     await w.caller.wait_hears(B)
     await b_call.wait_hears(w.caller_id)
     await w.caller.wait_not_hears(hold_id)
-    assert w.caller.audible_identities() == {B}
+    await w.caller.wait_hears_only({B})
     assert abs(w.caller.dominant_hz(B) - B_HZ) < 15
     await w.a.disconnected.wait()
     room = (await client.get(f"/api/rooms/{w.room}", headers=agent_headers(B))).json()

@@ -43,8 +43,8 @@ async def test_two_concurrent_transfers_never_cross(orchestrator):
         await w2.caller.wait_hears(w2.a_id)
         await w1.caller.wait_not_hears(w1.hold_id)
         await w2.caller.wait_not_hears(w2.hold_id)
-        assert w1.caller.audible_identities() == {w1.b_id}
-        assert w2.caller.audible_identities() == {w2.a_id}
+        await w1.caller.wait_hears_only({w1.b_id})
+        await w2.caller.wait_hears_only({w2.a_id})
         assert await orchestrator.rooms.identities(w1.call.room) == {w1.call.caller_identity, w1.b_id}
         assert await orchestrator.rooms.identities(w2.call.room) == {w2.call.caller_identity, w2.a_id}
     finally:

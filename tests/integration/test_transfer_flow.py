@@ -4,6 +4,8 @@ participants publishing distinct tones: caller 440 Hz, A 660 Hz, B 880 Hz.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from functions.models import CallStatus, TransferState
@@ -28,7 +30,8 @@ async def test_complete_transfer_moves_caller_from_a_to_b(world):
     await caller.wait_hears(world.hold_id)
     await caller.wait_not_hears(world.a_id)
     await world.a.wait_not_hears(caller_id)
-    assert caller.audible_identities() == {world.hold_id}
+    await caller.wait_hears_only({world.hold_id})
+    on_hold_since = time.monotonic()
 
     # B is told in the lobby, with the summary.
     offer = await world.b_lobby.wait_message(lambda m: m["type"] == "transfer.consulting")
@@ -42,8 +45,10 @@ async def test_complete_transfer_moves_caller_from_a_to_b(world):
     await world.b_consult.wait_hears(briefing_id, timeout=15)
     card = await world.b_consult.wait_message(lambda m: m["type"] == "transfer.summary")
     assert "Maria Lopez" in card["payload"]["summary"]["brief"]
-    # The caller still only hears hold music during the whole consult.
-    assert caller.audible_identities() == {world.hold_id}
+    # The caller heard nothing of A or B during the whole consult, only the music.
+    assert caller.first_energy_after(world.a_id, on_hold_since) is None
+    assert caller.first_energy_after(world.b_id, on_hold_since) is None
+    await caller.wait_hears_only({world.hold_id})
 
     # Accept: B joins the caller's room; hold stops; A is removed; the consult room is gone.
     await orch.accept(t.transfer_id, actor=world.b_id)
@@ -53,7 +58,7 @@ async def test_complete_transfer_moves_caller_from_a_to_b(world):
     await world.b_call.wait_hears(caller_id)
     await caller.wait_not_hears(world.hold_id)
     assert abs(caller.dominant_hz(world.b_id) - B_HZ) < 15
-    assert caller.audible_identities() == {world.b_id}
+    await caller.wait_hears_only({world.b_id})
 
     call_members = await orch.rooms.identities(world.call.room)
     assert call_members == {caller_id, world.b_id}
@@ -73,7 +78,7 @@ async def _assert_caller_back_with_a(world, transfer) -> None:
     await world.caller.wait_hears(world.a_id, timeout=10)
     await world.a.wait_hears(caller_id, timeout=10)
     await world.caller.wait_not_hears(world.hold_id)
-    assert world.caller.audible_identities() == {world.a_id}
+    await world.caller.wait_hears_only({world.a_id})
     await world.wait_room_gone(transfer.consult_room)
     assert await world.orch.rooms.identities(world.call.room) == {caller_id, world.a_id}
     call = world.orch.store.get_call(world.call.call_id)

@@ -214,7 +214,7 @@ async def test_invalid_number_changes_nothing(world):
     assert world.recorder.requests == []
     assert world.orch.store.list_transfers(call_id=world.call.call_id) == []
     assert world.orch.store.get_call(world.call.call_id).status is CallStatus.active
-    assert world.caller.audible_identities() == {world.a_id}
+    await world.caller.wait_hears_only({world.a_id})
 
 
 async def test_twilio_refusing_the_call_rolls_back(world):

@@ -239,6 +239,12 @@ class Peer:
     async def wait_not_hears(self, identity: str, timeout: float = 10.0) -> None:
         await self.wait_until(lambda: not self.hears(identity, 0.6), timeout, f"silence from {identity}")
 
+    async def wait_hears_only(self, identities: set[str], timeout: float = 5.0) -> None:
+        """Exactly these identities are audible now, nobody else. Waited for (not sampled once),
+        so a momentary stall of the audio pipeline on a busy machine is not read as silence."""
+        want = set(identities)
+        await self.wait_until(lambda: self.audible_identities() == want, timeout, f"hearing only {sorted(want)}")
+
     async def wait_message(self, predicate, timeout: float = 10.0) -> dict:
         await self.wait_until(lambda: any(predicate(m) for m in self.messages), timeout, "a data message")
         return next(m for m in self.messages if predicate(m))
