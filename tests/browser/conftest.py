@@ -26,7 +26,6 @@ from functions.speech import EspeakSpeaker
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
-VIEWPORT = {"width": 1280, "height": 800}
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-background-networking",
@@ -43,6 +42,8 @@ SPEECH = (
     "Hello, this is Maria Lopez. My order four four one seven arrived damaged, "
     "and I would like a replacement sent this week please."
 )
+# The agents' microphones say something else, so captions show whose words are whose.
+AGENT_SPEECH = "Thanks Maria. I am sorry about that. Let me bring in a colleague from returns."
 
 
 def pytest_collection_modifyitems(config, items):
@@ -54,12 +55,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
-def speech_wav(tmp_path_factory) -> Path:
-    """Real speech for the fake microphone: espeak-ng, resampled to 48 kHz mono with sox."""
-    out_dir = tmp_path_factory.mktemp("speech")
-    raw, wav = out_dir / "raw.wav", out_dir / "speech-48k.wav"
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), SPEECH], check=True, capture_output=True)
+def speech_file(folder: Path, text: str) -> Path:
+    """Real speech for a fake microphone: espeak-ng, resampled to 48 kHz mono with sox."""
+    raw, wav = folder / "raw.wav", folder / "speech-48k.wav"
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), text], check=True, capture_output=True)
     if shutil.which("sox"):
         subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(wav)], check=True)
         return wav
@@ -67,17 +66,36 @@ def speech_wav(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-async def browser(speech_wav):
+async def playwright():
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        b = await p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_wav}"],
-        )
-        yield b
-        await b.close()
+        yield p
+
+
+async def launch(playwright, microphone: Path):
+    """Chromium whose fake microphone loops the given speech file."""
+    return await playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={microphone}"],
+    )
+
+
+@pytest.fixture(scope="session")
+async def browser(playwright, tmp_path_factory):
+    """The browser every tab uses unless a test asks for agent_browser: it speaks SPEECH."""
+    b = await launch(playwright, speech_file(tmp_path_factory.mktemp("speech"), SPEECH))
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def agent_browser(playwright, tmp_path):
+    """A second Chromium for the agents' tabs, whose microphone speaks AGENT_SPEECH."""
+    b = await launch(playwright, speech_file(tmp_path, AGENT_SPEECH))
+    yield b
+    await b.close()
 
 
 class AppServer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from playwright.async_api import Page, expect
 
 T = 20_000  # ms: LiveKit connects, the orchestrator starts hold music and the briefing
+VIEWPORT = {"width": 1280, "height": 800}  # the layout the README's screenshots show
 
 
 class AgentPage:
