@@ -286,6 +286,10 @@ class UiBackend:
         transfers = sorted(store.list_transfers(), key=lambda t: t.updated_at, reverse=True)[:30]
         return {
             "now": time.time(),
+            # Which backend runs the service functions (local or Modal, and any fallback), so
+            # whoever watches the board knows where summaries and speech come from.
+            "functions_backend": self.ctx.gateway.backend_label,
+            "live_transcription": self.ctx.settings.live_transcription,
             "agents": self.presence.agents(),
             "calls": [self._call_view(c) for c in calls],
             "transfers": [self._transfer_view(t, with_summary=False) for t in transfers],

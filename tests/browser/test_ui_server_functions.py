@@ -83,3 +83,15 @@ async def test_every_function_checks_who_is_asking(ui):
     ended = await ui("caller", "caller_hangup", **mine)
     assert ended["status"] == "ended"
     assert "has ended" in (await ui("caller", "caller_token", **mine))["error"]
+
+
+async def test_the_calls_board_says_which_backend_runs_the_functions(app_factory):
+    # FUNCTIONS_BACKEND=modal with no Modal credentials: nothing is called at startup, and the
+    # board tells agents the functions run on Modal with the local fallback behind it.
+    app = await app_factory(functions_backend="modal")
+    async with httpx.AsyncClient(base_url=app.url, timeout=20) as client:
+        ui = Ui(client, (await client.get("config")).json())
+        a = await ui("desk", "agent_sign_in", identity="agent-a", name="Alice")
+        board = await ui("calls", "dashboard", session=a["session"])
+    assert board["functions_backend"] == "Modal · app warm-transfer (falls back to local)"
+    assert board["live_transcription"] is False

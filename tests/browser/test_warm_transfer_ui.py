@@ -80,6 +80,9 @@ async def test_complete_warm_transfer_through_the_ui(world, lk_api, shots):
     await expect(board.locator(".wt-calls-table")).to_contain_text("Bob (B)")
     await expect(board.locator(".wt-transfers-table")).to_contain_text("completed", timeout=T)
     await expect(board.locator(".wt-agents")).to_contain_text("On a call")
+    # Which backend runs the service functions (FUNCTIONS_BACKEND; local here, no Modal).
+    services = board.get_by_test_id("services")
+    await expect(services).to_have_text("Service functions: local (in-process) · live transcription off")
     await shots(w.a.page, "calls-dashboard")
     await w.a.page.get_by_role("tab", name="Agent A").click()
 

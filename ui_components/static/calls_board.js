@@ -59,6 +59,8 @@
       const pill = (text, cls) => el("span", { class: `wt-pill ${cls}` }, text);
       root.replaceChildren(
         el("div", { class: "wt-deskhead" }, el("h2", { class: "wt-title" }, "Calls"), el("span", { class: "wt-muted wt-small" }, `updated ${WT.time(d.now)}`)),
+        el("div", { class: "wt-muted wt-small", dataset: { testid: "services" } },
+          `Service functions: ${d.functions_backend} · live transcription ${d.live_transcription ? "on" : "off"}`),
         el("div", { class: "wt-grid3" },
           el("section", { class: "wt-card" }, el("h3", {}, "Agents"),
             this.table("wt-agents", ["Agent", "ID", "Status"], d.agents.map((a) => [a.name, a.identity,
