@@ -307,6 +307,9 @@ class UiBackend:
         view["from_name"] = self.presence.name_of(t.from_agent)
         view["target_name"] = self.presence.name_of(t.target) if t.target_kind.value == "agent" else t.target
         view["open"] = t.is_open
+        if t.target_kind.value == "phone":
+            leg = self.ctx.phone.leg(t.transfer_id) if self.ctx.phone else None
+            view["phone_leg"] = {"status": leg.status, "answered_by": leg.answered_by} if leg else None
         if with_summary:
             view["summary"] = self._summaries.get(t.transfer_id)
             try:
@@ -326,6 +329,7 @@ class UiBackend:
         if call is not None:
             on_call = store.list_transfers(call_id=call.call_id)
             latest = on_call[-1] if on_call else None
+        phone = self.ctx.phone
         try:
             available = self.presence.get(me).available
         except NotFound:
@@ -343,6 +347,9 @@ class UiBackend:
             "latest_transfer": self._transfer_view(latest) if latest else None,
             "call_status": call.status.value if call else None,
             "on_hold": bool(call and call.status is CallStatus.on_hold),
+            # What a phone target can do here: nothing without Twilio; without LIVEKIT_SIP_URI the
+            # number hears the brief and answers, but cannot be bridged into the caller's room.
+            "phone": {"enabled": phone is not None, "can_bridge": bool(phone and phone.can_bridge)},
         }
 
     def caller_functions(self) -> list[Callable]:

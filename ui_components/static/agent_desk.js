@@ -23,6 +23,16 @@
     failed: "Failed",
   };
   const OPEN = new Set(["idle", "consulting", "completing"]);
+  // Twilio's status of the outbound phone leg (status callbacks), as A reads it.
+  const LEG_LABEL = {
+    dialing: "Dialing", queued: "Dialing", initiated: "Dialing", ringing: "Ringing",
+    "in-progress": "Answered: hearing the brief", answered: "Answered: hearing the brief",
+    completed: "Hung up", busy: "Busy", "no-answer": "No answer", failed: "Call failed", canceled: "Call cancelled",
+  };
+  const PHONE_HINT = {
+    off: "Phone transfers need Twilio: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER and PUBLIC_BASE_URL.",
+    noSip: "No LiveKit SIP endpoint (LIVEKIT_SIP_URI): the number hears the brief and can answer, but can't join the caller. Accepting ends the transfer and the caller stays with you.",
+  };
 
   // Keep focus and typed text when a part is redrawn.
   WT.swap = function swap(root, nodes) {
@@ -431,26 +441,40 @@
         targets.length ? targets.map((a) => el("option", { value: a.identity }, `${a.name} (${a.identity})`)) : el("option", { value: "" }, "No other agent is available"));
       select.value = this.form.target;
       select.addEventListener("change", () => { this.form.target = select.value; });
-      const phone = el("input", { name: "phone", class: "wt-input", value: this.form.phone, placeholder: "+14155550123", inputmode: "tel", maxlength: 20 });
+      const phoneCaps = snap.phone || {};
+      if (!phoneCaps.enabled) this.form.phone = "";
+      const phone = el("input", { name: "phone", class: "wt-input", value: this.form.phone, placeholder: "+14155550123", inputmode: "tel", maxlength: 20, disabled: !phoneCaps.enabled });
       phone.addEventListener("input", () => { this.form.phone = phone.value; });
+      const hint = !phoneCaps.enabled ? PHONE_HINT.off : !phoneCaps.can_bridge ? PHONE_HINT.noSip : "";
       return el("div", { class: "wt-transfer-controls" },
         el("h4", {}, "Warm transfer"),
         el("div", { class: "wt-row" },
           el("label", { class: "wt-field wt-grow" }, el("span", {}, "To an available agent"), select),
           el("label", { class: "wt-field" }, el("span", {}, "or a phone number"), phone)),
+        hint ? el("p", { class: "wt-note", dataset: { testid: "phone-hint" } }, hint) : null,
         el("button", { class: "wt-btn wt-primary wt-start-transfer", onclick: () => this.startTransfer(), disabled: !!this.busy }, "Start warm transfer"));
     }
 
     transferProgress(t) {
       const summary = this.summaries[t.transfer_id] || t.summary;
+      const byPhone = t.target_kind === "phone";
+      const leg = t.phone_leg;
+      const legText = leg && (String(leg.answered_by || "").startsWith("machine") ? "Voicemail" : LEG_LABEL[leg.status] || leg.status);
+      const says = byPhone
+        ? (t.state === "consulting"
+          ? `The caller hears hold music. ${t.target} hears the brief, then presses 1 to accept or 2 to decline.`
+          : "Handing over: the phone is joining the caller.")
+        : (t.state === "consulting"
+          ? "The caller hears hold music. You're in the consult room with the target; the brief is played to them."
+          : "Handing over: the target is joining the caller.");
       return el("div", { class: "wt-transfer-progress", dataset: { state: t.state } },
         el("h4", {}, `Warm transfer to ${t.target_name || t.target}`, " ", el("span", { class: `wt-pill wt-t-${t.state}`, dataset: { testid: "transfer-state" } }, STATE_LABEL[t.state] || t.state)),
-        el("p", { class: "wt-small wt-muted" }, t.state === "consulting"
-          ? "The caller hears hold music. You're in the consult room with the target; the brief is played to them."
-          : "Handing over: the target is joining the caller."),
+        byPhone ? el("div", { class: "wt-small" }, "Phone: ", el("b", { dataset: { testid: "phone-leg" } }, legText || "Dialing")) : null,
+        el("p", { class: "wt-small wt-muted" }, says),
         WT.summaryCard(summary, { testid: "transfer-summary", empty: "Preparing the summary…" }),
         el("div", { class: "wt-controls" },
-          el("button", { class: "wt-btn wt-primary wt-complete", onclick: () => this.transferAction("complete", t), disabled: t.state !== "consulting" }, "Complete transfer"),
+          // A phone target accepts with its keypad; only agents have a Complete button.
+          byPhone ? null : el("button", { class: "wt-btn wt-primary wt-complete", onclick: () => this.transferAction("complete", t), disabled: t.state !== "consulting" }, "Complete transfer"),
           el("button", { class: "wt-btn wt-danger wt-cancel", onclick: () => this.transferAction("cancel", t), disabled: t.state !== "consulting" }, "Cancel transfer")));
     }
 
