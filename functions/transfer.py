@@ -458,10 +458,12 @@ class TransferOrchestrator:
             payload["summary"] = summary.model_dump(mode="json")
         msg = Notification(type=f"transfer.{t.state.value}", payload=payload)
         agents = [t.from_agent] + ([t.target] if t.target_kind is TargetKind.agent else [])
-        await self.rooms.send(LOBBY, msg, agents)
-        if t.state in (S.consulting, S.completing, *ROLLBACK_STATES, S.caller_left):
-            await self.rooms.send(t.consult_room, msg)
+        # In-process listeners (live transcription, the UI) first: they must not wait on LiveKit.
         self._emit(msg)
+        sends = [self.rooms.send(LOBBY, msg, agents)]
+        if t.state in (S.consulting, S.completing, *ROLLBACK_STATES, S.caller_left):
+            sends.append(self.rooms.send(t.consult_room, msg))
+        await asyncio.gather(*sends)
 
     async def _notify_call(self, call: Call) -> None:
         """What the caller's side may know: status and who they talk to, never the summary."""
@@ -469,8 +471,8 @@ class TransferOrchestrator:
             type="call.status",
             payload={"call_id": call.call_id, "status": call.status.value, "agent": call.agent_identity},
         )
-        await self.rooms.send(call.room, msg)
         self._emit(msg)
+        await self.rooms.send(call.room, msg)
 
     def _emit(self, msg: Notification) -> None:
         for listener in self.listeners:
