@@ -100,6 +100,7 @@ class RoomTranscriber:
         self._queue: asyncio.Queue[tuple[str, Utterance, float]] = asyncio.Queue(QUEUE_LIMIT)
         self.background = Background()
         self._readers: dict[str, asyncio.Task] = {}
+        self.listening: set[str] = set()  # identities whose audio is being read right now
         self._t0 = time.monotonic()
         self.stopped = asyncio.Event()
         self._connecting: asyncio.Future | None = None
@@ -152,11 +153,13 @@ class RoomTranscriber:
         seg = Segmenter()
         stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1)
         offset = time.monotonic() - self._t0  # the segmenter's clock starts when this track does
+        self.listening.add(identity)
         try:
             async for ev in stream:
                 for utt in seg.push(bytes(ev.frame.data.cast("B"))):
                     self._enqueue(identity, utt, offset)
         finally:
+            self.listening.discard(identity)
             if utt := seg.flush():
                 self._enqueue(identity, utt, offset)
             await stream.aclose()

@@ -62,6 +62,14 @@ async def _wait_segments(store, call_id: str, n: int, timeout: float = 60.0):
     raise AssertionError(f"only {len(store.segments(call_id))} of {n} segments after {timeout}s")
 
 
+async def _until_listening(live, call, timeout: float = 30.0) -> None:
+    """The call's transcriber reads the caller's audio: speech from now on is heard whole."""
+    deadline = time.monotonic() + timeout
+    while not ((rt := live.transcribers.get(call.room)) and call.caller_identity in rt.listening):
+        assert time.monotonic() < deadline, f"the transcriber of {call.room} never subscribed to the caller"
+        await asyncio.sleep(0.1)
+
+
 async def _start_call(orch, name: str, agent: str):
     url = orch.settings.livekit_url
     call = await orch.start_call(name, agent_identity=agent)
@@ -76,8 +84,7 @@ async def test_turns_are_transcribed_in_order_with_speakers_and_brief_b(orchestr
     call, caller, a = await _start_call(orchestrator, "", "agent-a")
     b_lobby = None
     try:
-        await asyncio.sleep(1.0)  # the transcriber joins when the call starts
-        assert call.room in live.transcribers
+        await _until_listening(live, call)  # the transcriber joins when the call starts
         for who, _text, pcm, rate in audio:
             await (caller if who == "caller" else a).say(pcm, rate)
             await asyncio.sleep(1.0)  # a turn-taking pause longer than the 600 ms end-of-utterance
@@ -127,7 +134,9 @@ async def test_five_concurrent_calls_keep_their_own_transcripts(orchestrator, li
     clips = [synth(voices["caller"], line) for line in lines]
     calls = await asyncio.gather(*[_start_call(orchestrator, f"C{i}", f"agent-{i}") for i in range(5)])
     try:
-        await asyncio.sleep(1.5)
+        # Five transcribers join at once on two cores; speech starts once each one listens.
+        await asyncio.gather(*[_until_listening(live, c) for c, _, _ in calls])
+        await asyncio.sleep(0.5)
         await asyncio.gather(
             *[caller.say(pcm, rate) for (_c, caller, _a), (pcm, rate) in zip(calls, clips, strict=True)]
         )
@@ -163,7 +172,7 @@ async def test_consult_is_transcribed_apart_and_the_transcriber_follows_the_call
     url = orchestrator.settings.livekit_url
     peers = [caller, a]
     try:
-        await asyncio.sleep(1.0)
+        await _until_listening(live, call)
         _who, _text, pcm, rate = audio[0]  # the caller gives name and account number
         await caller.say(pcm, rate)
         await _wait_segments(orchestrator.store, call.call_id, 1)
