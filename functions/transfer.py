@@ -19,8 +19,8 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from functions.background import Background
 from functions.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, LiveKitError, NotFound, ServiceError
@@ -129,7 +129,7 @@ class TransferOrchestrator:
                 self._arm_timeouts(t.transfer_id, ring=False)
             elif t.state is S.completing:
                 await self._start_hold(t.call_id, t.call_room)
-                self._spawn(self._finish_handoff(t.transfer_id))
+                self._background.spawn(self._finish_handoff(t.transfer_id))
 
     # --- calls ----------------------------------------------------------------------------
     async def start_call(self, caller_name: str = "", *, agent_identity: str | None = None) -> Call:
@@ -286,7 +286,7 @@ class TransferOrchestrator:
             summary=summary,
             target_identity=target,
             on_target_joined=lambda: self._target_joined(tid),
-            on_target_left=lambda: self._spawn(
+            on_target_left=lambda: self._background.spawn(
                 self._finish_quietly(tid, S.target_left, actor=target, reason="target left the consult")
             ),
         )
@@ -302,7 +302,7 @@ class TransferOrchestrator:
             t = self.store.transition(transfer_id, S.completing, actor=actor)
         self._cancel_timers(transfer_id)
         await self._notify(t, extra={"join_room": t.call_room})
-        self._spawn(self._finish_handoff(transfer_id))
+        self._background.spawn(self._finish_handoff(transfer_id))
         return t
 
     complete = accept
@@ -418,7 +418,9 @@ class TransferOrchestrator:
         call = self.store.get_call(call_id)
         if identity == call.caller_identity:
             for t in self.store.list_transfers(call_id=call_id, open_only=True):
-                self._spawn(self._finish_quietly(t.transfer_id, S.caller_left, actor=identity, reason="caller hung up"))
+                self._background.spawn(
+                    self._finish_quietly(t.transfer_id, S.caller_left, actor=identity, reason="caller hung up")
+                )
 
     def _target_joined(self, transfer_id: str) -> None:
         # B is in the consult: the ring timer is done, the accept timer keeps running.
@@ -489,9 +491,6 @@ class TransferOrchestrator:
 
     def _lock(self, transfer_id: str) -> asyncio.Lock:
         return self._locks.setdefault(transfer_id, asyncio.Lock())
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        self._background.spawn(coro)
 
     async def _retry(self, op: Callable[[], Awaitable]):
         """The one place that retries: LiveKit calls that failed retryably, with backoff."""
