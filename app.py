@@ -1,8 +1,10 @@
-"""Composition root: one FastAPI server on one port with the Gradio UI mounted at `/`,
-the HTTP API under `/api`, and Twilio webhooks under `/twilio`.
+"""Composition root of the control plane: one FastAPI server on one port with the Gradio UI
+mounted at `/`, the HTTP API under `/api`, Twilio webhooks under `/twilio`, and LiveKit's
+webhooks and the media workers' reports under `/livekit/webhook` and `/internal/media`.
 
-`python app.py` serves on 127.0.0.1:7860 and starts an embedded livekit-server when
-LIVEKIT_URL is not set (stopped on exit). `--share` asks Gradio for a public link.
+`python app.py` serves on 127.0.0.1:7860. Without LIVEKIT_URL it runs an embedded livekit-server
+(its own process; a restarted app re-attaches to it) and WORKERS media workers (worker.py).
+`--share` asks Gradio for a public link.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi import FastAPI
 
 from functions.api import api_router
 from functions.context import AppContext
+from functions.control_routes import control_router
 from functions.errors import ConfigError
 from functions.settings import Settings, load_settings
 from ui_components import mount_ui
@@ -40,6 +43,7 @@ def create_app(settings: Settings | None = None, **providers: object) -> FastAPI
     app.state.ctx = ctx
     _add_cors(app, settings)
     app.include_router(api_router(ctx))  # /api
+    app.include_router(control_router(lambda: ctx.settings, ctx.sinks))  # /livekit/webhook, /internal/media
     _mount_twilio(app, ctx)  # /twilio, when configured
     mount_ui(app, ctx)  # Gradio at /, last: it catches every other path
     return app
@@ -89,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings)
     if args.share:
         from ui_components import share_link  # only for --share
+
+        if not settings.livekit_url:
+            log.warning(
+                "--share: remote browsers reach the UI, but the embedded LiveKit server listens on 127.0.0.1 "
+                "only, so they get no audio. Set LIVEKIT_URL (+ LIVEKIT_API_KEY, LIVEKIT_API_SECRET) to a "
+                "LiveKit server they can reach, e.g. LiveKit Cloud."
+            )
 
         share_link(app, host, port)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -26,6 +26,7 @@ import base64
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
@@ -176,11 +177,12 @@ class LocalBackend:
     kind = "local"
     label = "local (in-process)"
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, executor: Executor | None = None) -> None:
         self.services = services
+        self.executor = executor  # None: the running loop's default pool
 
     async def call(self, ep: EntryPoint, request: BaseModel) -> BaseModel:
-        return await asyncio.to_thread(ep.run, request, self.services)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, ep.run, request, self.services)
 
 
 def modal_lookup(app_name: str, function_name: str) -> Any:
@@ -363,9 +365,11 @@ class FunctionsGateway:
         return result
 
 
-def make_gateway(settings: Settings, services: Services) -> FunctionsGateway:
-    """FUNCTIONS_BACKEND=local → in-process; =modal → Modal, with local fallback if MODAL_FALLBACK_LOCAL."""
-    local = LocalBackend(services)
+def make_gateway(settings: Settings, services: Services, *, executor: Executor | None = None) -> FunctionsGateway:
+    """FUNCTIONS_BACKEND=local → in-process; =modal → Modal, with local fallback if MODAL_FALLBACK_LOCAL.
+
+    `executor` bounds the local CPU work (a media worker shares one pool across all its jobs)."""
+    local = LocalBackend(services, executor)
     if settings.functions_backend == "modal":
         fallback = local if settings.modal_fallback_local else None
         problem = modal_token_problem()

@@ -1,13 +1,20 @@
-"""The embedded LiveKit server: find the pinned `livekit-server` binary and run it
-in dev mode on loopback with freshly generated API keys.
+"""The embedded LiveKit server: find the pinned `livekit-server` binary and run it in dev mode
+on loopback, as its own process (own session: an app crash does not take it down).
 
-Used by `app.py` when no LIVEKIT_URL is configured, and by the test fixtures.
+With a `state_dir` (the app: DATA_DIR/livekit) its API key, secret and ports are generated once
+and kept there (0600), with its pid: a restarted app re-attaches to the running server (checked
+with an authenticated RoomService call, not any HTTP 200), so calls, consults and caller tickets
+live through a control-plane restart. Without one (tests) everything is fresh and temporary.
+
+The server sends its webhooks to `webhook_url` (the control plane), signed with the API key.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import random
 import secrets
 import shutil
@@ -72,19 +79,73 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 class EmbeddedLiveKit:
-    """A `livekit-server --dev` child process bound to 127.0.0.1."""
+    """A `livekit-server --dev` process bound to 127.0.0.1."""
 
-    def __init__(self, settings: Settings, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        port: int | None = None,
+        webhook_url: str = "",
+        state_dir: Path | None = None,
+    ) -> None:
         self.binary = find_livekit_server(settings)
-        self._fixed_port = bool(port or settings.livekit_port)
-        self.port = port or settings.livekit_port or free_port()
-        self.tcp_port = free_port()
-        self.udp_port = free_port(socket.SOCK_DGRAM)
-        self.api_key = "API" + secrets.token_hex(6)
-        self.api_secret = secrets.token_urlsafe(32)
-        self._dir = tempfile.TemporaryDirectory(prefix="livekit-")
-        self.log_path = Path(self._dir.name) / "livekit.log"
+        self.webhook_url = webhook_url
+        self._tmp = None if state_dir else tempfile.TemporaryDirectory(prefix="livekit-")
+        self.dir = Path(state_dir or self._tmp.name)  # type: ignore[union-attr]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.dir / "livekit.log"
         self._proc: subprocess.Popen | None = None
+        self._pid: int | None = None  # a server started by an earlier run that we re-attached to
+        kept = self._load_state()
+        self._fixed_port = bool(port or settings.livekit_port or kept)
+        self.port = port or settings.livekit_port or kept.get("port") or free_port()
+        self.tcp_port = kept.get("tcp_port") or free_port()
+        self.udp_port = kept.get("udp_port") or free_port(socket.SOCK_DGRAM)
+        self.api_key = kept.get("api_key") or "API" + secrets.token_hex(6)
+        self.api_secret = kept.get("api_secret") or secrets.token_urlsafe(32)
+        self._save_state()
+
+    # --- kept state (keys, ports, pid) ----------------------------------------------------------
+    @property
+    def _state_path(self) -> Path:
+        return self.dir / "server.json"
+
+    def _load_state(self) -> dict:
+        if self._tmp is not None:
+            return {}
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads(self._state_path.read_text())
+        return {}
+
+    def _save_state(self, **extra: object) -> None:
+        state = {
+            "port": self.port,
+            "tcp_port": self.tcp_port,
+            "udp_port": self.udp_port,
+            "api_key": self.api_key,
+            "api_secret": self.api_secret,
+            **extra,
+        }
+        # 0600 from the first byte: the secret signs every token.
+        fd = os.open(self._state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else self._pid
+
+    def alive(self) -> bool:
+        if self._proc is not None:
+            return self._proc.poll() is None
+        if self._pid is None:
+            return False
+        try:
+            os.kill(self._pid, 0)
+        except OSError:
+            return False
+        return True
 
     @property
     def url(self) -> str:
@@ -101,7 +162,10 @@ class EmbeddedLiveKit:
         )
 
     def _config(self) -> str:
-        return (
+        webhook = (
+            f"webhook:\n  api_key: {self.api_key}\n  urls:\n    - {self.webhook_url}\n" if self.webhook_url else ""
+        )
+        return webhook + (
             f"port: {self.port}\n"
             "bind_addresses: ['127.0.0.1']\n"
             "rtc:\n"
@@ -118,9 +182,42 @@ class EmbeddedLiveKit:
             "  level: info\n"
         )
 
+    def ready(self, timeout: float = 1.0) -> bool:
+        """An authenticated RoomService call succeeds: the server is up *and* holds our keys."""
+        from livekit import api
+
+        token = api.AccessToken(self.api_key, self.api_secret).with_grants(api.VideoGrants(room_list=True)).to_jwt()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/twirp/livekit.RoomService/ListRooms",
+            data=b"{}",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status == 200
+        return False
+
+    def attach(self) -> bool:
+        """Re-attach to the server an earlier run left running (same keys, same config)."""
+        if self._tmp is not None:
+            return False
+        state = self._load_state()
+        pid = state.get("pid")
+        if not pid or state.get("webhook_url", "") != self.webhook_url:
+            return False
+        self._pid = int(pid)
+        if self.alive() and self.ready():
+            log.info("re-attached to livekit-server (pid %s) on %s", pid, self.url)
+            return True
+        self._pid = None
+        return False
+
     def start(self, timeout: float = 20.0, attempts: int = 3) -> EmbeddedLiveKit:
-        """Start and wait until it answers. A port taken between picking and binding
+        """Re-attach, or start and wait until it answers. A port taken between picking and binding
         (other processes pick free ports too) is retried with fresh ports."""
+        if self.attach():
+            return self
+        self._stop_stale()
         for attempt in range(attempts):
             try:
                 return self._start_once(timeout)
@@ -131,8 +228,9 @@ class EmbeddedLiveKit:
         raise AssertionError("unreachable")
 
     def _start_once(self, timeout: float) -> EmbeddedLiveKit:
-        cfg = Path(self._dir.name) / "livekit.yaml"
+        cfg = self.dir / "livekit.yaml"
         cfg.write_text(self._config())
+        cfg.chmod(0o600)
         logf = self.log_path.open("wb")
         self._proc = subprocess.Popen(
             [str(self.binary), "--dev", "--config", str(cfg)],
@@ -144,11 +242,10 @@ class EmbeddedLiveKit:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise LiveKitError(f"livekit-server exited with {self._proc.returncode}: {self.log_tail()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1) as r:
-                    if r.status == 200:
-                        log.info("livekit-server %s ready on %s", LIVEKIT_VERSION, self.url)
-                        return self
+            if self.ready():
+                log.info("livekit-server %s ready on %s", LIVEKIT_VERSION, self.url)
+                self._save_state(pid=self._proc.pid, webhook_url=self.webhook_url)
+                return self
             time.sleep(0.1)
         self.stop()
         raise LiveKitError(f"livekit-server did not answer on port {self.port} within {timeout}s: {self.log_tail()}")
@@ -158,19 +255,68 @@ class EmbeddedLiveKit:
             return self.log_path.read_text(errors="replace")[-n:]
         return ""
 
+    def _stop_stale(self) -> None:
+        """A server of ours from an earlier run that we cannot use (other config, unresponsive)."""
+        pid = self._load_state().get("pid")
+        if pid and _is_livekit(int(pid)):
+            log.warning("stopping a stale livekit-server (pid %s) left by an earlier run", pid)
+            _terminate_pid(int(pid))
+
     def stop(self) -> None:
+        """Bounded: SIGTERM, then SIGKILL after 5 s."""
         if self._proc and self._proc.poll() is None:
             self._proc.terminate()
             try:
-                self._proc.wait(timeout=10)
+                self._proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(timeout=5)
+        elif self._pid is not None and self.alive():
+            _terminate_pid(self._pid)
         self._proc = None
+        self._pid = None
+        if self._tmp is None:
+            self._save_state()  # keys and ports stay; no pid: nothing is running
 
     def __enter__(self) -> EmbeddedLiveKit:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        self._dir.cleanup()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def _is_livekit(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return "livekit-server" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    return False
+
+
+def _terminate_pid(pid: int, timeout: float = 5.0) -> None:
+    import signal
+
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+
+
+def embedded_settings(settings: Settings, state_dir: Path) -> Settings:
+    """Settings pointed at the embedded server whose kept state is in `state_dir` (for workers)."""
+    try:
+        state = json.loads((state_dir / "server.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"no embedded livekit-server state in {state_dir} ({e}); start the app first, or set LIVEKIT_URL"
+        ) from e
+    return settings.model_copy(
+        update={
+            "livekit_url": f"ws://127.0.0.1:{state['port']}",
+            "livekit_api_key": state["api_key"],
+            "livekit_api_secret": type(settings.livekit_api_secret)(state["api_secret"]),
+        }
+    )

@@ -16,7 +16,7 @@ IDENTITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 ROOM_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 PROTOCOL_VERSION = 1
 # Identities the server gives its own participants and callers; no agent may take one.
-SERVICE_PREFIXES = ("hold-", "briefing-", "transcriber-")
+SERVICE_PREFIXES = ("media-", "hold-", "briefing-", "transcriber-")
 RESERVED_PREFIXES = ("caller-", *SERVICE_PREFIXES)
 
 

@@ -1,4 +1,5 @@
-"""LiveKit RoomService, wrapped: rooms, participants, permissions and data messages.
+"""LiveKit RoomService and AgentDispatchService, wrapped: rooms, participants, permissions,
+data messages, room metadata and job dispatch to the media plane.
 
 The `LiveKitAPI` client must be created inside a running event loop, so it is
 built on first use. Every twirp error becomes a `LiveKitError` (or `NotFound`).
@@ -29,13 +30,17 @@ class Rooms:
         self._api: api.LiveKitAPI | None = None
 
     @property
-    def _room(self) -> api.room_service.RoomService:
+    def _lk(self) -> api.LiveKitAPI:
         if self._api is None:
             s = self._settings
             self._api = api.LiveKitAPI(
                 http_url(s.livekit_url), s.livekit_api_key, s.livekit_api_secret.get_secret_value()
             )
-        return self._api.room
+        return self._api
+
+    @property
+    def _room(self) -> api.room_service.RoomService:
+        return self._lk.room
 
     async def aclose(self) -> None:
         if self._api is not None:
@@ -60,6 +65,12 @@ class Rooms:
     async def list_rooms(self, names: list[str] | None = None) -> list[api.Room]:
         res = await self._call("list rooms", self._room.list_rooms(api.ListRoomsRequest(names=names or [])))
         return list(res.rooms)
+
+    async def set_metadata(self, name: str, metadata: str) -> None:
+        await self._call(
+            f"update metadata of {name}",
+            self._room.update_room_metadata(api.UpdateRoomMetadataRequest(room=name, metadata=metadata)),
+        )
 
     async def room_exists(self, name: str) -> bool:
         return any(r.name == name for r in await self.list_rooms([name]))
@@ -104,6 +115,27 @@ class Rooms:
             f"update permissions of {identity} in {room}",
             self._room.update_participant(api.UpdateParticipantRequest(room=room, identity=identity, permission=perm)),
         )
+
+    # --- media plane jobs ---------------------------------------------------------------
+    async def dispatch(self, room: str, agent_name: str, metadata: str) -> str:
+        """Ask the server to send a job for `room` to a worker registered as `agent_name`."""
+        req = api.CreateAgentDispatchRequest(agent_name=agent_name, room=room, metadata=metadata)
+        res = await self._call(f"dispatch {agent_name} to {room}", self._lk.agent_dispatch.create_dispatch(req))
+        return res.id
+
+    async def dispatches(self, room: str) -> list[api.AgentDispatch]:
+        try:
+            return list(await self._call(f"list dispatches of {room}", self._lk.agent_dispatch.list_dispatch(room)))
+        except NotFound:
+            return []
+
+    async def delete_dispatch(self, room: str, dispatch_id: str) -> None:
+        try:
+            await self._call(
+                f"delete dispatch {dispatch_id}", self._lk.agent_dispatch.delete_dispatch(dispatch_id, room)
+            )
+        except NotFound:
+            pass
 
     # --- data --------------------------------------------------------------------------
     async def send(self, room: str, message: Notification, identities: list[str] | None = None) -> bool:

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     modal_timeout_s: float = Field(30.0, gt=0, le=600)
     modal_fallback_local: bool = True
 
+    # --- media plane (LiveKit Agents workers) -------------------------------------------
+    workers: int = Field(1, ge=0, le=16, description="media workers the app starts (0 = they run elsewhere)")
+    worker_max_jobs: int = Field(120, ge=1, le=10000, description="jobs (rooms) one worker takes before it is full")
+    worker_model_threads: int = Field(0, ge=0, le=64, description="threads for STT/TTS in a worker (0 = cores)")
+    control_url: str = Field("", description="base URL workers report to; empty = http://APP_HOST:APP_PORT")
+    hold_ack_timeout_s: float = Field(2.0, gt=0, le=30, description="initiate waits this long for hold audio")
+
     # --- app ------------------------------------------------------------------------------
     app_host: str = "127.0.0.1"
     app_port: int = Field(7860, ge=0, le=65535)
@@ -89,6 +96,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TWILIO_ACCOUNT_SID is set, so PUBLIC_BASE_URL (where Twilio reaches this app) is required"
             )
+        if self.control_url and not self.control_url.startswith(("http://", "https://")):
+            raise ValueError("CONTROL_URL must be an http(s) URL")
         if self.openai_base_url and not self.openai_base_url.startswith(("http://", "https://")):
             raise ValueError("OPENAI_BASE_URL must be an http(s) URL")
         return self

@@ -1,29 +1,37 @@
-"""The warm-transfer orchestrator: the only place that sequences rooms, tokens and
-participants, and the only place that retries.
+"""The warm-transfer orchestrator: the only place that sequences rooms, tokens and media
+jobs, and the only place that retries. It never joins a room: audio is the media plane's
+(functions.media_control dispatches its jobs), and what happens in the rooms comes back as
+LiveKit webhooks and job reports (`on_livekit_event`, `on_media_report`).
 
 One transfer (see ARCHITECTURE in the README):
-  initiate  → consult room created, hold music in the caller's room, A's publish and
-              subscribe permissions in the call room revoked (server-enforced: the caller
-              cannot hear A, A cannot hear the caller), briefing participant in the consult.
-  accept    → B may join the caller's room; once B's microphone is there, hold music
-              stops, A is removed, the consult room is deleted.
+  initiate  → consult room created, hold audio in the caller's room (the call job plays it),
+              A's publish and subscribe permissions in the call room revoked (server-enforced:
+              the caller cannot hear A, A cannot hear the caller), a consult job dispatched
+              with the brief.
+  accept    → B may join the caller's room; once B's microphone is published there
+              (webhook), hold audio stops, A is removed, the consult room is deleted.
   decline / cancel / timeout / B leaves → consult deleted, hold stops, A's permissions
               restored: the caller is back with A.
 The caller never changes room. Every transition is persisted (with its event) before
-anyone is told about it.
+anyone is told about it. Actions on one call are serialized (one lock per call).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
+
+from livekit import api
 
 from functions.background import Background
 from functions.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, LiveKitError, NotFound, ServiceError
+from functions.media_control import MediaControl
+from functions.media_protocol import MediaEvent, MediaReport, SegmentReport, briefing_identity, media_identity
 from functions.models import (
     Call,
     CallStatus,
@@ -37,17 +45,16 @@ from functions.models import (
     TransferState,
     is_agent_identity,
 )
-from functions.participants import Briefing, HoldMusic
 from functions.rooms import Rooms
 from functions.services import Services
 from functions.state_machine import ROLLBACK_STATES
 from functions.store import Store
 from functions.tokens import mint_token
+from functions.transcripts import Transcripts
 
 log = logging.getLogger(__name__)
 S = TransferState
 LOBBY = "agents-lobby"
-E164_RE = re.compile(r"^\+[1-9]\d{7,14}$")
 
 SummarySource = Callable[[Call], CallSummary]
 
@@ -72,13 +79,22 @@ class PhoneLeg(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How the orchestrator retries a LiveKit call that failed retryably: a value, not literals."""
+
+    attempts: int = 3
+    base_delay_s: float = 0.2
+
+    def delay(self, attempt: int) -> float:
+        return self.base_delay_s * 2**attempt
+
+
 def _new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
 class TransferOrchestrator:
-    briefing_cls: type[Briefing] = Briefing
-
     def __init__(
         self,
         services: Services,
@@ -87,25 +103,26 @@ class TransferOrchestrator:
         *,
         summary_source: SummarySource | None = None,
         phone: PhoneLeg | None = None,
-        retries: int = 2,
+        retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         self.services = services
         self.settings = services.settings
         self.store = store
         self.rooms = rooms
-        self.summary_source = summary_source or self._summary_from_store
-        self.retries = retries
+        self.media = MediaControl(self.settings, rooms)
+        self.transcripts = Transcripts(store, rooms, lambda: services.summarizer)
+        self.summary_source = summary_source or self.transcripts.summary_for
+        self.retry = retry
         self.phone = phone
-        self._holds: dict[str, HoldMusic] = {}  # call_id → hold participant
-        self._briefings: dict[str, Briefing] = {}  # transfer_id → briefing participant
         self._timers: dict[str, dict[str, asyncio.Task]] = {}  # transfer_id → name → timer
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}  # call_id → lock: actions on one call are serialized
+        self._arrivals: dict[tuple[str, str], asyncio.Event] = {}  # (room, identity) → microphone published
         self._background = Background()
         self.listeners: list[Callable[[Notification], None]] = []
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        """Create the agents' lobby and re-attach to transfers left open by a previous run."""
+        """Create the agents' lobby and re-attach to calls and transfers left open by a previous run."""
         await self._retry(lambda: self.rooms.create_room(LOBBY, empty_timeout=24 * 3600))
         await self.recover()
 
@@ -114,22 +131,26 @@ class TransferOrchestrator:
             for t in timers.values():
                 t.cancel()
         self._background.cancel()
-        for p in [*self._holds.values(), *self._briefings.values()]:
-            await p.stop()
-        self._holds.clear()
-        self._briefings.clear()
+        self.transcripts.background.cancel()
 
     async def recover(self) -> None:
-        """After a restart: open transfers get their hold music and timers back."""
+        """After a restart of the control plane. Calls and consults lived on in LiveKit (the media
+        jobs kept playing); this re-arms timers, and re-dispatches jobs that are missing."""
+        live = {r.name for r in await self.rooms.list_rooms()}
         for t in self.store.list_transfers(open_only=True):
             if t.state is S.idle:  # crashed mid-initiate: nothing reliable was set up
                 await self._finish(t.transfer_id, S.failed, actor="system", reason="interrupted by a restart")
             elif t.state is S.consulting:
-                await self._start_hold(t.call_id, t.call_room)
                 self._arm_timeouts(t.transfer_id, ring=False)
+                if t.target_kind is TargetKind.agent and t.consult_room in live:
+                    self._background.spawn(self._ensure_consult_job(t))
             elif t.state is S.completing:
-                await self._start_hold(t.call_id, t.call_room)
                 self._background.spawn(self._finish_handoff(t.transfer_id))
+        for call in self.store.list_calls():
+            if call.room not in live:
+                self._background.spawn(self.end_call(call.call_id, actor="system", reason="call room gone"))
+            else:
+                self._background.spawn(self._ensure_call_job(call))
 
     # --- calls ----------------------------------------------------------------------------
     async def start_call(self, caller_name: str = "", *, agent_identity: str | None = None) -> Call:
@@ -139,7 +160,6 @@ class TransferOrchestrator:
             _check_agent(agent_identity)
         call_id = _new_id()
         room = f"call-{call_id}"
-        await self._retry(lambda: self.rooms.create_room(room, empty_timeout=120))
         call = Call(
             call_id=call_id,
             room=room,
@@ -148,29 +168,43 @@ class TransferOrchestrator:
             agent_identity=agent_identity,
             status=CallStatus.active if agent_identity else CallStatus.waiting,
         )
+        # The row first: a room never exists without its call (a failure below ends the call).
         call = self.store.add_call(call)
+        try:
+            await self._retry(lambda: self.rooms.create_room(room, empty_timeout=120))
+            await self._retry(lambda: self.media.start_call_job(call))
+        except ServiceError:
+            self.store.update_call(call_id, status=CallStatus.ended)
+            await self._safe(self.rooms.delete_room(room))
+            raise
         await self._notify_call(call)
         return call
 
     async def assign_agent(self, call_id: str, agent: str) -> Call:
         _check_agent(agent)
-        call = self.store.get_call(call_id)
-        if call.status is not CallStatus.waiting:
-            raise Conflict(f"call {call_id} is {call.status.value}, not waiting for an agent")
-        call = self.store.update_call(call_id, agent_identity=agent, status=CallStatus.active)
+        async with self._lock(call_id):
+            call = self.store.get_call(call_id)
+            if call.status is not CallStatus.waiting:
+                raise Conflict(f"call {call_id} is {call.status.value}, not waiting for an agent")
+            call = self.store.update_call(call_id, agent_identity=agent, status=CallStatus.active)
         await self._notify_call(call)
         return call
 
-    async def end_call(self, call_id: str, *, actor: str) -> Call:
+    async def end_call(self, call_id: str, *, actor: str, reason: str = "call ended") -> Call:
         call = self.store.get_call(call_id)
         if call.status is CallStatus.ended:
             return call
         for t in self.store.list_transfers(call_id=call_id, open_only=True):
-            await self._finish_quietly(t.transfer_id, S.caller_left, actor=actor, reason="call ended")
-        call = self.store.update_call(call_id, status=CallStatus.ended)
+            await self._finish_quietly(t.transfer_id, S.caller_left, actor=actor, reason=reason)
+        async with self._lock(call_id):
+            call = self.store.get_call(call_id)
+            if call.status is CallStatus.ended:
+                return call
+            call = self.store.update_call(call_id, status=CallStatus.ended)
         await self._notify_call(call)
-        await self._stop_hold(call_id)
-        await self.rooms.delete_room(call.room)
+        await self._safe(self.rooms.delete_room(call.room))  # the call job leaves with its room
+        self.media.forget_call(call_id)
+        self.transcripts.forget(call_id)
         return call
 
     def caller_token(self, call_id: str, caller_identity: str) -> TokenResponse:
@@ -197,7 +231,7 @@ class TransferOrchestrator:
             if not allowed:
                 raise Forbidden(f"agent {agent} is not on call {call.call_id}")
             if call.status is CallStatus.on_hold and call.agent_identity == agent:
-                # A full token now would let A talk over the hold music.
+                # A full token now would let A talk over the hold audio.
                 raise Forbidden(f"call {call.call_id} is on hold while you consult; cancel the transfer to return")
             return self._token(agent, name, Role.agent, room)
         for t in self.store.list_transfers(open_only=True):
@@ -211,12 +245,7 @@ class TransferOrchestrator:
 
     # --- transfers ----------------------------------------------------------------------------
     async def initiate(self, call_id: str, from_agent: str, target: str, *, kind: TargetKind | None = None) -> Transfer:
-        call = self.store.get_call(call_id)
         kind = kind or (TargetKind.phone if target.startswith("+") else TargetKind.agent)
-        if call.status is CallStatus.ended:
-            raise InvalidInput(f"call {call_id} has ended")
-        if call.agent_identity != from_agent:
-            raise Forbidden(f"{from_agent} is not the agent on call {call_id}")
         if kind is TargetKind.agent:
             _check_agent(target)
             if target == from_agent:
@@ -227,85 +256,79 @@ class TransferOrchestrator:
             )
         else:
             target = self.phone.normalize(target)  # E.164 or InvalidInput, before anything changes
-        tid = _new_id()
-        transfer = self.store.add_transfer(
-            Transfer(
-                transfer_id=tid,
-                call_id=call_id,
-                call_room=call.room,
-                consult_room=f"consult-{tid}",
-                from_agent=from_agent,
-                target_kind=kind,
-                target=target,
+        async with self._lock(call_id):
+            call = self.store.get_call(call_id)
+            if call.status is CallStatus.ended:
+                raise InvalidInput(f"call {call_id} has ended")
+            if call.agent_identity != from_agent:
+                raise Forbidden(f"{from_agent} is not the agent on call {call_id}")
+            if open_ := self.store.list_transfers(call_id=call_id, open_only=True):
+                raise Conflict(f"call {call_id} already has an open transfer ({open_[0].transfer_id})")
+            tid = _new_id()
+            transfer = self.store.add_transfer(
+                Transfer(
+                    transfer_id=tid,
+                    call_id=call_id,
+                    call_room=call.room,
+                    consult_room=f"consult-{tid}",
+                    from_agent=from_agent,
+                    target_kind=kind,
+                    target=target,
+                )
             )
-        )
-        try:
-            async with self._lock(tid):
+            try:
                 summary = self.summary_source(call)  # ready already: never a full re-summary here
                 await self._retry(lambda: self.rooms.create_room(transfer.consult_room, empty_timeout=60))
-
-                async def hold_caller() -> None:
-                    await self._start_hold(call_id, call.room)  # music first: the caller never hears silence
-                    try:
-                        await self._retry(
-                            lambda: self.rooms.set_permissions(call.room, from_agent, publish=False, subscribe=False)
-                        )
-                    except NotFound:
-                        pass  # A is not connected to the call room: there is nothing to silence
-
                 if kind is TargetKind.phone:
                     reach_target = self.phone.start(transfer, summary)  # type: ignore[union-attr]
                 else:
-                    reach_target = self._start_briefing(transfer, summary)
-                # The two rooms are independent: put the caller on hold while the briefing connects.
+                    reach_target = self._retry(lambda: self.media.start_consult_job(transfer, call, summary))
+                # The two rooms are independent: put the caller on hold while the consult job is dispatched.
                 # Both finish before any failure is raised, so the rollback finds everything they set up.
-                for outcome in await asyncio.gather(hold_caller(), reach_target, return_exceptions=True):
+                for outcome in await asyncio.gather(
+                    self._hold_caller(call, from_agent), reach_target, return_exceptions=True
+                ):
                     if isinstance(outcome, BaseException):
                         raise outcome
                 self.store.update_call(call_id, status=CallStatus.on_hold)
                 transfer = self.store.transition(tid, S.consulting, actor=from_agent, detail={"target": target})
-            # A phone leg's ringing is bounded by the dialer's own ring timeout.
-            self._arm_timeouts(tid, ring=kind is TargetKind.agent)
-            await self._notify(transfer, summary=summary)
-            await self._notify_call(self.store.get_call(call_id))
-            return transfer
-        except Exception as e:
+            except Exception as e:
+                failure = e
+            else:
+                failure = None
+        if failure is not None:
             # Whatever broke, undo what was set up: the caller goes back to A, nothing hangs.
-            await self._finish(tid, S.failed, actor="system", reason=f"initiate failed: {e}")
-            if isinstance(e, ServiceError):
-                raise
-            raise LiveKitError(f"transfer could not start: {e}", retryable=True) from e
+            await self._finish(tid, S.failed, actor="system", reason=f"initiate failed: {failure}")
+            if isinstance(failure, ServiceError):
+                raise failure
+            raise LiveKitError(f"transfer could not start: {failure}", retryable=True) from failure
+        # A phone leg's ringing is bounded by the dialer's own ring timeout.
+        self._arm_timeouts(tid, ring=kind is TargetKind.agent)
+        await self._notify(transfer, summary=summary)
+        await self._notify_call(self.store.get_call(call_id))
+        return transfer
 
-    async def _start_briefing(self, transfer: Transfer, summary: CallSummary) -> None:
-        tid, target = transfer.transfer_id, transfer.target
-        briefing = self.briefing_cls(
-            self.settings,
-            transfer.consult_room,
-            transfer_id=tid,
-            speaker=self.services.speaker,
-            summary=summary,
-            target_identity=target,
-            on_target_joined=lambda: self._target_joined(tid),
-            on_target_left=lambda: self._background.spawn(
-                self._finish_quietly(tid, S.target_left, actor=target, reason="target left the consult")
-            ),
-        )
-        self._briefings[tid] = briefing
-        await briefing.start()
+    async def _hold_caller(self, call: Call, agent: str) -> None:
+        """Hold audio first (bounded wait until it plays), then A is silenced: the caller never hears silence."""
+        if not await self._retry(lambda: self.media.set_hold(call, True, wait_s=self.settings.hold_ack_timeout_s)):
+            log.warning("hold audio in %s not confirmed within %.1fs", call.room, self.settings.hold_ack_timeout_s)
+            self._background.spawn(self._ensure_call_job(call))
+        try:
+            await self._retry(lambda: self.rooms.set_permissions(call.room, agent, publish=False, subscribe=False))
+        except NotFound:
+            pass  # A is not connected to the call room: there is nothing to silence
 
     async def accept(self, transfer_id: str, *, actor: str) -> Transfer:
         """B (or A on B's behalf) completes the transfer: B is let into the caller's room."""
         t = self.store.get_transfer(transfer_id)
         if actor not in (t.target, t.from_agent):
             raise Forbidden(f"{actor} is not part of transfer {transfer_id}")
-        async with self._lock(transfer_id):
+        async with self._lock(t.call_id):
             t = self.store.transition(transfer_id, S.completing, actor=actor)
         self._cancel_timers(transfer_id)
         await self._notify(t, extra={"join_room": t.call_room})
         self._background.spawn(self._finish_handoff(transfer_id))
         return t
-
-    complete = accept
 
     async def decline(self, transfer_id: str, *, actor: str, reason: str = "") -> Transfer:
         t = self.store.get_transfer(transfer_id)
@@ -326,38 +349,134 @@ class TransferOrchestrator:
     def get_transfer(self, transfer_id: str) -> Transfer:
         return self.store.get_transfer(transfer_id)
 
+    # --- what LiveKit and the media jobs tell us ------------------------------------------------
+    async def on_livekit_event(self, event: api.WebhookEvent) -> None:
+        """Webhooks from the LiveKit server: quick decisions here, slow work in the background."""
+        room, identity = event.room.name, event.participant.identity
+        call = self.store.call_by_room(room)
+        transfer = self._transfer_by_consult_room(room) if call is None else None
+        if call is None and transfer is None:
+            return  # not ours
+        if event.event == "track_published" and call is not None:
+            if event.track.type == api.TrackType.AUDIO and event.track.source == api.TrackSource.MICROPHONE:
+                self._arrivals.setdefault((room, identity), asyncio.Event()).set()
+        elif event.event == "participant_joined" and transfer is not None:
+            if identity == transfer.target and transfer.state is S.consulting:
+                self._target_joined(transfer.transfer_id)
+        elif event.event == "participant_left" and call is not None and call.status is not CallStatus.ended:
+            if identity == call.caller_identity:
+                self._background.spawn(self.end_call(call.call_id, actor=identity, reason="caller hung up"))
+            elif identity == media_identity(call.call_id):
+                self._background.spawn(self._ensure_call_job(call))
+        elif event.event == "participant_left" and transfer is not None and transfer.state is S.consulting:
+            if identity == transfer.target:
+                self._background.spawn(
+                    self._finish_quietly(
+                        transfer.transfer_id, S.target_left, actor=identity, reason="target left the consult"
+                    )
+                )
+            elif identity == briefing_identity(transfer.transfer_id):
+                self._background.spawn(self._ensure_consult_job(transfer))
+        elif event.event == "room_finished" and call is not None and call.status is not CallStatus.ended:
+            self._background.spawn(self.end_call(call.call_id, actor="system", reason="call room closed"))
+
+    async def on_media_report(self, report: MediaReport) -> None:
+        try:
+            self.store.get_call(report.call_id)
+        except NotFound:
+            return  # not ours
+        if isinstance(report, SegmentReport):
+            await self.transcripts.add(report)
+        elif isinstance(report, MediaEvent):
+            self.media.on_event(report)
+            if report.event in ("hold_started", "brief_failed"):
+                log.info("media %s: %s %s", report.call_id, report.event, report.detail)
+
+    def _transfer_by_consult_room(self, room: str) -> Transfer | None:
+        if not room.startswith("consult-"):
+            return None
+        try:
+            return self.store.get_transfer(room.removeprefix("consult-"))
+        except NotFound:
+            return None
+
+    async def _ensure_call_job(self, call: Call) -> None:
+        async def redispatch() -> None:
+            if self.store.get_call(call.call_id).status is not CallStatus.ended:
+                await self._retry(lambda: self.media.start_call_job(call))
+
+        await self.media.job_left(call.room, media_identity(call.call_id), redispatch)
+
+    async def _ensure_consult_job(self, t: Transfer) -> None:
+        async def redispatch() -> None:
+            current = self.store.get_transfer(t.transfer_id)
+            if current.state is S.consulting:
+                call = self.store.get_call(t.call_id)
+                await self._retry(lambda: self.media.start_consult_job(current, call, self.summary_source(call)))
+
+        await self.media.job_left(t.consult_room, briefing_identity(t.transfer_id), redispatch)
+
     # --- internals: the hand-off ------------------------------------------------------------
+    async def _wait_for_microphone(self, room: str, identity: str, timeout: float) -> bool:
+        """True once `identity` has published its microphone in `room`: the webhook says so at
+        once; RoomService is asked too (every second), so a lost webhook costs a second, not a call."""
+        ev = self._arrivals.setdefault((room, identity), asyncio.Event())
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if ev.is_set() or await self._has_microphone(room, identity):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(ev.wait(), min(1.0, left))
+                except TimeoutError:
+                    pass
+        finally:
+            self._arrivals.pop((room, identity), None)
+
+    async def _has_microphone(self, room: str, identity: str) -> bool:
+        try:
+            participants = await self.rooms.list_participants(room)
+        except ServiceError:
+            return False
+        return any(
+            p.identity == identity
+            and any(t.type == api.TrackType.AUDIO and t.source == api.TrackSource.MICROPHONE for t in p.tracks)
+            for p in participants
+        )
+
     async def _finish_handoff(self, transfer_id: str) -> None:
         t = self.store.get_transfer(transfer_id)
-        hold = self._holds.get(t.call_id)
         identity = t.target if t.target_kind is TargetKind.agent else self.phone and self.phone.room_identity(t)
         if identity is None:
             reason = "a phone leg can only be bridged into the call with LIVEKIT_SIP_URI configured"
             await self._finish_quietly(transfer_id, S.failed, actor="system", reason=reason)
             return
-        arrived = hold is not None and await hold.wait_for_audio_from(identity, self.settings.join_timeout_s)
-        if not arrived:
+        if not await self._wait_for_microphone(t.call_room, identity, self.settings.join_timeout_s):
             reason = "target did not reach the caller's room"
             await self._finish_quietly(transfer_id, S.failed, actor="system", reason=reason)
             return
-        async with self._lock(transfer_id):
-            # Order matters for the caller: B is already audible, so stopping the music
-            # leaves no silence; A (muted since initiate) goes last.
-            await self._stop_hold(t.call_id)
-            await self._retry(lambda: self.rooms.remove_participant(t.call_room, t.from_agent))
-            await self._stop_briefing(transfer_id)
-            await self._retry(lambda: self.rooms.delete_room(t.consult_room))
-            call = self.store.update_call(t.call_id, agent_identity=t.target, status=CallStatus.active)
-            try:
-                t = self.store.transition(transfer_id, S.completed, actor="system")
-            except IllegalTransition:
+        async with self._lock(t.call_id):
+            t = self.store.get_transfer(transfer_id)
+            if t.state is not S.completing:
                 return  # the caller hung up meanwhile; that path already cleaned up
+            call = self.store.get_call(t.call_id)
+            # Order matters for the caller: B is already audible, so stopping the hold audio
+            # leaves no silence; A (muted since initiate) goes last.
+            await self._safe(self._retry(lambda: self.media.set_hold(call, False)))
+            await self._safe(self._retry(lambda: self.rooms.remove_participant(t.call_room, t.from_agent)))
+            await self._safe(self._retry(lambda: self.rooms.delete_room(t.consult_room)))
+            call = self.store.update_call(t.call_id, agent_identity=t.target, status=CallStatus.active)
+            t = self.store.transition(transfer_id, S.completed, actor="system")
         await self._notify(t)
         await self._notify_call(call)
 
     async def _finish(self, transfer_id: str, state: TransferState, *, actor: str, reason: str = "") -> Transfer:
         """End a transfer in `state` and undo what it set up. Illegal → raises, changes nothing."""
-        async with self._lock(transfer_id):
+        call_id = self.store.get_transfer(transfer_id).call_id
+        async with self._lock(call_id):
             t = self.store.transition(transfer_id, state, actor=actor, reason=reason)
             # The call's record follows the transfer at once, so nobody reads a stale pair.
             call = self.store.get_call(t.call_id)
@@ -365,21 +484,20 @@ class TransferOrchestrator:
                 call = self.store.update_call(t.call_id, status=CallStatus.ended)
             elif t.state in ROLLBACK_STATES and call.status is not CallStatus.ended:
                 call = self.store.update_call(t.call_id, status=CallStatus.active, agent_identity=t.from_agent)
-        self._cancel_timers(transfer_id)
-        await self._notify(t)  # before the rollback deletes the consult room A and B are in
-        await self._rollback(t, call)
+            self._cancel_timers(transfer_id)
+            await self._notify(t)  # before the rollback deletes the consult room A and B are in
+            await self._rollback(t, call)
         await self._notify_call(call)
         return t
 
     async def _rollback(self, t: Transfer, call: Call) -> None:
-        await self._stop_briefing(t.transfer_id)
         if t.target_kind is TargetKind.phone and self.phone is not None and t.state is not S.completed:
             await self._safe(self.phone.stop(t))
-        await self._safe(self.rooms.delete_room(t.consult_room))
-        await self._stop_hold(t.call_id)
+        await self._safe(self.rooms.delete_room(t.consult_room))  # the consult job leaves with it
         if call.status is CallStatus.ended:
             await self._safe(self.rooms.delete_room(t.call_room))
         elif t.state in ROLLBACK_STATES:
+            await self._safe(self.media.set_hold(call, False))
             # B may have got into the caller's room before the hand-off failed.
             if t.state is S.failed:
                 await self._safe(self.rooms.remove_participant(t.call_room, t.target))
@@ -391,37 +509,7 @@ class TransferOrchestrator:
         except NotFound:
             pass  # A left the call room meanwhile; a fresh token has full permissions anyway
 
-    # --- internals: participants, timers, events ----------------------------------------------
-    async def _start_hold(self, call_id: str, room: str) -> None:
-        if call_id in self._holds:
-            return
-        hold = HoldMusic(
-            self.settings, room, call_id=call_id, on_participant_left=lambda i: self._left_call(call_id, i)
-        )
-        self._holds[call_id] = hold
-        try:
-            await hold.start()
-        except Exception as e:
-            self._holds.pop(call_id, None)
-            await hold.stop()
-            raise LiveKitError(f"hold music could not join {room}: {e}", retryable=True) from e
-
-    async def _stop_hold(self, call_id: str) -> None:
-        if hold := self._holds.pop(call_id, None):
-            await hold.stop()
-
-    async def _stop_briefing(self, transfer_id: str) -> None:
-        if b := self._briefings.pop(transfer_id, None):
-            await b.stop()
-
-    def _left_call(self, call_id: str, identity: str) -> None:
-        call = self.store.get_call(call_id)
-        if identity == call.caller_identity:
-            for t in self.store.list_transfers(call_id=call_id, open_only=True):
-                self._background.spawn(
-                    self._finish_quietly(t.transfer_id, S.caller_left, actor=identity, reason="caller hung up")
-                )
-
+    # --- internals: timers, events ---------------------------------------------------------------
     def _target_joined(self, transfer_id: str) -> None:
         # B is in the consult: the ring timer is done, the accept timer keeps running.
         if ring := self._timers.get(transfer_id, {}).pop("ring", None):
@@ -460,7 +548,7 @@ class TransferOrchestrator:
             payload["summary"] = summary.model_dump(mode="json")
         msg = Notification(type=f"transfer.{t.state.value}", payload=payload)
         agents = [t.from_agent] + ([t.target] if t.target_kind is TargetKind.agent else [])
-        # In-process listeners (live transcription, the UI) first: they must not wait on LiveKit.
+        # In-process listeners (the UI) first: they must not wait on LiveKit.
         self._emit(msg)
         sends = [self.rooms.send(LOBBY, msg, agents)]
         if t.state in (S.consulting, S.completing, *ROLLBACK_STATES, S.caller_left):
@@ -483,24 +571,18 @@ class TransferOrchestrator:
             except Exception:
                 log.exception("notification listener failed")
 
-    def _summary_from_store(self, call: Call) -> CallSummary:
-        """Default source: the caller's name only, until live transcription feeds a rolling summary."""
-        name = call.caller_name or None
-        who = f"Caller {name}" if name else "The caller"
-        return CallSummary(caller_name=name, brief=f"Incoming warm transfer. {who} is on hold. No transcript yet.")
-
-    def _lock(self, transfer_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(transfer_id, asyncio.Lock())
+    def _lock(self, call_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(call_id, asyncio.Lock())
 
     async def _retry(self, op: Callable[[], Awaitable]):
         """The one place that retries: LiveKit calls that failed retryably, with backoff."""
-        for attempt in range(self.retries + 1):
+        for attempt in range(self.retry.attempts):
             try:
                 return await op()
             except ServiceError as e:
-                if not e.retryable or attempt == self.retries:
+                if not e.retryable or attempt == self.retry.attempts - 1:
                     raise
-                await asyncio.sleep(0.2 * 2**attempt)
+                await asyncio.sleep(self.retry.delay(attempt))
 
     async def _safe(self, coro: Awaitable) -> None:
         """Clean-up steps: a failure is logged, and the rest of the clean-up still runs."""

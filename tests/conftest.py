@@ -1,24 +1,104 @@
-"""Shared fixtures: one real livekit-server per test session (free ports, random keys),
-settings pointed at it, and a fresh SQLite store per test."""
+"""Shared fixtures for the test session, all real: one livekit-server (free ports, random keys)
+whose webhooks go to the session's control-plane endpoint (`ControlHub` under uvicorn), one media
+worker process (`worker.py`, livekit-agents) registered with it, settings pointed at all three,
+and a fresh SQLite store per test. Every start and stop is bounded."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import subprocess
+import sys
+import time
 
 import pytest
+import uvicorn
 
-from functions.livekit_server import EmbeddedLiveKit
-from functions.settings import Settings, load_settings
+from functions.livekit_server import EmbeddedLiveKit, free_port
+from functions.media_protocol import WEBHOOK_PATH
+from functions.settings import PROJECT_ROOT, Settings, load_settings
+from tests.support.control_hub import ControlHub
+
+WORKER_READY_S = 120  # Whisper + piper load on a busy 2-core machine
 
 
 @pytest.fixture(scope="session")
-def livekit_server():
-    with EmbeddedLiveKit(load_settings(livekit_port=0)) as server:
+def control_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def livekit_server(control_port):
+    webhook = f"http://127.0.0.1:{control_port}{WEBHOOK_PATH}"
+    with EmbeddedLiveKit(load_settings(livekit_port=0), webhook_url=webhook) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+async def control_hub(livekit_server, control_port):
+    hub = ControlHub(lambda: livekit_server.settings_for(load_settings()))
+    config = uvicorn.Config(hub.app, host="127.0.0.1", port=control_port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if task.done() or time.monotonic() > deadline:
+            raise RuntimeError(f"the control hub did not start on {control_port}")
+        await asyncio.sleep(0.02)
+    hub.url = f"http://127.0.0.1:{control_port}"
+    yield hub
+    server.should_exit = True
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(task, 5)
+
+
+class WorkerProcess:
+    """`python worker.py --embedded <the session server's state>` with its log kept for failures."""
+
+    def __init__(self, livekit_server: EmbeddedLiveKit, name: str = "worker") -> None:
+        self.log_path = livekit_server.dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "worker.py"), "--embedded", str(livekit_server.dir)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_registered(self, timeout: float = WORKER_READY_S) -> WorkerProcess:
+        deadline = time.monotonic() + timeout
+        while "registered worker" not in self.log():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the media worker did not register:\n{self.log()[-3000:]}")
+            time.sleep(0.1)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def media_worker(livekit_server):
+    worker = WorkerProcess(livekit_server).wait_registered()
+    yield worker
+    worker.stop()
 
 
 @pytest.fixture
 def settings(livekit_server, tmp_path) -> Settings:
+    """Settings of a control plane that uses the session's server and worker (WORKERS=0 here)."""
     return livekit_server.settings_for(
         load_settings(
             data_dir=tmp_path,
@@ -28,8 +108,16 @@ def settings(livekit_server, tmp_path) -> Settings:
             openai_api_key="",
             openai_base_url="",
             twilio_account_sid="",
+            live_transcription=False,  # on in the tests of live transcription, which need Whisper's CPU
+            workers=0,
         )
     )
+
+
+@pytest.fixture
+def control_settings(settings, control_hub, media_worker) -> Settings:
+    """`settings` with the media plane behind it: jobs report to the session's hub."""
+    return settings.model_copy(update={"control_url": control_hub.url})
 
 
 def pytest_unconfigure(config):

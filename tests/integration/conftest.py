@@ -1,5 +1,6 @@
-"""Integration fixtures: a started orchestrator against the real LiveKit server, and
-a `CallWorld` that puts real realtime-SDK participants (caller, A, B) into rooms."""
+"""Integration fixtures: a started orchestrator (the control plane) against the real LiveKit
+server and the session's real media worker, and a `CallWorld` that puts real realtime-SDK
+participants (caller, A, B) into rooms."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import contextlib
 
 import pytest
 
+from functions.media_protocol import media_identity
 from functions.models import Call, Transfer, TransferState
 from functions.rooms import Rooms
 from functions.services import build_services
-from functions.speech import EspeakSpeaker
 from functions.store import Store
 from functions.transfer import LOBBY, TransferOrchestrator
 from tests.support.peer import Peer
@@ -19,15 +20,25 @@ from tests.support.peer import Peer
 CALLER_HZ, A_HZ, B_HZ = 440, 660, 880
 
 
+async def end_everything(orch: TransferOrchestrator) -> None:
+    """Test teardown: rooms this control plane opened are closed, so their media jobs leave the
+    session's worker (a real app keeps them across its own restarts; a finished test does not)."""
+    rooms = [c.room for c in orch.store.list_calls(include_ended=True)]
+    rooms += [t.consult_room for t in orch.store.list_transfers()]
+    await asyncio.wait_for(asyncio.gather(*(orch.rooms.delete_room(r) for r in rooms), return_exceptions=True), 10)
+
+
 @pytest.fixture
-async def orchestrator(settings):
-    # espeak-ng gives real speech quickly; the AI provider tests cover piper/OpenAI.
-    services = build_services(settings, speaker=EspeakSpeaker(settings))
-    store = Store(settings.database_path)
-    rooms = Rooms(settings)
+async def orchestrator(control_settings, control_hub):
+    services = build_services(control_settings)
+    store = Store(control_settings.database_path)
+    rooms = Rooms(control_settings)
     orch = TransferOrchestrator(services, store, rooms)
+    unregister = control_hub.add(lambda: [orch])
     await orch.start()
     yield orch
+    await end_everything(orch)
+    unregister()
     await orch.aclose()
     await rooms.aclose()
     store.close()
@@ -61,7 +72,8 @@ class CallWorld:
 
     @property
     def hold_id(self) -> str:
-        return f"hold-{self.call.call_id}"
+        """The call job: in the caller's room all call long, audible only while on hold."""
+        return media_identity(self.call.call_id)
 
     async def initiate(self) -> Transfer:
         self.transfer = await self.orch.initiate(self.call.call_id, self.a_id, self.b_id)

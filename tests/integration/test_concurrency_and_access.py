@@ -45,8 +45,8 @@ async def test_two_concurrent_transfers_never_cross(orchestrator):
         await w2.caller.wait_not_hears(w2.hold_id)
         await w1.caller.wait_hears_only({w1.b_id})
         await w2.caller.wait_hears_only({w2.a_id})
-        assert await orchestrator.rooms.identities(w1.call.room) == {w1.call.caller_identity, w1.b_id}
-        assert await orchestrator.rooms.identities(w2.call.room) == {w2.call.caller_identity, w2.a_id}
+        assert await orchestrator.rooms.identities(w1.call.room) == {w1.call.caller_identity, w1.b_id, w1.hold_id}
+        assert await orchestrator.rooms.identities(w2.call.room) == {w2.call.caller_identity, w2.a_id, w2.hold_id}
     finally:
         await w1.close()
         await w2.close()
@@ -91,27 +91,33 @@ async def test_agents_get_only_rooms_of_their_calls(orchestrator):
         orchestrator.agent_token("agent-b", t.consult_room)  # consult over
 
 
-async def test_restarted_orchestrator_can_cancel_an_open_transfer(world, settings):
+async def test_restarted_orchestrator_can_cancel_an_open_transfer(world, control_settings, control_hub):
     t = await world.initiate()
     await world.caller.wait_hears(world.hold_id)
-    # Simulate a crash: the first orchestrator's participants vanish without clean-up.
+    # The control plane goes away without clean-up. The media plane does not: the caller keeps
+    # hearing hold audio from the call job, never disconnected.
     old = world.orch
+    control_hub.drop(old)
     await old.aclose()
-    await world.caller.wait_not_hears(world.hold_id)
+    await asyncio.sleep(1.0)
+    assert world.caller.hears(world.hold_id, within_s=0.5)
+    assert not world.caller.disconnected.is_set()
 
-    store = Store(settings.database_path)
-    rooms = Rooms(settings)
+    store = Store(control_settings.database_path)
+    rooms = Rooms(control_settings)
     fresh = TransferOrchestrator(old.services, store, rooms)
+    unregister = control_hub.add(lambda: [fresh])
     await fresh.start()
     try:
         assert [x.transfer_id for x in fresh.store.list_transfers(open_only=True)] == [t.transfer_id]
         assert fresh.store.list_calls()[0].status is CallStatus.on_hold
-        await world.caller.wait_hears(world.hold_id)  # recovery puts the caller's music back
+        await world.caller.wait_hears(world.hold_id)
         done = await fresh.cancel(t.transfer_id, actor=world.a_id)
         assert done.state is TransferState.cancelled
         await world.caller.wait_hears(world.a_id, timeout=10)
         await world.caller.wait_not_hears(world.hold_id)
     finally:
+        unregister()
         await fresh.aclose()
         await rooms.aclose()
         store.close()

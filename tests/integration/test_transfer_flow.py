@@ -61,7 +61,7 @@ async def test_complete_transfer_moves_caller_from_a_to_b(world):
     await caller.wait_hears_only({world.b_id})
 
     call_members = await orch.rooms.identities(world.call.room)
-    assert call_members == {caller_id, world.b_id}
+    assert call_members == {caller_id, world.b_id, world.hold_id}  # the call job stays with the call
     assert not await orch.rooms.room_exists(t.consult_room)
     await world.a.disconnected.wait()  # A's call-room connection was removed by the server
     assert orch.store.get_call(world.call.call_id).agent_identity == world.b_id
@@ -80,7 +80,7 @@ async def _assert_caller_back_with_a(world, transfer) -> None:
     await world.caller.wait_not_hears(world.hold_id)
     await world.caller.wait_hears_only({world.a_id})
     await world.wait_room_gone(transfer.consult_room)
-    assert await world.orch.rooms.identities(world.call.room) == {caller_id, world.a_id}
+    assert await world.orch.rooms.identities(world.call.room) == {caller_id, world.a_id, world.hold_id}
     call = world.orch.store.get_call(world.call.call_id)
     assert call.status is CallStatus.active and call.agent_identity == world.a_id
 

@@ -1,0 +1,127 @@
+"""How the control plane drives the media plane, without ever joining a room:
+
+- jobs are dispatched by agent name (AgentDispatchService) with their spec as metadata;
+- hold audio is the call room's metadata (`CallRoomState`), which the call job follows;
+- what the jobs did comes back as reports (`on_report`), what LiveKit saw as webhooks.
+
+A job that leaves while its room still needs it (a worker died) is dispatched again; a room keeps
+at most one dispatch in flight, so a burst of webhooks cannot start two jobs for one room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from functions.errors import ServiceError
+from functions.media_protocol import (
+    MEDIA_AGENT,
+    CallJob,
+    CallRoomState,
+    ConsultJob,
+    JobEnvelope,
+    MediaEvent,
+    briefing_identity,
+    media_identity,
+)
+from functions.models import Call, CallSummary, Transfer
+from functions.rooms import Rooms
+from functions.settings import Settings
+
+log = logging.getLogger(__name__)
+REDISPATCH_GRACE_S = 8.0  # a dispatched job normally joins in well under a second
+
+
+class MediaControl:
+    def __init__(self, settings: Settings, rooms: Rooms) -> None:
+        self.settings = settings
+        self.rooms = rooms
+        self._joined: dict[str, asyncio.Event] = {}  # identity → the job joined
+        self._hold_on: dict[str, asyncio.Event] = {}  # call_id → hold audio is playing
+        self._dispatched_at: dict[str, float] = {}  # identity → when we last dispatched it
+        self.redispatches = 0
+
+    @property
+    def control_url(self) -> str:
+        s = self.settings
+        return s.control_url or f"http://{s.app_host}:{s.app_port}"
+
+    # --- jobs --------------------------------------------------------------------------------------
+    async def start_call_job(self, call: Call) -> None:
+        spec = CallJob(
+            call_id=call.call_id,
+            caller_identity=call.caller_identity,
+            control_url=self.control_url,
+            transcribe=self.settings.live_transcription,
+        )
+        await self._dispatch(call.room, media_identity(call.call_id), spec)
+
+    async def start_consult_job(self, transfer: Transfer, call: Call, summary: CallSummary) -> None:
+        spec = ConsultJob(
+            call_id=call.call_id,
+            caller_identity=call.caller_identity,
+            control_url=self.control_url,
+            transcribe=self.settings.live_transcription,
+            transfer_id=transfer.transfer_id,
+            target=transfer.target,
+            summary=summary,
+        )
+        await self._dispatch(transfer.consult_room, briefing_identity(transfer.transfer_id), spec)
+
+    async def _dispatch(self, room: str, identity: str, spec: CallJob | ConsultJob) -> None:
+        self._joined.setdefault(identity, asyncio.Event()).clear()
+        self._dispatched_at[identity] = time.monotonic()
+        await self.rooms.dispatch(room, MEDIA_AGENT, JobEnvelope(job=spec).model_dump_json())
+
+    async def wait_joined(self, identity: str, timeout: float) -> bool:
+        ev = self._joined.setdefault(identity, asyncio.Event())
+        try:
+            await asyncio.wait_for(ev.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def job_left(self, room: str, identity: str, redispatch) -> None:
+        """A job participant left `room` while it is still needed: dispatch it again, once."""
+        since = time.monotonic() - self._dispatched_at.get(identity, 0.0)
+        if since < REDISPATCH_GRACE_S and not self._joined.get(identity, asyncio.Event()).is_set():
+            return  # a dispatch for it is already on its way
+        try:
+            if identity in await self.rooms.identities(room):
+                return  # replaced already (same identity rejoined)
+            log.warning("media job %s left %s while needed: dispatching it again", identity, room)
+            self.redispatches += 1
+            await redispatch()
+        except ServiceError as e:
+            log.error("could not re-dispatch %s to %s: %s", identity, room, e)
+
+    # --- hold audio -----------------------------------------------------------------------------------
+    async def set_hold(self, call: Call, on: bool, *, wait_s: float = 0.0) -> bool:
+        """Ask the call job for hold audio (or silence). With `wait_s`, wait until it plays."""
+        ev = self._hold_on.setdefault(call.call_id, asyncio.Event())
+        if on:
+            ev.clear()
+        await self.rooms.set_metadata(call.room, CallRoomState(hold=on).model_dump_json())
+        if not on or wait_s <= 0:
+            return True
+        try:
+            await asyncio.wait_for(ev.wait(), wait_s)
+            return True
+        except TimeoutError:
+            return False
+
+    # --- reports ----------------------------------------------------------------------------------------
+    def on_event(self, event: MediaEvent) -> None:
+        if event.event == "joined":
+            identity = briefing_identity(event.transfer_id) if event.transfer_id else media_identity(event.call_id)
+            self._joined.setdefault(identity, asyncio.Event()).set()
+        elif event.event == "hold_started":
+            self._hold_on.setdefault(event.call_id, asyncio.Event()).set()
+        elif event.event == "hold_stopped":
+            self._hold_on.setdefault(event.call_id, asyncio.Event()).clear()
+
+    def forget_call(self, call_id: str) -> None:
+        self._hold_on.pop(call_id, None)
+        self._joined.pop(media_identity(call_id), None)
+        self._dispatched_at.pop(media_identity(call_id), None)

@@ -1,0 +1,103 @@
+"""What the control plane and the media plane (LiveKit Agents workers) say to each other.
+
+Everything travels over LiveKit or one authenticated HTTP route, never a side channel:
+
+- control → job, at dispatch: `CallJob` / `ConsultJob` as the dispatch's metadata (JSON).
+- control → call job, during the call: the call room's metadata (`CallRoomState`). It is a level,
+  not an event: a job that (re)joins reads it and plays hold audio if `hold` is set, so a
+  re-dispatched job after a worker crash resumes by itself.
+- job → control: `POST {control_url}/internal/media` with a `MediaReport` (transcript segments,
+  hold audio started/stopped, brief spoken), authenticated by `internal_token`.
+
+Workers are stateless: they keep nothing a restart of either side would need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.models import CallSummary, TranscriptSegment
+
+MEDIA_AGENT = "warm-transfer-media"  # the agent_name workers register under
+INTERNAL_PATH = "/internal/media"
+WEBHOOK_PATH = "/livekit/webhook"
+
+
+def media_identity(call_id: str) -> str:
+    """The call job's participant identity in `call-<id>`."""
+    return f"media-{call_id}"
+
+
+def briefing_identity(transfer_id: str) -> str:
+    """The consult job's participant identity in `consult-<tid>`."""
+    return f"briefing-{transfer_id}"
+
+
+def internal_token(api_secret: str) -> str:
+    """Bearer token for job → control reports. Derived from the LiveKit API secret, which every
+    worker already needs to register with the server, so there is no second secret to deploy."""
+    return hmac.new(api_secret.encode(), b"warm-transfer/internal/v1", hashlib.sha256).hexdigest()
+
+
+class _Job(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    call_id: str
+    caller_identity: str
+    control_url: str = Field(description="where the job reports (base URL of the control plane)")
+    transcribe: bool = True
+
+
+class CallJob(_Job):
+    """In the caller's room for the whole call: transcribes, plays hold audio on request."""
+
+    kind: Literal["call"] = "call"
+
+
+class ConsultJob(_Job):
+    """In the consult room: sends the card and speaks the brief to B only; transcribes the consult."""
+
+    kind: Literal["consult"] = "consult"
+    transfer_id: str
+    target: str
+    summary: CallSummary
+
+
+JobSpec = Annotated[CallJob | ConsultJob, Field(discriminator="kind")]
+
+
+class JobEnvelope(BaseModel):
+    job: JobSpec
+
+
+class CallRoomState(BaseModel):
+    """The call room's metadata: what the call job should be doing."""
+
+    v: int = 1
+    hold: bool = False
+
+
+class SegmentReport(BaseModel):
+    kind: Literal["segment"] = "segment"
+    call_id: str
+    transfer_id: str | None = None
+    segment: TranscriptSegment
+    lag_s: float = Field(0.0, description="end of utterance → report, seconds")
+
+
+class MediaEvent(BaseModel):
+    kind: Literal["event"] = "event"
+    call_id: str
+    transfer_id: str | None = None
+    event: Literal["joined", "hold_started", "hold_stopped", "brief_started", "brief_done", "brief_failed"]
+    detail: str = ""
+
+
+MediaReport = Annotated[SegmentReport | MediaEvent, Field(discriminator="kind")]
+
+
+class ReportEnvelope(BaseModel):
+    report: MediaReport

@@ -1,0 +1,88 @@
+"""The control plane's side of live transcription: segments reported by media jobs are stored,
+captioned to the room, and folded into each call's rolling summary (the configured summarizer:
+an LLM when one is configured, the offline extraction always), which the orchestrator reads at
+transfer time without waiting.
+
+Call rooms feed the summary; consult rooms (A briefing B) are stored with their transfer and
+captioned to the consult, but never reach the summary spoken to B.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from functions.background import Background
+from functions.media_protocol import SegmentReport
+from functions.models import Call, CallSummary, Notification
+from functions.protocols import Summarizer
+from functions.rooms import Rooms
+from functions.store import Store
+from functions.summarization import RollingSummary
+
+log = logging.getLogger(__name__)
+
+
+def placeholder_summary(call: Call) -> CallSummary:
+    """Before anyone has said anything: the caller's name only."""
+    name = call.caller_name or None
+    who = f"Caller {name}" if name else "The caller"
+    return CallSummary(caller_name=name, brief=f"Incoming warm transfer. {who} is on hold. No transcript yet.")
+
+
+class Transcripts:
+    def __init__(
+        self,
+        store: Store,
+        rooms: Rooms,
+        summarizer_factory: Callable[[], Summarizer] | None = None,
+    ) -> None:
+        self.store = store
+        self.rooms = rooms
+        self._summarizer = summarizer_factory
+        self.summaries: dict[str, RollingSummary] = {}
+        self.background = Background()
+
+    def _rolling(self, call_id: str) -> RollingSummary:
+        rolling = self.summaries.get(call_id)
+        if rolling is None:
+            rolling = RollingSummary(self._summarizer() if self._summarizer else None)
+            # After a restart of the control plane the stored transcript seeds the summary again.
+            if stored := self.store.segments(call_id):
+                rolling.update(stored)
+            self.summaries[call_id] = rolling
+        return rolling
+
+    def summary_for(self, call: Call) -> CallSummary:
+        """Never blocks: the rolling summary as it stands (or the caller's name only)."""
+        rolling = self._rolling(call.call_id)
+        if not rolling.segments:
+            return placeholder_summary(call)
+        summary = rolling.current
+        if not summary.caller_name and call.caller_name:
+            summary = summary.model_copy(update={"caller_name": call.caller_name})
+        return summary
+
+    def forget(self, call_id: str) -> None:
+        self.summaries.pop(call_id, None)
+
+    async def add(self, report: SegmentReport) -> None:
+        seg = report.segment
+        call = self.store.get_call(report.call_id)
+        self.store.add_segment(call.call_id, seg, transfer_id=report.transfer_id)
+        payload = {"call_id": call.call_id, **seg.model_dump(mode="json", exclude={"words"})}
+        if report.transfer_id:
+            transfer = self.store.get_transfer(report.transfer_id)
+            payload["transfer_id"] = report.transfer_id
+            await self.rooms.send(transfer.consult_room, Notification(type="transcript.segment", payload=payload))
+            return
+        await self.rooms.send(call.room, Notification(type="transcript.segment", payload=payload))
+        rolling = self._rolling(call.call_id)
+        summary = await asyncio.to_thread(rolling.update, [seg])
+        call = self.store.get_call(call.call_id)
+        if call.agent_identity:  # the summary is for agents only, never the caller
+            msg = Notification(
+                type="summary.updated", payload={"call_id": call.call_id, "summary": summary.model_dump(mode="json")}
+            )
+            await self.rooms.send(call.room, msg, [call.agent_identity])

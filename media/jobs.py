@@ -1,0 +1,260 @@
+"""The two jobs of the media plane, one per room.
+
+- `run_call_job`: in `call-<id>` for the whole call. Plays hold audio while the room's metadata
+  says `hold` (livekit-agents' BackgroundAudioPlayer with its bundled hold-music clip), and
+  transcribes the caller and the agent when transcription is on.
+- `run_consult_job`: in `consult-<tid>`. Its track may be subscribed by B only; it sends B the
+  summary card and speaks the brief the moment B subscribes; it transcribes the consult.
+
+Both leave when their room is deleted (the control plane ends rooms, not jobs), and report what
+they did to the control plane (`media.reporter`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from livekit import rtc
+from livekit.agents import AutoSubscribe, JobContext
+from livekit.agents.voice.background_audio import AudioConfig, BackgroundAudioPlayer, BuiltinAudioClip
+
+from functions.audio import read_wav, resample
+from functions.gateway import FunctionsGateway
+from functions.media_protocol import CallJob, CallRoomState, ConsultJob, MediaEvent, SegmentReport
+from functions.models import SERVICE_PREFIXES, Notification, SpeechRequest, TranscriptSegment
+from functions.rooms import TOPIC
+from media.listen import RoomListener
+from media.reporter import Reporter
+
+log = logging.getLogger(__name__)
+RATE = 48000
+FRAME = RATE // 100  # 10 ms: audio is pushed in whole frames
+PUSH = RATE // 10  # 100 ms per capture call: fewer Python→FFI hops than 10 ms frames
+HOLD_VOLUME = 0.8
+
+
+@dataclass
+class JobDeps:
+    """What a job needs from its worker: the gateway (shared by every job of the worker) and the
+    LiveKit secret its reports are authenticated with."""
+
+    gateway: FunctionsGateway
+    api_secret: str
+
+
+ALONE_S = 60.0  # a room with nobody but service participants for this long is left
+
+
+async def _until_disconnected(room: rtc.Room) -> None:
+    """Until the control plane deletes the room, or nobody but services has been there for ALONE_S
+    (an orphan room, e.g. its control plane is gone for good): a job never lingers forever."""
+    gone = asyncio.Event()
+    room.on("disconnected", lambda *_: gone.set())
+    alone_since: float | None = None
+    while room.connection_state != rtc.ConnectionState.CONN_DISCONNECTED:
+        humans = [p for p in room.remote_participants.values() if not p.identity.startswith(SERVICE_PREFIXES)]
+        now = asyncio.get_running_loop().time()
+        alone_since = None if humans else (alone_since or now)
+        if alone_since is not None and now - alone_since > ALONE_S:
+            log.info("%s: nobody but services for %.0fs; leaving", room.name, ALONE_S)
+            await room.disconnect()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gone.wait(), 5.0)
+
+
+def _listener(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps, reporter: Reporter) -> RoomListener:
+    transfer_id = spec.transfer_id if isinstance(spec, ConsultJob) else None
+
+    async def on_segment(seg: TranscriptSegment, lag: float) -> None:
+        await reporter.send(SegmentReport(call_id=spec.call_id, transfer_id=transfer_id, segment=seg, lag_s=lag))
+
+    return RoomListener(
+        ctx.room, caller_identity=spec.caller_identity, transcribe=deps.gateway.transcribe, on_segment=on_segment
+    ).start()
+
+
+# --- the call job ---------------------------------------------------------------------------------
+
+
+class HoldAudio:
+    """Follows the room's `CallRoomState.hold`: a level, so a job that (re)joins resumes it."""
+
+    def __init__(self, room: rtc.Room, spec: CallJob, reporter: Reporter) -> None:
+        self.room = room
+        self.spec = spec
+        self.reporter = reporter
+        self.player = BackgroundAudioPlayer()
+        self._handle = None
+        self._reports: set[asyncio.Task] = set()
+
+    async def start(self) -> HoldAudio:
+        # Published once for the whole call, silent until hold: starting hold is then only a
+        # mixer change, with no track publication on the caller's critical path.
+        await self.player.start(
+            room=self.room, track_publish_options=rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        )
+        self.room.on("room_metadata_changed", lambda _old, new: self.follow(new))
+        self.follow(self.room.metadata)
+        return self
+
+    def follow(self, metadata: str) -> None:
+        try:
+            want = CallRoomState.model_validate_json(metadata or "{}").hold
+        except ValueError:
+            log.warning("%s: unreadable room metadata %r", self.room.name, metadata[:100])
+            return
+        if want and self._handle is None:
+            self._handle = self.player.play(AudioConfig(BuiltinAudioClip.HOLD_MUSIC, volume=HOLD_VOLUME), loop=True)
+            self._report("hold_started")
+        elif not want and self._handle is not None:
+            self._handle.stop()
+            self._handle = None
+            self._report("hold_stopped")
+
+    def _report(self, event: str) -> None:
+        task = asyncio.ensure_future(self.reporter.send(MediaEvent(call_id=self.spec.call_id, event=event)))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.player.aclose()
+
+
+async def run_call_job(ctx: JobContext, spec: CallJob, deps: JobDeps) -> None:
+    reporter = Reporter(spec.control_url, deps.api_secret)
+    listener = None
+    hold = None
+    try:
+        await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY if spec.transcribe else AutoSubscribe.SUBSCRIBE_NONE)
+        hold = await HoldAudio(ctx.room, spec, reporter).start()
+        await reporter.send(MediaEvent(call_id=spec.call_id, event="joined"))
+        if spec.transcribe:
+            listener = _listener(ctx, spec, deps, reporter)
+        await _until_disconnected(ctx.room)
+    finally:
+        if listener:
+            await listener.aclose()
+        if hold:
+            await hold.aclose()
+        await reporter.aclose()
+
+
+# --- the consult job --------------------------------------------------------------------------------
+
+
+class BriefSpeaker:
+    """Synthesizes the brief as soon as the job starts, speaks it when B subscribes."""
+
+    def __init__(self, room: rtc.Room, spec: ConsultJob, deps: JobDeps, reporter: Reporter) -> None:
+        self.room = room
+        self.spec = spec
+        self.deps = deps
+        self.reporter = reporter
+        self.source = rtc.AudioSource(RATE, 1, queue_size_ms=300)
+        self._listening = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+
+    def text(self) -> str:
+        return self.spec.summary.brief or "Incoming warm transfer. No summary is available yet."
+
+    async def start(self) -> BriefSpeaker:
+        audio = asyncio.ensure_future(self._synthesize())  # before B arrives: ready when B listens
+        self._keep(audio)
+        # Set before publishing, so nobody but B can subscribe, even briefly.
+        self.room.local_participant.set_track_subscription_permissions(
+            allow_all_participants=False,
+            participant_permissions=[
+                rtc.ParticipantTrackPermission(participant_identity=self.spec.target, allow_all=True)
+            ],
+        )
+        self.room.on("local_track_subscribed", lambda _t: self._listening.set())  # only B can subscribe
+        self.room.on("participant_connected", self._joined)
+        track = rtc.LocalAudioTrack.create_audio_track("Transfer briefing", self.source)
+        await self.room.local_participant.publish_track(
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        )
+        if self.spec.target in self.room.remote_participants:
+            await self.send_card()
+        self._keep(asyncio.ensure_future(self._speak(audio)))
+        return self
+
+    def _keep(self, task: asyncio.Task) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _joined(self, p: rtc.RemoteParticipant) -> None:
+        if p.identity == self.spec.target:  # data messages are not stored: B gets the card on arrival
+            self._keep(asyncio.ensure_future(self.send_card()))
+
+    async def send_card(self) -> None:
+        msg = Notification(
+            type="transfer.summary",
+            payload={"transfer_id": self.spec.transfer_id, "summary": self.spec.summary.model_dump(mode="json")},
+        )
+        with contextlib.suppress(Exception):
+            await self.room.local_participant.publish_data(
+                json.dumps(msg.model_dump(mode="json")),
+                reliable=True,
+                topic=TOPIC,
+                destination_identities=[self.spec.target],
+            )
+
+    async def _synthesize(self) -> np.ndarray | None:
+        try:
+            result = await self.deps.gateway.synthesize_speech(SpeechRequest(text=self.text()))
+            pcm, rate = read_wav(result.audio_wav)
+            return np.frombuffer(resample(pcm, rate, RATE), dtype="<i2")
+        except Exception as e:  # a failing TTS degrades to a text-only brief; the call goes on
+            log.warning("briefing TTS failed for %s, text-only brief: %s", self.spec.transfer_id, e)
+            await self._event("brief_failed", f"{type(e).__name__}: {e}")
+            return None
+
+    async def _speak(self, audio: asyncio.Task) -> None:
+        await self._listening.wait()
+        samples = await audio
+        if samples is None:
+            return
+        await self._event("brief_started")
+        samples = np.concatenate([samples, np.zeros((-len(samples)) % FRAME, dtype="<i2")])
+        for i in range(0, len(samples), PUSH):
+            chunk = samples[i : i + PUSH]
+            await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk)))
+        await self._event("brief_done")
+
+    async def _event(self, event: str, detail: str = "") -> None:
+        spec = self.spec
+        await self.reporter.send(
+            MediaEvent(call_id=spec.call_id, transfer_id=spec.transfer_id, event=event, detail=detail[:300])
+        )
+
+    async def aclose(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        with contextlib.suppress(Exception):
+            await self.source.aclose()
+
+
+async def run_consult_job(ctx: JobContext, spec: ConsultJob, deps: JobDeps) -> None:
+    reporter = Reporter(spec.control_url, deps.api_secret)
+    listener = None
+    speaker = None
+    try:
+        await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY if spec.transcribe else AutoSubscribe.SUBSCRIBE_NONE)
+        speaker = await BriefSpeaker(ctx.room, spec, deps, reporter).start()
+        await reporter.send(MediaEvent(call_id=spec.call_id, transfer_id=spec.transfer_id, event="joined"))
+        if spec.transcribe:
+            listener = _listener(ctx, spec, deps, reporter)
+        await _until_disconnected(ctx.room)
+    finally:
+        if listener:
+            await listener.aclose(drain_s=1.0)
+        if speaker:
+            await speaker.aclose()
+        await reporter.aclose()

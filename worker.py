@@ -1,0 +1,58 @@
+"""Entry point of the media plane: one LiveKit Agents worker process.
+
+    python worker.py                 # joins LIVEKIT_URL (or the embedded server under DATA_DIR)
+    python worker.py --embedded DIR  # the embedded server whose state (keys, port) is in DIR
+
+Run as many as you like, on any machine that reaches the LiveKit server: the server dispatches
+each call's and consult's job to one of them by load. SIGTERM/SIGINT stop it within seconds; the
+control plane re-dispatches the jobs it was running to the other workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from functions.errors import ConfigError
+from functions.livekit_server import embedded_settings
+from functions.settings import load_settings
+
+
+async def _run(settings) -> None:
+    from media.worker import MediaWorker
+
+    worker = MediaWorker(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    run = asyncio.ensure_future(worker.run())
+    await asyncio.wait([run, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(worker.aclose(), 8)
+    run.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--embedded", type=Path, default=None, help="state dir of an embedded livekit-server")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+        if args.embedded or not settings.livekit_url:
+            settings = embedded_settings(settings, args.embedded or settings.data_dir / "livekit")
+    except ConfigError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 2
+    asyncio.run(_run(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
