@@ -41,6 +41,7 @@ class MediaControl:
         self._hold_on: dict[str, asyncio.Event] = {}  # call_id → hold audio is playing
         self._dispatched_at: dict[str, float] = {}  # identity → when we last dispatched it
         self.redispatches = 0
+        self.listening: set[tuple[str, str]] = set()  # (room job identity, speaker) whose audio a job reads
 
     @property
     def control_url(self) -> str:
@@ -116,6 +117,9 @@ class MediaControl:
         if event.event == "joined":
             identity = briefing_identity(event.transfer_id) if event.transfer_id else media_identity(event.call_id)
             self._joined.setdefault(identity, asyncio.Event()).set()
+        elif event.event == "listening":
+            identity = briefing_identity(event.transfer_id) if event.transfer_id else media_identity(event.call_id)
+            self.listening.add((identity, event.detail))
         elif event.event == "hold_started":
             self._hold_on.setdefault(event.call_id, asyncio.Event()).set()
         elif event.event == "hold_stopped":

@@ -86,13 +86,16 @@ class SegmentReport(BaseModel):
     transfer_id: str | None = None
     segment: TranscriptSegment
     lag_s: float = Field(0.0, description="end of utterance → report, seconds")
+    dropped: int = Field(0, ge=0, description="utterances this room's job dropped so far (too far behind)")
 
 
 class MediaEvent(BaseModel):
     kind: Literal["event"] = "event"
     call_id: str
     transfer_id: str | None = None
-    event: Literal["joined", "hold_started", "hold_stopped", "brief_started", "brief_done", "brief_failed"]
+    event: Literal[
+        "joined", "listening", "hold_started", "hold_stopped", "brief_started", "brief_done", "brief_failed"
+    ]
     detail: str = ""
 
 

@@ -42,6 +42,8 @@ class Transcripts:
         self.rooms = rooms
         self._summarizer = summarizer_factory
         self.summaries: dict[str, RollingSummary] = {}
+        self.dropped: dict[str, int] = {}  # call_id → utterances its jobs dropped (too far behind)
+        self.lag_s: dict[str, float] = {}  # call_id → the last segment's end-of-utterance → report lag
         self.background = Background()
 
     def _rolling(self, call_id: str) -> RollingSummary:
@@ -66,10 +68,14 @@ class Transcripts:
 
     def forget(self, call_id: str) -> None:
         self.summaries.pop(call_id, None)
+        self.dropped.pop(call_id, None)
+        self.lag_s.pop(call_id, None)
 
     async def add(self, report: SegmentReport) -> None:
         seg = report.segment
         call = self.store.get_call(report.call_id)
+        self.dropped[call.call_id] = max(self.dropped.get(call.call_id, 0), report.dropped)
+        self.lag_s[call.call_id] = report.lag_s
         self.store.add_segment(call.call_id, seg, transfer_id=report.transfer_id)
         payload = {"call_id": call.call_id, **seg.model_dump(mode="json", exclude={"words"})}
         if report.transfer_id:

@@ -71,12 +71,26 @@ async def _until_disconnected(room: rtc.Room) -> None:
 def _listener(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps, reporter: Reporter) -> RoomListener:
     transfer_id = spec.transfer_id if isinstance(spec, ConsultJob) else None
 
-    async def on_segment(seg: TranscriptSegment, lag: float) -> None:
-        await reporter.send(SegmentReport(call_id=spec.call_id, transfer_id=transfer_id, segment=seg, lag_s=lag))
+    listener: RoomListener
 
-    return RoomListener(
-        ctx.room, caller_identity=spec.caller_identity, transcribe=deps.gateway.transcribe, on_segment=on_segment
-    ).start()
+    async def on_segment(seg: TranscriptSegment, lag: float) -> None:
+        report = SegmentReport(
+            call_id=spec.call_id, transfer_id=transfer_id, segment=seg, lag_s=lag, dropped=listener.metrics.dropped
+        )
+        await reporter.send(report)
+
+    def on_listening(identity: str) -> None:
+        event = MediaEvent(call_id=spec.call_id, transfer_id=transfer_id, event="listening", detail=identity)
+        reporter.post(event)
+
+    listener = RoomListener(
+        ctx.room,
+        caller_identity=spec.caller_identity,
+        transcribe=deps.gateway.transcribe,
+        on_segment=on_segment,
+        on_listening=on_listening,
+    )
+    return listener.start()
 
 
 # --- the call job ---------------------------------------------------------------------------------
@@ -91,7 +105,6 @@ class HoldAudio:
         self.reporter = reporter
         self.player = BackgroundAudioPlayer()
         self._handle = None
-        self._reports: set[asyncio.Task] = set()
 
     async def start(self) -> HoldAudio:
         # Published once for the whole call, silent until hold: starting hold is then only a
@@ -118,9 +131,7 @@ class HoldAudio:
             self._report("hold_stopped")
 
     def _report(self, event: str) -> None:
-        task = asyncio.ensure_future(self.reporter.send(MediaEvent(call_id=self.spec.call_id, event=event)))
-        self._reports.add(task)
-        task.add_done_callback(self._reports.discard)
+        self.reporter.post(MediaEvent(call_id=self.spec.call_id, event=event))
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):

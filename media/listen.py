@@ -61,13 +61,13 @@ class RoomListener:
         caller_identity: str,
         transcribe: Transcribe,
         on_segment: OnSegment,
-        skip: Callable[[str], bool] = lambda _identity: False,
+        on_listening: Callable[[str], None] = lambda _identity: None,
     ) -> None:
         self.room = room
         self.caller_identity = caller_identity
         self._transcribe = transcribe
         self._on_segment = on_segment
-        self._skip = skip
+        self._on_listening = on_listening
         self.metrics = Metrics()
         self._queue: asyncio.Queue[tuple[str, Utterance, float]] = asyncio.Queue(QUEUE_LIMIT)
         self._background = Background()
@@ -94,7 +94,7 @@ class RoomListener:
         self._background.cancel()
 
     def _on_track(self, track: rtc.Track, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
-        if track.kind != rtc.TrackKind.KIND_AUDIO or p.identity.startswith(SERVICE_PREFIXES) or self._skip(p.identity):
+        if track.kind != rtc.TrackKind.KIND_AUDIO or p.identity.startswith(SERVICE_PREFIXES):
             return  # hold audio and the briefing are not part of the conversation
         self._background.spawn(self._read(track, p.identity))
 
@@ -103,6 +103,7 @@ class RoomListener:
         # 16 kHz mono from the SDK (resampled in Rust): a third of the samples Python would touch at 48 kHz.
         stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1, frame_size_ms=20)
         offset = time.monotonic() - self._t0  # the segmenter's clock starts when this track does
+        self._on_listening(identity)
         try:
             async for ev in stream:
                 for utt in seg.push(bytes(ev.frame.data.cast("B"))):

@@ -10,6 +10,7 @@ import logging
 
 import httpx
 
+from functions.background import Background
 from functions.media_protocol import INTERNAL_PATH, MediaReport, ReportEnvelope, internal_token
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,11 @@ class Reporter:
         self._client = httpx.AsyncClient(
             timeout=timeout_s, headers={"Authorization": f"Bearer {internal_token(api_secret)}"}
         )
+        self._background = Background()
+
+    def post(self, report: MediaReport) -> None:
+        """Send without waiting (from event callbacks)."""
+        self._background.spawn(self.send(report))
 
     async def send(self, report: MediaReport) -> bool:
         body = ReportEnvelope(report=report).model_dump(mode="json")
@@ -37,4 +43,6 @@ class Reporter:
         return True
 
     async def aclose(self) -> None:
+        await self._background.wait(timeout=1.0)  # last reports get a moment, never more
+        self._background.cancel()
         await self._client.aclose()

@@ -1,7 +1,8 @@
-"""Live transcription against the real livekit-server with the real offline models:
-a caller (piper voice) and agent A (espeak-ng voice) take turns speaking into the call
-room; a hidden transcriber participant segments, transcribes (faster-whisper base) and
-stores speaker-labelled segments; a transfer afterwards briefs B from what was said.
+"""Live transcription against the real livekit-server, the real media worker and the real offline
+models: a caller (piper voice) and agent A (espeak-ng voice) take turns speaking into the call
+room; the call job in the worker process segments, transcribes (faster-whisper base) and reports
+speaker-labelled segments, which the control plane stores; a transfer afterwards briefs B from
+what was said.
 
 WER bound: each utterance's words, digits counted one by one, at most 0.25 WER (with five
 calls at once: mean 0.25, none above 0.5, and each transcript closest to its own call's line).
@@ -14,9 +15,8 @@ import time
 
 import pytest
 
-from functions.live_transcriber import LiveTranscription, attach_live_transcription
+from functions.media_protocol import briefing_identity, media_identity
 from functions.speech import EspeakSpeaker, PiperSpeaker
-from functions.transcription import WhisperTranscriber
 from tests.ai.helpers import digits, synth, wer
 from tests.support.peer import Peer
 
@@ -44,12 +44,13 @@ def audio(voices):
 
 
 @pytest.fixture
-async def live(orchestrator):
-    whisper = WhisperTranscriber(orchestrator.settings).load()
-    lt = LiveTranscription(orchestrator.settings, orchestrator.store, orchestrator.rooms, whisper)
-    attach_live_transcription(orchestrator, lt)
-    yield lt
-    await lt.aclose()
+def control_settings(control_settings):
+    return control_settings.model_copy(update={"live_transcription": True})
+
+
+@pytest.fixture
+def live(orchestrator):
+    return orchestrator.transcripts
 
 
 async def _wait_segments(store, call_id: str, n: int, timeout: float = 60.0):
@@ -62,12 +63,16 @@ async def _wait_segments(store, call_id: str, n: int, timeout: float = 60.0):
     raise AssertionError(f"only {len(store.segments(call_id))} of {n} segments after {timeout}s")
 
 
-async def _until_listening(live, call, timeout: float = 30.0) -> None:
-    """The call's transcriber reads the caller's audio: speech from now on is heard whole."""
+async def _until_listening(orch, job: str, speaker: str, timeout: float = 30.0) -> None:
+    """The job reads `speaker`'s audio (it reported so): speech from now on is heard whole."""
     deadline = time.monotonic() + timeout
-    while not ((rt := live.transcribers.get(call.room)) and call.caller_identity in rt.listening):
-        assert time.monotonic() < deadline, f"the transcriber of {call.room} never subscribed to the caller"
+    while (job, speaker) not in orch.media.listening:
+        assert time.monotonic() < deadline, f"job {job} never listened to {speaker}"
         await asyncio.sleep(0.1)
+
+
+def _call_listening(orch, call, timeout: float = 30.0):
+    return _until_listening(orch, media_identity(call.call_id), call.caller_identity, timeout)
 
 
 async def _start_call(orch, name: str, agent: str):
@@ -84,7 +89,7 @@ async def test_turns_are_transcribed_in_order_with_speakers_and_brief_b(orchestr
     call, caller, a = await _start_call(orchestrator, "", "agent-a")
     b_lobby = None
     try:
-        await _until_listening(live, call)  # the transcriber joins when the call starts
+        await _call_listening(orchestrator, call)  # the call job joins when the call starts
         for who, _text, pcm, rate in audio:
             await (caller if who == "caller" else a).say(pcm, rate)
             await asyncio.sleep(1.0)  # a turn-taking pause longer than the 600 ms end-of-utterance
@@ -111,15 +116,17 @@ async def test_turns_are_transcribed_in_order_with_speakers_and_brief_b(orchestr
                 await p.disconnect()
 
 
-async def test_caller_hanging_up_ends_the_call_and_the_transcriber(orchestrator, live, audio):
+async def test_caller_hanging_up_ends_the_call_and_the_call_job(orchestrator, live, audio):
     call, caller, a = await _start_call(orchestrator, "Ann", "agent-a")
-    await asyncio.sleep(1.0)
-    rt = live.transcribers[call.room]
+    await _call_listening(orchestrator, call)
     await caller.disconnect()
-    await asyncio.wait_for(rt.stopped.wait(), 15)
-    assert call.room not in live.transcribers
-    assert orchestrator.store.get_call(call.call_id).status.value == "ended"
-    assert not await orchestrator.rooms.room_exists(call.room)
+    deadline = time.monotonic() + 3  # the webhook's word, not a participant of ours
+    while orchestrator.store.get_call(call.call_id).status.value != "ended":
+        assert time.monotonic() < deadline, "the call did not end within 3 s of the caller leaving"
+        await asyncio.sleep(0.05)
+    while await orchestrator.rooms.room_exists(call.room):  # and the call job leaves with the room
+        assert time.monotonic() < deadline + 2, "the call room outlived the call"
+        await asyncio.sleep(0.05)
     await a.disconnect()
 
 
@@ -135,16 +142,15 @@ async def test_five_concurrent_calls_keep_their_own_transcripts(orchestrator, li
     calls = await asyncio.gather(*[_start_call(orchestrator, f"C{i}", f"agent-{i}") for i in range(5)])
     try:
         # Five transcribers join at once on two cores; speech starts once each one listens.
-        await asyncio.gather(*[_until_listening(live, c) for c, _, _ in calls])
+        await asyncio.gather(*[_call_listening(orchestrator, c) for c, _, _ in calls])
         await asyncio.sleep(0.5)
         await asyncio.gather(
             *[caller.say(pcm, rate) for (_c, caller, _a), (pcm, rate) in zip(calls, clips, strict=True)]
         )
         await asyncio.sleep(1.5)  # end-of-utterance silence
-        await asyncio.wait_for(asyncio.gather(*[live.transcribers[c.room].idle() for c, _, _ in calls]), 90)
         errors = []
         for (call, _caller, _a), line in zip(calls, lines, strict=True):
-            segs = await _wait_segments(orchestrator.store, call.call_id, 1, timeout=5)
+            segs = await _wait_segments(orchestrator.store, call.call_id, 1, timeout=90)
             text = " ".join(s.text for s in segs)
             assert all(s.speaker == "caller" for s in segs)
             # Attribution: each call's transcript is closest to what was said in that call.
@@ -154,8 +160,7 @@ async def test_five_concurrent_calls_keep_their_own_transcripts(orchestrator, li
             errors.append(own)
         # Five calls decoded at once on two cores: the mean stays within the stated bound.
         assert sum(errors) / len(errors) <= WER_BOUND, errors
-        metrics = [live.transcribers[c.room].metrics.summary() for c, _, _ in calls]
-        assert all(m["dropped"] == 0 for m in metrics)
+        assert all(live.dropped.get(c.call_id, 0) == 0 for c, _, _ in calls)
     finally:
         for _call, caller, a in calls:
             await caller.disconnect()
@@ -166,13 +171,13 @@ async def test_consult_is_transcribed_apart_and_the_transcriber_follows_the_call
     orchestrator, live, audio, voices
 ):
     """What A tells B in the consult is kept with the transfer, never in the caller's summary;
-    after completion the transcriber is still in the caller's room (now with B) and the
-    consult's transcriber is gone with its room."""
+    after completion the call job is still in the caller's room (now with B) and the consult
+    job is gone with its room."""
     call, caller, a = await _start_call(orchestrator, "", "agent-a")
     url = orchestrator.settings.livekit_url
     peers = [caller, a]
     try:
-        await _until_listening(live, call)
+        await _call_listening(orchestrator, call)
         _who, _text, pcm, rate = audio[0]  # the caller gives name and account number
         await caller.say(pcm, rate)
         await _wait_segments(orchestrator.store, call.call_id, 1)
@@ -185,14 +190,13 @@ async def test_consult_is_transcribed_apart_and_the_transcriber_follows_the_call
             url, orchestrator.agent_token("agent-b", t.consult_room).token
         )
         peers += [a_consult, b_consult]
-        await asyncio.sleep(1.0)
-        assert t.consult_room in live.transcribers
+        await _until_listening(orchestrator, briefing_identity(t.transfer_id), "agent-a")
         side_note = "She sounded upset, and I already refunded the first charge yesterday."
         await a_consult.say(*synth(voices["agent"], side_note))
-        await asyncio.sleep(1.5)
-        await live.transcribers[t.consult_room].idle()
-
-        consult = orchestrator.store.segments(call.call_id, transfer_id=t.transfer_id, consult=True)
+        deadline = time.monotonic() + 60
+        while not (consult := orchestrator.store.segments(call.call_id, transfer_id=t.transfer_id, consult=True)):
+            assert time.monotonic() < deadline, "the consult was not transcribed"
+            await asyncio.sleep(0.2)
         assert [s.speaker for s in consult] == ["agent:agent-a"]
         assert wer(side_note, consult[0].text) <= WER_BOUND, consult[0].text
         # The call's own transcript and the summary spoken to B never contain the consult.
@@ -209,8 +213,8 @@ async def test_consult_is_transcribed_apart_and_the_transcriber_follows_the_call
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
         members = await orchestrator.rooms.identities(call.room)
-        assert members == {call.caller_identity, "agent-b", f"transcriber-{call.call_id}"}
-        assert t.consult_room not in live.transcribers and call.room in live.transcribers
+        assert members == {call.caller_identity, "agent-b", media_identity(call.call_id)}
+        assert not await orchestrator.rooms.room_exists(t.consult_room)
         # And it keeps transcribing the caller, now talking to B.
         before = len(orchestrator.store.segments(call.call_id))
         await caller.say(*synth(voices["caller"], "Thank you for taking over my call."))
