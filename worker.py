@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ from pathlib import Path
 from functions.errors import ConfigError
 from functions.livekit_server import embedded_settings
 from functions.settings import load_settings
+
+SHUTDOWN_S = 6.0  # SIGTERM → exit, at most (plus a moment for the SDK to say goodbye)
 
 
 async def _run(settings) -> None:
@@ -34,8 +37,11 @@ async def _run(settings) -> None:
     run = asyncio.ensure_future(worker.run())
     await asyncio.wait([run, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(worker.aclose(), 8)
-    run.cancel()
+        await asyncio.wait_for(worker.aclose(), SHUTDOWN_S)  # jobs leave their rooms (bounded)
+    # Job threads and the SDK's own threads are not ours to join: whatever is left after the bounded
+    # close must not keep the process alive (a stuck exit would hang `make run` and CI teardown).
+    logging.shutdown()
+    os._exit(1 if run.done() and not run.cancelled() and run.exception() else 0)
 
 
 def main(argv: list[str] | None = None) -> int:

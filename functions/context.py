@@ -62,6 +62,7 @@ class AppContext:
         self.phone: TwilioPhoneLeg | None = None
         self.gateway: FunctionsGateway | None = None
         self._watch = Background()
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop the control plane runs on
 
     @property
     def started(self) -> bool:
@@ -72,6 +73,7 @@ class AppContext:
         return [self.orchestrator] if self.orchestrator else []
 
     async def start(self) -> AppContext:
+        self.loop = asyncio.get_running_loop()
         settings = self.base_settings
         livekit_state: Path | None = None
         if not settings.livekit_url:

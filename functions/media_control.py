@@ -49,16 +49,17 @@ class MediaControl:
         return s.control_url or f"http://{s.app_host}:{s.app_port}"
 
     # --- jobs --------------------------------------------------------------------------------------
-    async def start_call_job(self, call: Call) -> None:
+    def call_job(self, call: Call) -> tuple[str, str]:
+        """(agent name, metadata) of the call's job, for `Rooms.create_room(job=...)`."""
         spec = CallJob(
             call_id=call.call_id,
             caller_identity=call.caller_identity,
             control_url=self.control_url,
             transcribe=self.settings.live_transcription,
         )
-        await self._dispatch(call.room, media_identity(call.call_id), spec)
+        return self._job(media_identity(call.call_id), spec)
 
-    async def start_consult_job(self, transfer: Transfer, call: Call, summary: CallSummary) -> None:
+    def consult_job(self, transfer: Transfer, call: Call, summary: CallSummary) -> tuple[str, str]:
         spec = ConsultJob(
             call_id=call.call_id,
             caller_identity=call.caller_identity,
@@ -68,12 +69,18 @@ class MediaControl:
             target=transfer.target,
             summary=summary,
         )
-        await self._dispatch(transfer.consult_room, briefing_identity(transfer.transfer_id), spec)
+        return self._job(briefing_identity(transfer.transfer_id), spec)
 
-    async def _dispatch(self, room: str, identity: str, spec: CallJob | ConsultJob) -> None:
+    def _job(self, identity: str, spec: CallJob | ConsultJob) -> tuple[str, str]:
         self._joined.setdefault(identity, asyncio.Event()).clear()
         self._dispatched_at[identity] = time.monotonic()
-        await self.rooms.dispatch(room, MEDIA_AGENT, JobEnvelope(job=spec).model_dump_json())
+        return MEDIA_AGENT, JobEnvelope(job=spec).model_dump_json()
+
+    async def redispatch_call_job(self, call: Call) -> None:
+        await self.rooms.dispatch(call.room, *self.call_job(call))
+
+    async def redispatch_consult_job(self, transfer: Transfer, call: Call, summary: CallSummary) -> None:
+        await self.rooms.dispatch(transfer.consult_room, *self.consult_job(transfer, call, summary))
 
     async def wait_joined(self, identity: str, timeout: float) -> bool:
         ev = self._joined.setdefault(identity, asyncio.Event())

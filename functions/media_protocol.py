@@ -93,9 +93,7 @@ class MediaEvent(BaseModel):
     kind: Literal["event"] = "event"
     call_id: str
     transfer_id: str | None = None
-    event: Literal[
-        "joined", "listening", "hold_started", "hold_stopped", "brief_started", "brief_done", "brief_failed"
-    ]
+    event: Literal["joined", "listening", "hold_started", "hold_stopped", "brief_started", "brief_done", "brief_failed"]
     detail: str = ""
 
 

@@ -171,8 +171,8 @@ class TransferOrchestrator:
         # The row first: a room never exists without its call (a failure below ends the call).
         call = self.store.add_call(call)
         try:
-            await self._retry(lambda: self.rooms.create_room(room, empty_timeout=120))
-            await self._retry(lambda: self.media.start_call_job(call))
+            # Created with its call job: the media plane is there before the caller is.
+            await self._retry(lambda: self.rooms.create_room(room, empty_timeout=120, job=self.media.call_job(call)))
         except ServiceError:
             self.store.update_call(call_id, status=CallStatus.ended)
             await self._safe(self.rooms.delete_room(room))
@@ -278,11 +278,14 @@ class TransferOrchestrator:
             )
             try:
                 summary = self.summary_source(call)  # ready already: never a full re-summary here
-                await self._retry(lambda: self.rooms.create_room(transfer.consult_room, empty_timeout=60))
                 if kind is TargetKind.phone:
+                    await self._retry(lambda: self.rooms.create_room(transfer.consult_room, empty_timeout=60))
                     reach_target = self.phone.start(transfer, summary)  # type: ignore[union-attr]
-                else:
-                    reach_target = self._retry(lambda: self.media.start_consult_job(transfer, call, summary))
+                else:  # the consult room comes with its job, which speaks the brief to B
+                    job = self.media.consult_job(transfer, call, summary)
+                    reach_target = self._retry(
+                        lambda: self.rooms.create_room(transfer.consult_room, empty_timeout=60, job=job)
+                    )
                 # The two rooms are independent: put the caller on hold while the consult job is dispatched.
                 # Both finish before any failure is raised, so the rollback finds everything they set up.
                 for outcome in await asyncio.gather(
@@ -403,7 +406,7 @@ class TransferOrchestrator:
     async def _ensure_call_job(self, call: Call) -> None:
         async def redispatch() -> None:
             if self.store.get_call(call.call_id).status is not CallStatus.ended:
-                await self._retry(lambda: self.media.start_call_job(call))
+                await self._retry(lambda: self.media.redispatch_call_job(call))
 
         await self.media.job_left(call.room, media_identity(call.call_id), redispatch)
 
@@ -412,7 +415,7 @@ class TransferOrchestrator:
             current = self.store.get_transfer(t.transfer_id)
             if current.state is S.consulting:
                 call = self.store.get_call(t.call_id)
-                await self._retry(lambda: self.media.start_consult_job(current, call, self.summary_source(call)))
+                await self._retry(lambda: self.media.redispatch_consult_job(current, call, self.summary_source(call)))
 
         await self.media.job_left(t.consult_room, briefing_identity(t.transfer_id), redispatch)
 

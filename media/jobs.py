@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 from livekit import rtc
 from livekit.agents import AutoSubscribe, JobContext
-from livekit.agents.voice.background_audio import AudioConfig, BackgroundAudioPlayer, BuiltinAudioClip
+from livekit.agents.utils import http_context
+from livekit.agents.utils.audio import audio_frames_from_file
+from livekit.agents.voice.background_audio import BuiltinAudioClip
 
 from functions.audio import read_wav, resample
 from functions.gateway import FunctionsGateway
@@ -35,7 +37,6 @@ log = logging.getLogger(__name__)
 RATE = 48000
 FRAME = RATE // 100  # 10 ms: audio is pushed in whole frames
 PUSH = RATE // 10  # 100 ms per capture call: fewer Python→FFI hops than 10 ms frames
-HOLD_VOLUME = 0.8
 
 
 @dataclass
@@ -45,18 +46,33 @@ class JobDeps:
 
     gateway: FunctionsGateway
     api_secret: str
+    hold_clip: np.ndarray
+
+    def reporter(self, control_url: str) -> Reporter:
+        return Reporter(control_url, self.api_secret, http_context.http_session)
 
 
 ALONE_S = 60.0  # a room with nobody but service participants for this long is left
 
 
-async def _until_disconnected(room: rtc.Room) -> None:
-    """Until the control plane deletes the room, or nobody but services has been there for ALONE_S
-    (an orphan room, e.g. its control plane is gone for good): a job never lingers forever."""
-    gone = asyncio.Event()
+def _stop_event(ctx: JobContext) -> asyncio.Event:
+    """Set when the worker shuts the job down (SIGTERM, drain): the job ends at once, not at its room's end."""
+    stop = asyncio.Event()
+
+    async def on_shutdown() -> None:
+        stop.set()
+
+    ctx.add_shutdown_callback(on_shutdown)
+    return stop
+
+
+async def _until_disconnected(room: rtc.Room, gone: asyncio.Event) -> None:
+    """Until the control plane deletes the room, the worker stops the job, or nobody but services has
+    been there for ALONE_S (an orphan room, e.g. its control plane is gone for good): a job never
+    lingers forever."""
     room.on("disconnected", lambda *_: gone.set())
     alone_since: float | None = None
-    while room.connection_state != rtc.ConnectionState.CONN_DISCONNECTED:
+    while not gone.is_set() and room.connection_state != rtc.ConnectionState.CONN_DISCONNECTED:
         humans = [p for p in room.remote_participants.values() if not p.identity.startswith(SERVICE_PREFIXES)]
         now = asyncio.get_running_loop().time()
         alone_since = None if humans else (alone_since or now)
@@ -96,21 +112,41 @@ def _listener(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps, report
 # --- the call job ---------------------------------------------------------------------------------
 
 
-class HoldAudio:
-    """Follows the room's `CallRoomState.hold`: a level, so a job that (re)joins resumes it."""
+async def load_hold_clip(min_dbfs: float = -45.0) -> np.ndarray:
+    """livekit-agents' bundled hold-music clip, decoded once per worker (48 kHz mono int16), with its
+    quiet lead-in and fade-out trimmed: looped, it never goes silent on the caller."""
+    frames = [f async for f in audio_frames_from_file(BuiltinAudioClip.HOLD_MUSIC.path(), sample_rate=RATE)]
+    pcm = np.concatenate([np.frombuffer(f.data, dtype="<i2") for f in frames])
+    step = RATE // 50  # 20 ms
+    loud = [
+        i
+        for i in range(0, len(pcm) - step, step)
+        if 20 * np.log10(np.sqrt(np.mean((pcm[i : i + step] / 32768.0) ** 2)) + 1e-9) > min_dbfs
+    ]
+    return pcm[loud[0] : loud[-1] + step].copy() if loud else pcm
 
-    def __init__(self, room: rtc.Room, spec: CallJob, reporter: Reporter) -> None:
+
+class HoldAudio:
+    """Follows the room's `CallRoomState.hold`: a level, so a job that (re)joins resumes it.
+
+    The track is published once for the whole call and stays silent (no frames, so nothing is
+    encoded) until hold: starting hold is then only a matter of pushing frames, with no track
+    publication on the caller's critical path. (livekit-agents' BackgroundAudioPlayer mixes and
+    encodes silence continuously: ~2 % of a core per idle call, measured, which 50 calls cannot
+    afford; its bundled clip is what plays here.)"""
+
+    def __init__(self, room: rtc.Room, spec: CallJob, reporter: Reporter, clip: np.ndarray) -> None:
         self.room = room
         self.spec = spec
         self.reporter = reporter
-        self.player = BackgroundAudioPlayer()
-        self._handle = None
+        self.clip = clip
+        self.source = rtc.AudioSource(RATE, 1, queue_size_ms=200)
+        self._playing: asyncio.Task | None = None
 
     async def start(self) -> HoldAudio:
-        # Published once for the whole call, silent until hold: starting hold is then only a
-        # mixer change, with no track publication on the caller's critical path.
-        await self.player.start(
-            room=self.room, track_publish_options=rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        track = rtc.LocalAudioTrack.create_audio_track("Hold audio", self.source)
+        await self.room.local_participant.publish_track(
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         )
         self.room.on("room_metadata_changed", lambda _old, new: self.follow(new))
         self.follow(self.room.metadata)
@@ -122,33 +158,42 @@ class HoldAudio:
         except ValueError:
             log.warning("%s: unreadable room metadata %r", self.room.name, metadata[:100])
             return
-        if want and self._handle is None:
-            self._handle = self.player.play(AudioConfig(BuiltinAudioClip.HOLD_MUSIC, volume=HOLD_VOLUME), loop=True)
-            self._report("hold_started")
-        elif not want and self._handle is not None:
-            self._handle.stop()
-            self._handle = None
-            self._report("hold_stopped")
+        if want and self._playing is None:
+            self._playing = asyncio.ensure_future(self._loop())
+            self.reporter.post(MediaEvent(call_id=self.spec.call_id, event="hold_started"))
+        elif not want and self._playing is not None:
+            self._playing.cancel()
+            self._playing = None
+            self.source.clear_queue()  # stop now, not after what is buffered
+            self.reporter.post(MediaEvent(call_id=self.spec.call_id, event="hold_stopped"))
 
-    def _report(self, event: str) -> None:
-        self.reporter.post(MediaEvent(call_id=self.spec.call_id, event=event))
+    async def _loop(self) -> None:
+        clip = self.clip
+        usable = len(clip) - len(clip) % FRAME
+        while True:
+            for i in range(0, usable, PUSH):
+                chunk = clip[i : min(i + PUSH, usable)]
+                await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk)))
 
     async def aclose(self) -> None:
+        if self._playing:
+            self._playing.cancel()
         with contextlib.suppress(Exception):
-            await self.player.aclose()
+            await self.source.aclose()
 
 
 async def run_call_job(ctx: JobContext, spec: CallJob, deps: JobDeps) -> None:
-    reporter = Reporter(spec.control_url, deps.api_secret)
+    reporter = deps.reporter(spec.control_url)
+    stop = _stop_event(ctx)
     listener = None
     hold = None
     try:
         await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY if spec.transcribe else AutoSubscribe.SUBSCRIBE_NONE)
-        hold = await HoldAudio(ctx.room, spec, reporter).start()
+        hold = await HoldAudio(ctx.room, spec, reporter, deps.hold_clip).start()
         await reporter.send(MediaEvent(call_id=spec.call_id, event="joined"))
         if spec.transcribe:
             listener = _listener(ctx, spec, deps, reporter)
-        await _until_disconnected(ctx.room)
+        await _until_disconnected(ctx.room, stop)
     finally:
         if listener:
             await listener.aclose()
@@ -253,7 +298,8 @@ class BriefSpeaker:
 
 
 async def run_consult_job(ctx: JobContext, spec: ConsultJob, deps: JobDeps) -> None:
-    reporter = Reporter(spec.control_url, deps.api_secret)
+    reporter = deps.reporter(spec.control_url)
+    stop = _stop_event(ctx)
     listener = None
     speaker = None
     try:
@@ -262,7 +308,7 @@ async def run_consult_job(ctx: JobContext, spec: ConsultJob, deps: JobDeps) -> N
         await reporter.send(MediaEvent(call_id=spec.call_id, transfer_id=spec.transfer_id, event="joined"))
         if spec.transcribe:
             listener = _listener(ctx, spec, deps, reporter)
-        await _until_disconnected(ctx.room)
+        await _until_disconnected(ctx.room, stop)
     finally:
         if listener:
             await listener.aclose(drain_s=1.0)

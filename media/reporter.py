@@ -2,13 +2,16 @@
 
 A report that cannot be delivered is logged and dropped: the call's audio never waits on the
 control plane, and the control plane reconciles from LiveKit (webhooks, RoomService) anyway.
+It uses the job's own aiohttp session (livekit-agents' `http_context`, one per job loop, with
+the worker's shared TLS context), so starting a job costs no client construction.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-import httpx
+import aiohttp
 
 from functions.background import Background
 from functions.media_protocol import INTERNAL_PATH, MediaReport, ReportEnvelope, internal_token
@@ -17,13 +20,13 @@ log = logging.getLogger(__name__)
 
 
 class Reporter:
-    """One per job (its own event loop): an HTTP client with a short deadline."""
-
-    def __init__(self, control_url: str, api_secret: str, *, timeout_s: float = 3.0) -> None:
+    def __init__(
+        self, control_url: str, api_secret: str, session: Callable[[], aiohttp.ClientSession], *, timeout_s: float = 3.0
+    ) -> None:
         self._url = control_url.rstrip("/") + INTERNAL_PATH
-        self._client = httpx.AsyncClient(
-            timeout=timeout_s, headers={"Authorization": f"Bearer {internal_token(api_secret)}"}
-        )
+        self._session = session
+        self._headers = {"Authorization": f"Bearer {internal_token(api_secret)}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._background = Background()
 
     def post(self, report: MediaReport) -> None:
@@ -33,16 +36,16 @@ class Reporter:
     async def send(self, report: MediaReport) -> bool:
         body = ReportEnvelope(report=report).model_dump(mode="json")
         try:
-            r = await self._client.post(self._url, json=body)
-        except httpx.HTTPError as e:
+            async with self._session().post(self._url, json=body, headers=self._headers, timeout=self._timeout) as r:
+                if r.status >= 300:
+                    text = await r.text()
+                    log.warning("report %s refused by the control plane: %s %s", report.kind, r.status, text[:200])
+                    return False
+                return True
+        except (aiohttp.ClientError, TimeoutError) as e:
             log.warning("report %s not delivered to the control plane: %s", report.kind, e)
             return False
-        if r.status_code >= 300:
-            log.warning("report %s refused by the control plane: %s %s", report.kind, r.status_code, r.text[:200])
-            return False
-        return True
 
     async def aclose(self) -> None:
         await self._background.wait(timeout=1.0)  # last reports get a moment, never more
         self._background.cancel()
-        await self._client.aclose()

@@ -18,6 +18,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 from livekit.agents import AgentServer, JobContext, JobExecutorType, JobRequest
 
 from functions.gateway import make_gateway
@@ -25,7 +26,7 @@ from functions.media_protocol import MEDIA_AGENT, CallJob, JobEnvelope, briefing
 from functions.models import SpeechRequest, TranscribeRequest
 from functions.services import Services, build_services
 from functions.settings import Settings
-from media.jobs import JobDeps, run_call_job, run_consult_job
+from media.jobs import JobDeps, load_hold_clip, run_call_job, run_consult_job
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class MediaWorker:
         # One pool for every job's model work: no thread oversubscription on a small machine.
         self.pool = ThreadPoolExecutor(max_workers=settings.worker_model_threads or os.cpu_count() or 2)
         self.gateway = make_gateway(settings, self.services, executor=self.pool)
+        self.hold_clip = np.zeros(0, dtype="<i2")  # decoded at run(), shared (read-only) by every call job
         self._jobs = 0
         self._jobs_lock = threading.Lock()
         self.server = AgentServer(
@@ -46,7 +48,7 @@ class MediaWorker:
             api_secret=settings.livekit_api_secret.get_secret_value(),
             load_fnc=self.load,
             load_threshold=1.0,  # `load` is already jobs / max: full means full
-            num_idle_processes=2,
+            num_idle_processes=settings.worker_idle_jobs,  # threads ready for the next jobs (cheap)
             shutdown_process_timeout=5.0,  # bounded shutdown: seconds, not minutes
             drain_timeout=5,
             port=0,  # the worker's health port: any free one, so several workers share a machine
@@ -72,6 +74,7 @@ class MediaWorker:
 
     async def run(self) -> None:
         await asyncio.to_thread(self.prewarm)
+        self.hold_clip = await load_hold_clip()
         log.info("media worker registering as %r with %s", MEDIA_AGENT, self.settings.livekit_url)
         await self.server.run(devmode=False)
 
@@ -94,7 +97,11 @@ class MediaWorker:
 
     async def _entrypoint(self, ctx: JobContext) -> None:
         spec = JobEnvelope.model_validate_json(ctx.job.metadata).job
-        deps = JobDeps(gateway=self.gateway, api_secret=self.settings.livekit_api_secret.get_secret_value())
+        deps = JobDeps(
+            gateway=self.gateway,
+            api_secret=self.settings.livekit_api_secret.get_secret_value(),
+            hold_clip=self.hold_clip,
+        )
         with self._jobs_lock:
             self._jobs += 1
         try:

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from app import create_app
 from functions.settings import Settings
 from functions.speech import EspeakSpeaker
+from tests.integration.conftest import end_everything
 
 API_KEY = "test-api-key-0123456789"
 PASSCODE = "test-passcode"
@@ -33,20 +34,27 @@ def with_auth(settings: Settings, **update: object) -> Settings:
 
 
 @pytest.fixture
-def api_settings(settings) -> Settings:
+def api_settings(control_settings) -> Settings:
     """Auth enforced. Live transcription (a hidden transcriber in every call room: its own
     feature with its own tests) is off here and on in the end-to-end flow tests: these tests
     are about requests and state, and a transcriber still connecting when a short test's app
     shuts down stays connected (see docs/api.md, Testing)."""
-    return with_auth(settings, live_transcription=False)
+    return with_auth(control_settings, live_transcription=False)
 
 
 @pytest.fixture
-async def api_app(api_settings):
+async def api_app(api_settings, control_hub):
     # espeak-ng: real speech, fast on 2 cores (the AI tests cover piper and OpenAI).
     app = create_app(api_settings, speaker=EspeakSpeaker(api_settings))
-    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
-        yield app
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
+        ctx = app.state.ctx
+        unregister = control_hub.add(ctx.sinks)  # the session's webhooks and job reports reach this app
+        try:
+            yield app
+        finally:
+            if ctx.orchestrator:
+                await end_everything(ctx.orchestrator)
+            unregister()
 
 
 @pytest.fixture

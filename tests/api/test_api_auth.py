@@ -96,7 +96,7 @@ async def test_agent_endpoints_refuse_missing_and_wrong_credentials(client, ctx,
         r = await send(client, method, path, body, {"X-Agent-Identity": caller_id, "X-API-Key": ticket})
         assert_error(r, 403)
         # Wrong role: a valid key, but claiming a caller's (or the server's) identity.
-        for ident in (caller_id, f"hold-{world['call1']['call']['call_id']}"):
+        for ident in (caller_id, f"media-{world['call1']['call']['call_id']}"):
             r = await send(client, method, path, body, agent_headers(ident))
             assert_error(r, 403, "reserved")
         # A credential but no identity.

@@ -24,17 +24,16 @@ A, B = "agent-a", "agent-b"
 
 
 @pytest.fixture
-def api_settings(settings):
-    """The app as deployed: live transcription on (its hidden transcriber joins every call room)."""
-    return with_auth(settings, live_transcription=True)
+def api_settings(control_settings):
+    """The app as deployed: live transcription on (the call job transcribes every call room)."""
+    return with_auth(control_settings, live_transcription=True)
 
 
 async def members(client, room: str, agent: str) -> dict[str, str]:
-    """identity → role, as GET /api/rooms/{room} reports it (live transcription's hidden
-    `transcriber-*` participant, a separate feature, is left out)."""
+    """identity → role, as GET /api/rooms/{room} reports it."""
     r = await client.get(f"/api/rooms/{room}", headers=agent_headers(agent))
     assert r.status_code == 200, r.text
-    return {p["identity"]: p["role"] for p in r.json()["participants"] if not p["identity"].startswith("transcriber-")}
+    return {p["identity"]: p["role"] for p in r.json()["participants"]}
 
 
 async def wait_members(client, room: str, agent: str, expected: dict[str, str], timeout: float = 10.0) -> None:
@@ -74,6 +73,7 @@ class HttpWorld:
         self.call = created["call"]
         self.room = self.call["room"]
         self.caller_id = created["caller_identity"]
+        self.media_id = f"media-{self.call['call_id']}"
         assert self.call["status"] == "waiting" and self.call["agent_identity"] is None
 
         tok = await token(
@@ -88,7 +88,7 @@ class HttpWorld:
         assert tok["room"] == self.room and tok["identity"] == self.caller_id
         self.url = tok["url"]
         self.caller = await self.peer(self.caller_id, CALLER_HZ).connect(self.url, tok["token"])
-        await wait_members(c, self.room, A, {self.caller_id: "caller"})
+        await wait_members(c, self.room, A, {self.caller_id: "caller", self.media_id: "service"})
 
         r = await c.post(f"/api/rooms/{self.room}/assign", headers=agent_headers(A))
         assert r.status_code == 200 and r.json()["status"] == "active" and r.json()["agent_identity"] == A, r.text
@@ -98,7 +98,7 @@ class HttpWorld:
         self.b_lobby = await self.peer(B, None).connect(self.url, lobby["token"])
         await self.caller.wait_hears(A)
         await self.a.wait_hears(self.caller_id)
-        await wait_members(c, self.room, A, {self.caller_id: "caller", A: "agent"})
+        await wait_members(c, self.room, A, {self.caller_id: "caller", A: "agent", self.media_id: "service"})
         return self
 
     async def initiate(self) -> dict:
@@ -131,7 +131,7 @@ async def http_world(client):
 
 async def test_complete_warm_transfer_over_http(client, http_world):
     w = http_world
-    hold_id = f"hold-{w.call['call_id']}"
+    hold_id = w.media_id  # the call job: there all call long, audible while on hold
 
     # 1. Initiate: the caller is on hold, the consult room exists, the call says on_hold.
     t = await w.initiate()
@@ -173,7 +173,7 @@ async def test_complete_warm_transfer_over_http(client, http_world):
     assert [e["actor"] for e in final["events"]] == [A, B, "system"]
 
     # 4. After: the caller's room holds exactly the caller and B; A and the music are gone.
-    await wait_members(client, w.room, B, {w.caller_id: "caller", B: "agent"})
+    await wait_members(client, w.room, B, {w.caller_id: "caller", B: "agent", hold_id: "service"})
     await w.caller.wait_hears(B)
     await b_call.wait_hears(w.caller_id)
     await w.caller.wait_not_hears(hold_id)
@@ -203,7 +203,7 @@ async def test_cancel_over_http_returns_caller_to_a(client, http_world):
     assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
     await w.caller.wait_hears(A, timeout=10)
     await w.a.wait_hears(w.caller_id, timeout=10)
-    await wait_members(client, w.room, A, {w.caller_id: "caller", A: "agent"})
+    await wait_members(client, w.room, A, {w.caller_id: "caller", A: "agent", w.media_id: "service"})
     room = (await client.get(f"/api/rooms/{w.room}", headers=agent_headers(A))).json()
     assert room["call_status"] == "active" and room["agent_identity"] == A
 
@@ -221,7 +221,7 @@ async def test_decline_over_http_returns_caller_to_a(client, http_world):
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "declined" and r.json()["reason"] == "not my queue"
     await w.caller.wait_hears(A, timeout=10)
-    await wait_members(client, w.room, A, {w.caller_id: "caller", A: "agent"})
+    await wait_members(client, w.room, A, {w.caller_id: "caller", A: "agent", w.media_id: "service"})
     events = (await client.get(f"/api/transfer/{t['transfer_id']}", headers=agent_headers(A))).json()["events"]
     assert [(e["to_state"], e["actor"]) for e in events] == [("consulting", A), ("declined", B)]
 

@@ -87,7 +87,7 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(livekit_server, tmp_path_factory):
+def served(livekit_server, tmp_path_factory, control_hub, media_worker):
     base = livekit_server.settings_for(
         load_settings(
             data_dir=tmp_path_factory.mktemp("fuzz"),
@@ -97,12 +97,17 @@ def served(livekit_server, tmp_path_factory):
             ring_timeout_s=120,
             accept_timeout_s=300,
             join_timeout_s=3,
+            workers=0,
+            control_url=control_hub.url,
         )
     )
     s = with_auth(base, live_transcription=False)
     app = create_app(s, speaker=ToneSpeaker())
     with Served(app) as srv:
+        ctx = app.state.ctx
+        unregister = control_hub.add(ctx.sinks, loop=ctx.loop)
         yield srv
+        unregister()
     print(f"\n[api fuzz] responses by status: {dict(sorted(STATS.items()))}")
 
 

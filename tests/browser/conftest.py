@@ -23,6 +23,7 @@ from functions.livekit_server import free_port
 from functions.rooms import Rooms
 from functions.settings import PROJECT_ROOT
 from functions.speech import EspeakSpeaker
+from tests.integration.conftest import end_everything
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
@@ -126,20 +127,26 @@ class AppServer:
 
 
 @pytest.fixture
-async def app_factory(settings):
+async def app_factory(control_settings, control_hub):
     """start(**setting_overrides) → a running AppServer; all are stopped after the test."""
-    started: list[AppServer] = []
+    started: list[tuple[AppServer, object]] = []
 
     async def start(**overrides) -> AppServer:
         # Live transcription (Whisper on 2 cores) is covered by its own tests; here it would
         # only compete with three browsers for the CPU.
-        app_settings = settings.model_copy(update={"live_transcription": False, **overrides})
+        app_settings = control_settings.model_copy(update={"live_transcription": False, **overrides})
         server = await asyncio.to_thread(AppServer(app_settings).start)
-        started.append(server)
+        ctx = server.app.state.ctx
+        started.append((server, control_hub.add(ctx.sinks, loop=ctx.loop)))
         return server
 
     yield start
-    for server in started:
+    for server, unregister in started:
+        ctx = server.app.state.ctx
+        if ctx.orchestrator:
+            done = asyncio.run_coroutine_threadsafe(end_everything(ctx.orchestrator), ctx.loop)
+            await asyncio.wait_for(asyncio.wrap_future(done), 15)
+        unregister()
         await asyncio.to_thread(server.stop)
 
 
