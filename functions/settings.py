@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     tts_provider: Literal["auto", "openai", "piper", "espeak"] = "auto"
     whisper_model_path: str = ""
     whisper_compute_type: str = "int8"
+    whisper_cpu_threads: int = Field(0, ge=0, le=64, description="CTranslate2 threads per model (0 = cores)")
     piper_voice_path: str = ""
     live_transcription: bool = Field(True, description="transcribe every call room live (captions + summary)")
 
@@ -72,7 +73,7 @@ class Settings(BaseSettings):
     # --- media plane (LiveKit Agents workers) -------------------------------------------
     workers: int = Field(1, ge=0, le=16, description="media workers the app starts (0 = they run elsewhere)")
     worker_max_jobs: int = Field(120, ge=1, le=10000, description="jobs (rooms) one worker takes before it is full")
-    worker_idle_jobs: int = Field(8, ge=0, le=200, description="job threads a worker keeps warm for the next calls")
+    worker_idle_jobs: int = Field(2, ge=0, le=200, description="job processes a worker keeps warm for the next calls")
     worker_model_threads: int = Field(0, ge=0, le=64, description="threads for STT/TTS in a worker (0 = cores)")
     control_url: str = Field("", description="base URL workers report to; empty = http://APP_HOST:APP_PORT")
     hold_ack_timeout_s: float = Field(2.0, gt=0, le=30, description="initiate waits this long for hold audio")

@@ -50,8 +50,8 @@ _MODELS: dict[tuple[str, str], Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _load_whisper(path: str, compute_type: str) -> Any:
-    key = (path, compute_type)
+def _load_whisper(path: str, compute_type: str, threads: int = 0) -> Any:
+    key = (path, compute_type, threads)
     model = _MODELS.get(key)
     if model is not None:
         return model
@@ -66,7 +66,7 @@ def _load_whisper(path: str, compute_type: str) -> Any:
                     path,
                     device="cpu",
                     compute_type=compute_type,
-                    cpu_threads=os.cpu_count() or 2,
+                    cpu_threads=threads or os.cpu_count() or 2,
                     local_files_only=True,
                 )
             except Exception as e:
@@ -91,7 +91,9 @@ class WhisperTranscriber:
             from functions.whisper_model import resolve_whisper_model
 
             path, self.model_name = resolve_whisper_model(self.settings)
-            self._model = _load_whisper(str(path), self.settings.whisper_compute_type)
+            self._model = _load_whisper(
+                str(path), self.settings.whisper_compute_type, self.settings.whisper_cpu_threads
+            )
             self.name = f"whisper-{self.model_name}"
         return self
 

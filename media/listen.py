@@ -24,6 +24,7 @@ from functions.segmenter import RATE, Segmenter, Utterance
 
 log = logging.getLogger(__name__)
 QUEUE_LIMIT = 32  # utterances waiting per room; beyond that we are far behind real time
+FRAME_MS = 100
 
 Transcribe = Callable[[TranscribeRequest], Awaitable[TranscribeResult]]
 OnSegment = Callable[[TranscriptSegment, float], Awaitable[None]]  # (segment, lag seconds)
@@ -100,8 +101,11 @@ class RoomListener:
 
     async def _read(self, track: rtc.Track, identity: str) -> None:
         seg = Segmenter()
-        # 16 kHz mono from the SDK (resampled in Rust): a third of the samples Python would touch at 48 kHz.
-        stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1, frame_size_ms=20)
+        # 16 kHz mono from the SDK (resampled in Rust): a third of the samples Python would touch at
+        # 48 kHz. 100 ms frames: every SDK event is offered to every room queue of the process, so
+        # 10 events a second per speaker instead of 100 keeps the worker's loops responsive (at 10 ms
+        # frames, rooms connecting beside five transcribed calls timed out in the SDK).
+        stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1, frame_size_ms=FRAME_MS)
         offset = time.monotonic() - self._t0  # the segmenter's clock starts when this track does
         self._on_listening(identity)
         try:

@@ -1,10 +1,12 @@
 """The media-plane worker: a livekit-agents `AgentServer` registered as `MEDIA_AGENT`, running the
 call and consult jobs the control plane dispatches explicitly (AgentDispatchService).
 
-Jobs run as threads of this process (`JobExecutorType.THREAD`): every job shares one set of
-models (Whisper, piper) and one bounded pool for their CPU work, sized to the cores, instead of a
-process and a model copy per call. The server sees this worker's load as jobs / WORKER_MAX_JOBS,
-and dispatches elsewhere when it is full.
+Each job runs in a process of livekit-agents' job pool (`JobExecutorType.PROCESS`), prewarmed by
+`prewarm_process` (the hold clip decoded, the voice loaded), so a crash or a stuck SDK in one call
+costs that call's media only. Jobs as threads of one process were tried first and measured: every
+SDK event of the process is offered to every room in it, and with five transcribed calls starting
+at once the SDK's connects timed out and an FFI panic took every call of the worker down. The
+server sees the worker's load as running jobs / WORKER_MAX_JOBS and dispatches elsewhere when full.
 
     worker = MediaWorker(settings)
     await worker.run()        # until aclose()
@@ -13,103 +15,111 @@ and dispatches elsewhere when it is full.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-from livekit.agents import AgentServer, JobContext, JobExecutorType, JobRequest
+from livekit.agents import AgentServer, JobContext, JobExecutorType, JobProcess, JobRequest
 
 from functions.gateway import make_gateway
 from functions.media_protocol import MEDIA_AGENT, CallJob, JobEnvelope, briefing_identity, media_identity
 from functions.models import SpeechRequest, TranscribeRequest
-from functions.services import Services, build_services
+from functions.services import build_services
 from functions.settings import Settings
 from media.jobs import JobDeps, load_hold_clip, run_call_job, run_consult_job
 
 log = logging.getLogger(__name__)
 
 
+def prewarm_process(settings: Settings, proc: JobProcess) -> None:
+    """Runs once in every job process before it takes a job: the hold clip decoded and the voice
+    loaded (a consult's brief is synthesized the moment it starts). Whisper loads on a call job's
+    first utterance, with one thread: the job processes share the cores, and a model with a thread
+    per core in each would oversubscribe them. Prewarming Whisper too was measured: every job start
+    then spawned a replacement that loaded it, and those bursts garbled the captions of calls
+    starting together."""
+    from functions.speech import synthesize_speech
+
+    settings = settings.model_copy(update={"whisper_cpu_threads": settings.whisper_cpu_threads or 1})
+    services = build_services(settings)
+    pool = ThreadPoolExecutor(max_workers=settings.worker_model_threads or 1)
+    synthesize_speech(SpeechRequest(text="Ready."), services)
+    proc.userdata["deps"] = JobDeps(
+        gateway=make_gateway(settings, services, executor=pool),
+        api_secret=settings.livekit_api_secret.get_secret_value(),
+        hold_clip=asyncio.run(load_hold_clip()),
+    )
+
+
+async def on_request(req: JobRequest) -> None:
+    try:
+        spec = JobEnvelope.model_validate_json(req.job.metadata or "").job
+    except ValueError as e:
+        log.error("rejecting a job with unreadable metadata in %s: %s", req.room.name, e)
+        await req.reject()
+        return
+    if isinstance(spec, CallJob):
+        await req.accept(identity=media_identity(spec.call_id), name="Call media", attributes={"role": "service"})
+    else:
+        identity = briefing_identity(spec.transfer_id)
+        await req.accept(identity=identity, name="Transfer briefing", attributes={"role": "service"})
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    spec = JobEnvelope.model_validate_json(ctx.job.metadata).job
+    deps: JobDeps = ctx.proc.userdata["deps"]
+    try:
+        if isinstance(spec, CallJob):
+            await run_call_job(ctx, spec, deps)
+        else:
+            await run_consult_job(ctx, spec, deps)
+    finally:
+        ctx.shutdown("room closed")
+
+
 class MediaWorker:
-    def __init__(self, settings: Settings, *, services: Services | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.services = services or build_services(settings)
-        # One pool for every job's model work: no thread oversubscription on a small machine.
-        self.pool = ThreadPoolExecutor(max_workers=settings.worker_model_threads or os.cpu_count() or 2)
-        self.gateway = make_gateway(settings, self.services, executor=self.pool)
-        self.hold_clip = np.zeros(0, dtype="<i2")  # decoded at run(), shared (read-only) by every call job
-        self._jobs = 0
-        self._jobs_lock = threading.Lock()
         self.server = AgentServer(
-            job_executor_type=JobExecutorType.THREAD,
+            job_executor_type=JobExecutorType.PROCESS,
             ws_url=settings.livekit_url,
             api_key=settings.livekit_api_key,
             api_secret=settings.livekit_api_secret.get_secret_value(),
+            setup_fnc=functools.partial(prewarm_process, settings),
             load_fnc=self.load,
             load_threshold=1.0,  # `load` is already jobs / max: full means full
-            num_idle_processes=settings.worker_idle_jobs,  # threads ready for the next jobs (cheap)
+            num_idle_processes=settings.worker_idle_jobs,  # prewarmed processes ready for the next jobs
+            initialize_process_timeout=60.0,  # a process loads the voice first (busy 2-core machine)
             shutdown_process_timeout=5.0,  # bounded shutdown: seconds, not minutes
             drain_timeout=5,
+            job_memory_warn_mb=1500,
             port=0,  # the worker's health port: any free one, so several workers share a machine
             log_level="INFO",
         )
-        self.server.rtc_session(self._entrypoint, agent_name=MEDIA_AGENT, on_request=self._on_request)
+        self.server.rtc_session(entrypoint, agent_name=MEDIA_AGENT, on_request=on_request)
 
     @property
     def active_jobs(self) -> int:
-        return self._jobs
+        return len(self.server.active_jobs)
 
     def load(self) -> float:
-        return min(1.0, self._jobs / self.settings.worker_max_jobs)
+        return min(1.0, self.active_jobs / self.settings.worker_max_jobs)
 
-    def prewarm(self) -> None:
-        """Load the models before registering, so the first call does not pay for it."""
+    def check_models(self) -> None:
+        """Load (and so check) the models once before registering: a broken install fails here, at
+        start, with its own message, not in the first caller's job."""
         from functions.speech import synthesize_speech
         from functions.transcription import transcribe
 
+        services = build_services(self.settings)
         if self.settings.live_transcription:
-            transcribe(TranscribeRequest(audio=b"\0" * 16000, encoding="pcm_s16le", sample_rate=16000), self.services)
-        synthesize_speech(SpeechRequest(text="Ready."), self.services)
+            transcribe(TranscribeRequest(audio=b"\0" * 16000, encoding="pcm_s16le", sample_rate=16000), services)
+        synthesize_speech(SpeechRequest(text="Ready."), services)
 
     async def run(self) -> None:
-        await asyncio.to_thread(self.prewarm)
-        self.hold_clip = await load_hold_clip()
+        await asyncio.to_thread(self.check_models)
         log.info("media worker registering as %r with %s", MEDIA_AGENT, self.settings.livekit_url)
         await self.server.run(devmode=False)
 
     async def aclose(self) -> None:
         await self.server.aclose()
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-    async def _on_request(self, req: JobRequest) -> None:
-        try:
-            spec = JobEnvelope.model_validate_json(req.job.metadata or "").job
-        except ValueError as e:
-            log.error("rejecting a job with unreadable metadata in %s: %s", req.room.name, e)
-            await req.reject()
-            return
-        if isinstance(spec, CallJob):
-            await req.accept(identity=media_identity(spec.call_id), name="Call media", attributes={"role": "service"})
-        else:
-            identity = briefing_identity(spec.transfer_id)
-            await req.accept(identity=identity, name="Transfer briefing", attributes={"role": "service"})
-
-    async def _entrypoint(self, ctx: JobContext) -> None:
-        spec = JobEnvelope.model_validate_json(ctx.job.metadata).job
-        deps = JobDeps(
-            gateway=self.gateway,
-            api_secret=self.settings.livekit_api_secret.get_secret_value(),
-            hold_clip=self.hold_clip,
-        )
-        with self._jobs_lock:
-            self._jobs += 1
-        try:
-            if isinstance(spec, CallJob):
-                await run_call_job(ctx, spec, deps)
-            else:
-                await run_consult_job(ctx, spec, deps)
-        finally:
-            with self._jobs_lock:
-                self._jobs -= 1
-            ctx.shutdown("room closed")

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +23,7 @@ from functions.media_protocol import WEBHOOK_PATH
 from functions.settings import PROJECT_ROOT, Settings, load_settings
 from tests.support.control_hub import ControlHub
 
+ARTIFACTS = PROJECT_ROOT / "artifacts"
 WORKER_READY_S = 120  # Whisper + piper load on a busy 2-core machine
 
 
@@ -53,6 +57,11 @@ async def control_hub(livekit_server, control_port):
         await asyncio.wait_for(task, 5)
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGTERM the worker when the test session dies, however it dies (no orphan workers)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class WorkerProcess:
     """`python worker.py --embedded <the session server's state>` with its log kept for failures."""
 
@@ -65,6 +74,7 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             cwd=PROJECT_ROOT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def log(self) -> str:
@@ -79,6 +89,7 @@ class WorkerProcess:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Bounded (SIGTERM, then SIGKILL); the log is kept under artifacts/ for a failed run."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -87,6 +98,8 @@ class WorkerProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.log_path, ARTIFACTS / self.log_path.name)
 
 
 @pytest.fixture(scope="session")
