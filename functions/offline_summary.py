@@ -365,6 +365,7 @@ class ExtractionState:
                 label = act[:1].upper() + act[1:]
                 said = f", {third_person(detail)}" if detail else ""
                 self._fact(s.idx, 2, f"{label}: {'yes' if yes else 'no'}{said}")
+                s.intro = True
                 return
             if tried_word and not re.match(r"\w+ing\b", act):
                 act = "tried " + act
@@ -373,6 +374,7 @@ class ExtractionState:
             if no:
                 said = f" ({third_person(detail)})" if detail else ""
                 self._fact(s.idx, 0, f"Not tried yet: {third_person(act)}{said}")
+                s.intro = True
                 return
             if detail and TRIED.search(detail):
                 item = third_person(detail)

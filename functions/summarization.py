@@ -148,7 +148,7 @@ def format_transcript(segments: list[TranscriptSegment], limit: int = MAX_TRANSC
     state = ExtractionState()
     state.add(middle_segments)
     m = state.summary()
-    items = [f"{i.kind} {i.value}" for i in m.identifiers]
+    items = [f"{i.kind} {i.value}" for i in m.identifiers] + [x for x in (m.issue, m.requested_outcome) if x]
     items += [f for f in m.key_facts if f != INJECTION_NOTE] + [f"tried: {t}" for t in m.already_tried]
     extract = "; ".join(i.replace("<", "‹").replace(">", "›") for i in items) or "nothing notable"
     extract = extract[: max(0, limit - sum(len(x) + 1 for x in head + tail) - len(MIDDLE_MARK) - 4)]
@@ -465,7 +465,8 @@ def merge_summaries(llm: CallSummary, tail: ExtractionState) -> CallSummary:
     later = tail.summary()
     known = {_alnum(i.value) for i in llm.identifiers}
     new_ids = [i for i in later.identifiers if _alnum(i.value) not in known]
-    facts = _new_items(llm.key_facts, later.key_facts)
+    # The later segments' own issue is news to the LLM summary: it becomes a fact.
+    facts = _new_items([llm.issue, *llm.key_facts], [later.issue, *later.key_facts] if later.issue else later.key_facts)
     tried = _new_items(llm.already_tried, later.already_tried)
     want = later.requested_outcome if _new_items([llm.requested_outcome], [later.requested_outcome]) else ""
     news = [f"{i.kind} {i.value}" if i.kind not in ("other", "email", "phone") else i.value for i in new_ids]
