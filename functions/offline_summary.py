@@ -132,6 +132,7 @@ class _Sentence:
     duplicate: bool = False
     intro: bool = False
     score: int = 0  # how much it reads like the caller's problem
+    issue_text: str = ""  # the problem part of a sentence that also asks ("It arrived damaged, and I'd like…")
 
 
 @dataclass
@@ -418,6 +419,10 @@ class ExtractionState:
                 self.category_scores[name] = self.category_scores.get(name, 0) + n
                 self.category_first.setdefault(name, s.idx)
         wanted = self._want(s)
+        lead = WANT_LEAD.search(text) if wanted else None
+        before = re.sub(r"[\s,;]*(?:\b(?:and|so|but)\b)?[\s,;]*$", "", text[: lead.start()]) if lead else ""
+        if before and PROBLEM.search(before) and len(before.split()) >= 3 and not s.intro:
+            s.issue_text, text, wanted = before, before, False  # the problem is stated before the ask
         if not s.intro:
             s.score = (
                 2 * len(PROBLEM.findall(text))
@@ -427,7 +432,11 @@ class ExtractionState:
                 - (1 if TRIED.search(text) and not PROBLEM.search(text) else 0)
                 - (2 if text.endswith("?") else 0)
             )
-            if not wanted and (s.score > 0 or AMOUNT.search(text) or DATE.search(text) or COUNT.search(text)):
+            if (
+                not wanted
+                and not s.issue_text
+                and (s.score > 0 or AMOUNT.search(text) or DATE.search(text) or COUNT.search(text))
+            ):
                 rank = 1 if (AMOUNT.search(text) or DATE.search(text)) else 2
                 self._fact(s.idx, rank, third_person(_strip_lead(text)))
         self.angry += len(ANGRY.findall(text)) + (
@@ -566,7 +575,7 @@ class ExtractionState:
 
     def summary(self, source: str = "offline") -> CallSummary:
         issue_s = self._issue()
-        issue = _short(issue_s.text) if issue_s else ""
+        issue = _short(issue_s.issue_text or issue_s.text) if issue_s else ""
         requested, want_brief = self._want_phrase()
         issue_idx = issue_s.idx if issue_s else -1
         want_idx = self.want[1] if self.want else -2
@@ -601,7 +610,7 @@ class ExtractionState:
         extra = [d(f) for f in extra if f != agent_fact][:2]
         summary.brief = compose_brief(
             summary,
-            issue="" if issue_idx == want_idx else d(issue),
+            issue="" if issue_idx == want_idx and not (issue_s and issue_s.issue_text) else d(issue),
             want=d(want_brief),
             tried=[d(t) for t in tried[:2]],
             agent=d(agent_fact),
@@ -637,7 +646,7 @@ def _short(text: str) -> str:
     """The issue as a colleague says it: third person, lead-ins dropped, capitalized."""
     t = _strip_lead(text)
     about = re.match(r"^(?:i'm calling|i am calling|it's|this is|it is) about\s+", t, re.I)
-    t = third_person("Calling about " + t[about.end() :] if about else t).rstrip(" .!?")
+    t = third_person(digits_view("Calling about " + t[about.end() :] if about else t)).rstrip(" .!?")
     t = clip_words(t, FACT_MAX_WORDS)
     return t[:1].upper() + t[1:]
 

@@ -262,3 +262,11 @@ def test_a_long_call_keeps_head_and_tail_and_the_extracted_middle() -> None:
     assert text.startswith("Caller: Hi, my name is Grace Kim") and text.endswith("send a technician this week?")
     middle = next(line for line in text.splitlines() if line.startswith(MIDDLE_MARK))
     assert "order 55-8810" in middle and "$60" in middle
+
+
+def test_a_problem_stated_before_the_ask_in_one_sentence_is_the_issue() -> None:
+    s = OfflineSummarizer().summarize(
+        [seg("caller", "My order four four one seven arrived damaged, and I'd like a refund.")],
+    )
+    assert s.issue == "Their order 4417 arrived damaged"
+    assert s.brief == "Caller, no name given, order 4417. Their order 4417 arrived damaged. Wants a refund."
