@@ -59,7 +59,7 @@ _KIND_WORDS: list[tuple[str, str]] = [
     ("case", r"case|claim"),
     ("invoice", r"invoice|bill|factura|facture"),
     ("phone", r"phone|callback|mobile|cell"),
-    ("other", r"policy|serial|pin|id|membership|card|code"),
+    ("other", r"policy|serial|pin|id|membership|card|code|license|licence|key|prescription|rx|number"),
 ]
 _ID_TOKEN = (
     r"(?:[A-Z]{1,5}-?\d[\dA-Z-]*\d"  # TK-88213, INV-2024-0031, AB12345
@@ -183,8 +183,9 @@ ANGRY = re.compile(
     re.I,
 )
 FRUSTRATED = re.compile(
-    r"\b(?:frustrat\w*|annoy\w*|again|still|keeps?|disappointed|upset|not happy|waste|hours|been waiting"
-    r"|on hold|nobody|no one|every time|tired of|wrong|already called|called (?:twice|again))\b",
+    r"\b(?:frustrat\w*|annoy\w*|(?:happened|dropped|broke|failed|down) again|again and again|still|keeps?"
+    r"|disappointed|upset|not happy|waste|hours|been waiting|on hold|nobody|no one|every time|tired of"
+    r"|already called|called (?:twice|again))\b",
     re.I,
 )
 POSITIVE = re.compile(
@@ -258,6 +259,13 @@ _PRONOUNS = [
     (r"\bme\b", "them"),
     (r"\bmyself\b", "themselves"),
     (r"\bmine\b", "theirs"),
+    # "we"/"our" in a caller's speech is the caller's household or company
+    (r"\bwe're\b", "they're"),
+    (r"\bwe've\b", "they've"),
+    (r"\bwe\b", "they"),
+    (r"\bWe\b", "They"),
+    (r"\bour\b", "their"),
+    (r"\bOur\b", "Their"),
 ]
 
 
@@ -297,7 +305,8 @@ PROBLEM = re.compile(
     r"|crash\w*|error|down|declined|locked out|charged|billed|overcharg\w*|wrong|missing|late|lost|damaged"
     r"|cracked|burst|accident|hacked|logged into|denied|expired|cancell?ed|slow|no signal|no internet|doubled"
     r"|don't recognize|dispute|drop\w*|problem|issue|blocked|stuck|leak\w*|fell|hurt|went up|still being"
-    r"|damage\w*|nobody|no one|haven't heard|never came|keeps? \w+ing)\b",
+    r"|damage\w*|nobody|no one|haven't heard|never came|keeps? \w+ing|higher than|more than usual|too (?:much|high)"
+    r"|only have|running out|ran out|run out|hasn't|has not|didn't|did not|doesn't|does not|isn't|is not)\b",
     re.I,
 )
 GREETING = re.compile(
@@ -353,7 +362,8 @@ AGENT_COMMIT = re.compile(
 )
 AGENT_LIMIT = re.compile(r"\b(?:can't|cannot|can not|won't|not able to|unable to|don't see|do not see)\b", re.I)
 REPEAT_CONTACT = re.compile(
-    r"\b(?:called (?:you |here |in )?(?:last|before|yesterday|twice|three times|again|earlier|\w+ times|already)"
+    r"\b(?:called (?:you |here |in )?(?:last|before|yesterday|twice|three times|again|earlier|\w+ times|already"
+    r"|on (?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday))"
     r"|already called|(?:second|third|fourth|fifth) time|called last)\b",
     re.I,
 )

@@ -107,7 +107,7 @@ CORRECTION = re.compile(r"^(?:no|sorry|actually|wait)\b|\b(?:I mean|correction|s
 _GENERIC_TYPED = re.compile(r"^(?:caller|customer|guest|anonymous|unknown|test|user|me|n/?a)\b", re.I)
 _TROUBLESHOOT = re.compile(
     r"^(?:re\w+|reset|unplug\w*|clear\w*|update\w*|check\w*|power\w*|turn\w*|tr(?:y|ied)|switch\w*|call\w*|contact\w*"
-    r"|install\w*|uninstall\w*|delet\w*|log\w*|sign\w*|plug\w*|move\w*)\b",
+    r"|install\w*|uninstall\w*|delet\w*|log\w*|sign\w*|plug\w*|move\w*|enter\w*|type\w*|use\w*)\b",
     re.I,
 )
 _PARTICIPLE = re.compile(r"^\w+(?:ed|en|wn|ne)\b|^(?:done|made|sent|spoken|been|gone|had|tried|set|put|cut)\b", re.I)
@@ -322,6 +322,11 @@ class ExtractionState:
             return
         # A bare number answering the agent's question ("What's your order number?" "It's 88213.")
         asked = [k for k, pat in ID_KIND_IN_QUESTION if pat.search(self.last_agent_text)]
+        # The word the agent asked with labels an "other" identifier in the brief ("prescription RX-550127").
+        named = next(
+            (m.group(0).lower() for _, p in ID_KIND_IN_QUESTION[-1:] if (m := p.search(self.last_agent_text))), ""
+        )
+        label = named if asked and asked[0] == "other" and named != "number" else ""
         for m in BARE_NUMBER.finditer(view):
             if any(a <= m.start() < b for a, b in taken) or DATE.search(m.group(0)):
                 continue
@@ -334,12 +339,12 @@ class ExtractionState:
                 continue
             kind = asked[0] if asked else ("other" if len(re.sub(r"\D", "", m.group(0))) >= 5 else "")
             if kind:
-                self._add_id(kind, m.group(0), correction)
+                self._add_id(kind, m.group(0), correction, label)
                 taken.append(m.span())
         if asked:
             for m in CODE.finditer(view):
                 if not any(a <= m.start() < b for a, b in taken):
-                    self._add_id(asked[0], m.group(0), correction)
+                    self._add_id(asked[0], m.group(0), correction, label)
 
     # --- caller ------------------------------------------------------------------------------------
 
@@ -388,7 +393,7 @@ class ExtractionState:
         asked = _ASKED_FOR.match(question) if question else None
         if asked and not re.search(
             r"name|number|email|e-mail|phone|address|problem|issue|reference|code|\bid\b|ticket|order|account|policy"
-            r"|claim|invoice",
+            r"|claim|invoice|key|licen[cs]e|prescription|digits|serial|pin\b",
             asked.group("what"),
             re.I,
         ):
@@ -398,6 +403,15 @@ class ExtractionState:
                 self._fact(s.idx, 1, f"{what[:1].upper() + what[1:]}: {third_person(answer)}")
                 s.intro = True
                 return
+        readback = re.match(
+            r"^(?:(?:so|and|just to confirm),?\s+)?(?:is|are|was|that's|it's)\s+(?P<what>.+)\?$", question, re.I
+        )
+        if yes and readback and re.search(r"\d|\b[A-Z][a-z]", readback.group("what")[1:]):
+            self._fact(
+                s.idx, 1, f"Confirmed: {third_person(readback.group('what'))}"
+            )  # "Is the address 12 Elm Street?"
+            s.intro = True
+            return
         if question and (yes or no):
             detail = (yes or no).group("detail").strip()  # type: ignore[union-attr]
             if len(detail.split()) >= 3 and (PROBLEM.search(detail) or AMOUNT.search(detail) or DATE.search(detail)):
