@@ -321,7 +321,7 @@ INTRO = re.compile(
     r"|^(?:(?:Mc|Mac|O')?[A-Z][a-z'-]+\s+)(?:Mc|Mac|O')?[A-Z][a-z'-]+[.!]?$",
 )
 CALL_REASON_LEAD = re.compile(
-    r"^(?:i'm calling (?:because|about|since|as)|i am calling (?:because|about)|i'm calling to say"
+    r"^(?:i'm calling (?:because|since|as)|i am calling because|i'm calling to say"
     r"|the problem is(?: that)?|the issue is(?: that)?|basically|so|but|and)\b\s*,?\s*",
     re.I,
 )

@@ -621,7 +621,8 @@ class ExtractionState:
             repeat = self.repeat_contact[1]
         told = {issue_idx, want_idx, *(i for i, _ in self.tried), self.repeat_contact[0] if self.repeat_contact else -3}
         extra = [f.text for f in sorted(self.facts, key=lambda f: (f.rank, f.idx)) if f.idx not in told]
-        extra = [d(f) for f in extra if f != agent_fact][:2]
+        said = _content_words(" ".join([issue, want_brief, agent_fact, *tried[:2]]))
+        extra = [d(f) for f in extra if f != agent_fact and not _mostly_said(f, said)][:2]
         summary.brief = compose_brief(
             summary,
             issue="" if issue_idx == want_idx and not (issue_s and issue_s.issue_text) else d(issue),
@@ -680,6 +681,18 @@ def _is_intro(text: str) -> bool:
     if INTRO.match(text) and len(rest.split()) < 3:
         return True
     return len(re.findall(r"[A-Za-zÀ-ÿ']{2,}", rest)) < 2
+
+
+def _content_words(text: str) -> set[str]:
+    return {
+        w for w in re.findall(r"[a-z0-9$€£.,]{4,}", text.lower()) if w not in ("they", "their", "them", "wants", "want")
+    }
+
+
+def _mostly_said(fact: str, said: set[str]) -> bool:
+    """A fact whose content words are mostly in the brief already adds nothing spoken."""
+    words = _content_words(fact)
+    return bool(words) and len(words & said) * 2 >= len(words)
 
 
 def _is_filler_only(text: str) -> bool:
