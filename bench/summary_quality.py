@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -217,6 +218,8 @@ def main() -> None:
     ap.add_argument("--json", help="also write the per-call results here")
     args = ap.parse_args()
 
+    # A terminated bench still stops the llama server it started (the `finally` below runs).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     calls = load_calls()
     offline = run_offline(calls)
     print(table(f"Offline summarizer, {len(calls)} scripted calls", offline))
