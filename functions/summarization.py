@@ -186,14 +186,24 @@ def ground_summary(summary: CallSummary, segments: list[TranscriptSegment]) -> C
     """Check an LLM summary against the transcript.
 
     Identifiers, names and facts that are not in the transcript are dropped; a brief that is empty,
-    repeats instructions from the transcript or mentions a number the transcript does not have makes
-    the whole answer invalid (the caller then falls back to the offline summary)."""
+    repeats instructions from the transcript or mentions a number or a proper name the transcript does
+    not have makes the whole answer invalid (the caller then falls back to the offline summary). Proper
+    names matter because a small model copies the few-shot examples ("Helen Park") into its answer."""
     transcript = " ".join(s.text for s in segments)
     flat = _alnum(digits_view(transcript))
     runs = _digit_runs(transcript)
+    spoken = set(re.findall(r"[a-z]+", transcript.lower()))
+
+    def names_grounded(text: str) -> bool:
+        # Capitalized words inside a sentence are names, places, months: each must have been said.
+        return all(w.lower() in spoken for w in re.findall(r"(?<=[\w,;:] )[A-Z][a-z]{2,}\b", text))
 
     def grounded(text: str) -> bool:
-        return all(any(n in r for r in runs) for n in _digit_runs(text)) and not INJECTION.search(text)
+        return (
+            all(any(n in r for r in runs) for n in _digit_runs(text))
+            and not INJECTION.search(text)
+            and names_grounded(text)
+        )
 
     kept = [i for i in summary.identifiers if _alnum(i.value) and _alnum(i.value) in flat]
     name = summary.caller_name
@@ -205,7 +215,7 @@ def ground_summary(summary: CallSummary, segments: list[TranscriptSegment]) -> C
     if INJECTION.search(brief):
         raise InvalidLLMOutput("the brief repeats instructions from the transcript")
     if not grounded(brief):
-        raise InvalidLLMOutput("the brief mentions a number that is not in the transcript")
+        raise InvalidLLMOutput("the brief mentions a number or a name that is not in the transcript")
     if len(brief.split()) > BRIEF_MAX_WORDS:
         brief = fit_words([brief], BRIEF_MAX_WORDS)
     return summary.model_copy(

@@ -270,3 +270,24 @@ def test_a_problem_stated_before_the_ask_in_one_sentence_is_the_issue() -> None:
     )
     assert s.issue == "Their order 4417 arrived damaged"
     assert s.brief == "Caller, no name given, order 4417. Their order 4417 arrived damaged. Wants a refund."
+
+
+def test_grounding_rejects_a_brief_with_a_name_or_number_nobody_said() -> None:
+    from functions.summarization import InvalidLLMOutput, ground_summary
+
+    copied = CallSummary(brief="Caller Maria Lopez, like Helen Park, wants a refund.", source="llm")
+    with pytest.raises(InvalidLLMOutput, match="name"):
+        ground_summary(copied, BILLING)  # a few-shot example's name copied into the answer
+    with pytest.raises(InvalidLLMOutput, match="number"):
+        ground_summary(CallSummary(brief="Maria Lopez wants $5000.", source="llm"), BILLING)
+    ok = ground_summary(
+        CallSummary(
+            caller_name="Maria Lopez",
+            identifiers=[Identifier(kind="account", value="4471-9902"), Identifier(kind="order", value="555666")],
+            key_facts=["$89.99 charged twice", "Customer since 2011", "Spoke to Jane in Denver"],
+            brief="Maria Lopez, account 4471-9902, was charged $89.99 twice on March 3rd and wants a refund.",
+            source="llm",
+        ),
+        BILLING,
+    )
+    assert [i.value for i in ok.identifiers] == ["4471-9902"] and ok.key_facts == ["$89.99 charged twice"]
