@@ -183,15 +183,17 @@ def start_llama_server(workdir: Path) -> tuple[subprocess.Popen, str, str]:
 def run_llm(
     calls: list[dict], base_url: str, model: str, timeout_s: float, budget_s: float, data_dir: Path
 ) -> tuple[list[Result], list[str], list[tuple[str, str]]]:
-    """(results, calls skipped for the budget, (call, why it fell back))."""
+    """(results, calls skipped for the budget, (call, why it fell back)). A call's summary is what
+    `RollingSummary.current` shows after the whole call: `llm`, or `offline_fallback` (counted)."""
     from functions.settings import load_settings
-    from functions.summarization import FallbackSummarizer, OpenAISummarizer
+    from functions.summarization import FallbackSummarizer, OpenAISummarizer, RollingSummary
 
     # LLM_TIMEOUT_S is at most 120 s in Settings (the SDK's own timeout); the fallback wrapper bounds the rest.
     settings = load_settings(
         data_dir=data_dir, openai_base_url=base_url, openai_chat_model=model, llm_timeout_s=min(timeout_s, 120)
     )
-    summarizer = FallbackSummarizer(OpenAISummarizer(settings), timeout_s=timeout_s)
+    inner = OpenAISummarizer(settings)
+    summarizer = FallbackSummarizer(inner, timeout_s=timeout_s)
     out, skipped, why = [], [], []
     start = time.monotonic()
     for call in calls:
@@ -199,10 +201,18 @@ def run_llm(
             skipped.append(call["name"])
             continue
         t = time.perf_counter()
-        s = summarizer.summarize(segments(call))
+        inner.last_content = None
+        # As the live path does: a rolling summary (which also knows the typed name) fed the whole call,
+        # read once the LLM refresh has answered or the fallback wrapper gave up on it.
+        rolling = RollingSummary(summarizer, known_name=call.get("caller_typed_name"))
+        rolling.update(segments(call))
+        rolling.wait_idle(timeout_s + 10)
+        s = rolling.current
         out.append(score(call, s, (time.perf_counter() - t) * 1000))
         if s.source != "llm":
-            why.append((call["name"], str(summarizer.last_error)[:100]))
+            # what the model said, when it answered in time but was not grounded
+            raw = f"; the model said: {inner.last_content[:300]}" if inner.last_content else ""
+            why.append((call["name"], str(summarizer.last_error)[:100] + raw))
         print(f"  {call['name']}: {s.source} in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
     return out, skipped, why
 
@@ -246,6 +256,8 @@ def main() -> None:
             print(table("LLM answers only (calls that did not fall back)", answered))
         for name, reason in why:
             print(f"  fallback {name}: {reason}")
+        print("  (llama-cpp-python's server finishes a request after the client gave up, so a timeout can")
+        print("   delay the next call too; the per-call time includes that wait)")
         if skipped:
             print(f"  skipped for the {args.llm_budget:g} s budget: {', '.join(skipped)}")
         report["llm"] = [r.__dict__ for r in results]
