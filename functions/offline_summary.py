@@ -533,8 +533,8 @@ class ExtractionState:
             return text
         target = name.split()
         for spoken in self.spoken_names:
-            if spoken == name:
-                continue
+            if spoken == name or not _same_person(spoken, name):
+                continue  # a different name ("calling for my wife, Jane") is left as said
             text = text.replace(spoken, name)
             words = spoken.split()
             if len(words) == len(target):
@@ -644,6 +644,12 @@ class ExtractionState:
         if self.repeat_contact and not any(sentence_key(self.repeat_contact[1]) in sentence_key(t) for t in out):
             out.insert(0, "Repeat contact: " + self.repeat_contact[1])
         return out
+
+
+def _same_person(spoken: str, name: str) -> bool:
+    """Whether a name heard in the call is a speech-to-text spelling of `name` (a shared part, or close)."""
+    a, b = spoken.lower().split(), name.lower().split()
+    return bool(set(a) & set(b)) or difflib.SequenceMatcher(None, " ".join(a), " ".join(b)).ratio() >= 0.6
 
 
 def _strip_lead(text: str) -> str:

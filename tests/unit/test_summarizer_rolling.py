@@ -86,7 +86,9 @@ def check_never_delayed(rolling: RollingSummary) -> None:
         assert rolling.update([s]).source == "offline_fallback"
     for _ in range(1000):
         current = rolling.current
-    assert time.perf_counter() - t < 0.5
+    # The LLM hangs for 10 s: anything that waited on it would take that long; the bound leaves room for a
+    # loaded 2-core machine. (bench/ai_latency.py measures the real cost: microseconds per read.)
+    assert time.perf_counter() - t < 5
     assert current.source == "offline_fallback" and current.caller_name == "Maria Lopez"
     assert not rolling.wait_idle(0.05)  # still waiting on the hung LLM
 
@@ -291,3 +293,13 @@ def test_grounding_rejects_a_brief_with_a_name_or_number_nobody_said() -> None:
         BILLING,
     )
     assert [i.value for i in ok.identifiers] == ["4471-9902"] and ok.key_facts == ["$89.99 charged twice"]
+
+
+def test_a_different_name_is_not_taken_for_a_spelling_of_the_typed_one() -> None:
+    segs = [
+        seg("caller", "This is Jane Smith."),
+        seg("caller", "The card in the name Jane Smith was charged $40 twice."),
+    ]
+    s = OfflineSummarizer().summarize(segs, known_name="Robert Brown")
+    assert s.caller_name == "Robert Brown"  # the typed name wins
+    assert "Jane Smith was charged $40 twice" in s.issue  # and Jane is not renamed Robert
