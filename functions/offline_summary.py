@@ -183,7 +183,7 @@ class ExtractionState:
         for seg in segments:
             caller = is_caller(seg.speaker)
             text = seg.text.strip()
-            for raw in SENT_SPLIT.split(text):
+            for raw in _sentences(text):
                 raw = raw.strip()
                 clean = denoise(raw) if raw else ""
                 if clean and re.search(r"\w", clean):
@@ -644,6 +644,22 @@ class ExtractionState:
         if self.repeat_contact and not any(sentence_key(self.repeat_contact[1]) in sentence_key(t) for t in out):
             out.insert(0, "Repeat contact: " + self.repeat_contact[1])
         return out
+
+
+MAX_SENTENCE_WORDS = 60
+
+
+def _sentences(text: str) -> list[str]:
+    """Sentences of a segment; a run-on one (speech-to-text without punctuation) is cut every
+    MAX_SENTENCE_WORDS words so the per-sentence patterns stay cheap on any input."""
+    out = []
+    for sentence in SENT_SPLIT.split(text):
+        words = sentence.split()
+        if len(words) <= MAX_SENTENCE_WORDS:
+            out.append(sentence)
+        else:
+            out += [" ".join(words[i : i + MAX_SENTENCE_WORDS]) for i in range(0, len(words), MAX_SENTENCE_WORDS)]
+    return out
 
 
 def _same_person(spoken: str, name: str) -> bool:

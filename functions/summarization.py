@@ -143,7 +143,8 @@ def format_transcript(segments: list[TranscriptSegment], limit: int = MAX_TRANSC
         used += len(lines[-1 - len(tail)]) + 1
         tail.insert(0, lines[-1 - len(tail)])
     if not head:  # a single huge utterance: cut it by characters
-        return body[: limit // 3] + "\n[… middle of the call omitted …]\n" + body[-(limit - limit // 3) :]
+        mark = "\n[… middle of the call omitted …]\n"
+        return body[: limit // 3] + mark + body[-(limit - limit // 3 - len(mark)) :]
     middle_segments = [s for s in segments if _line(s)][len(head) : len(lines) - len(tail)]
     state = ExtractionState()
     state.add(middle_segments)
