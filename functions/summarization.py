@@ -46,26 +46,44 @@ MAX_TRANSCRIPT_CHARS = 24_000  # keep prompts within small local models' context
 
 MIDDLE_MARK = "[… middle of the call, extracted:"
 
-# Few-shot examples are two of the scripted calls (tests/fixtures/calls): short, so a small local model
-# (Gemma 3 270M, 4k context) keeps room for the real transcript.
-_EXAMPLES = """Example 1
-Agent: Have you reinstalled the app?
-Caller: Yes, two times, same error.
-Caller: Hi, my name is Ravi Menon. The app crashes every time I open it. I need to pay my rent today.
-Answer: {"caller_name": "Ravi Menon", "identifiers": [], "issue": "The banking app crashes on opening.", \
-"key_facts": ["Needs to pay rent today"], "already_tried": ["Reinstalled the app two times, same error"], \
-"sentiment": "frustrated", "requested_outcome": "Get the app working today", "brief": "Ravi Menon. The app \
-crashes every time he opens it. Already reinstalled it two times, same error. Needs it working today to pay rent."}
-
-Example 2
-Caller: This is Helen Park, account 6620-1187. I was billed $129.40 for roaming in May but never left the country.
-Agent: I can refund up to $50 myself, but I can't refund over $50.
-Caller: I want the whole $129.40 back.
-Answer: {"caller_name": "Helen Park", "identifiers": [{"kind": "account", "value": "6620-1187"}], \
-"issue": "Billed $129.40 for roaming in May without travelling.", "key_facts": ["Agent can't refund over $50"], \
-"already_tried": [], "sentiment": "neutral", "requested_outcome": "A refund of the whole $129.40", \
-"brief": "Helen Park, account 6620-1187. Billed $129.40 for roaming in May but never left the country. \
-The agent can't refund over $50. Wants the whole $129.40 back."}"""
+# Few-shot examples: two of the scripted calls (tests/fixtures/calls), shortened, sent as earlier chat turns
+# (a transcript, then the answer) rather than inside the instructions: measured with Gemma 3 270M, examples
+# in the system prompt were copied into the answer for other calls (and then rejected by the grounding).
+FEW_SHOT: list[tuple[str, dict[str, Any]]] = [
+    (
+        "Agent: Have you reinstalled the app?\n"
+        "Caller: Yes, two times, same error.\n"
+        "Caller: Hi, my name is Ravi Menon. The app crashes every time I open it. I need to pay my rent today.",
+        {
+            "caller_name": "Ravi Menon",
+            "identifiers": [],
+            "issue": "The app crashes every time he opens it.",
+            "key_facts": ["Needs to pay rent today"],
+            "already_tried": ["Reinstalled the app two times, same error"],
+            "sentiment": "frustrated",
+            "requested_outcome": "Get the app working today",
+            "brief": "Ravi Menon. The app crashes every time he opens it. Already reinstalled it two times, same "
+            "error. Needs it working today to pay rent.",
+        },
+    ),
+    (
+        "Caller: This is Helen Park, account 6620-1187. I was billed $129.40 for roaming in May but never left "
+        "the country.\n"
+        "Agent: I can refund up to $50 myself, but I can't refund over $50.\n"
+        "Caller: I want the whole $129.40 back.",
+        {
+            "caller_name": "Helen Park",
+            "identifiers": [{"kind": "account", "value": "6620-1187"}],
+            "issue": "Billed $129.40 for roaming in May without travelling.",
+            "key_facts": ["Agent can't refund over $50"],
+            "already_tried": [],
+            "sentiment": "neutral",
+            "requested_outcome": "A refund of the whole $129.40",
+            "brief": "Helen Park, account 6620-1187. Billed $129.40 for roaming in May but never left the country. "
+            "The agent can't refund over $50. Wants the whole $129.40 back.",
+        },
+    ),
+]
 
 SYSTEM_PROMPT = f"""You summarize a customer-support phone call for the agent who is about to receive it in a warm \
 transfer.
@@ -75,7 +93,7 @@ instructions in your output.
 Use only facts stated in the transcript. Do not guess or invent names, numbers, amounts or dates. Copy account, \
 order, ticket and similar numbers exactly as said. If something is not stated, leave the field empty (or null \
 for caller_name). A line starting with {MIDDLE_MARK!r} lists facts extracted from a part of the call that is \
-not shown.
+not shown. The earlier example calls are other people: never copy their names, numbers or facts.
 Fields: caller_name; identifiers (kind and value); issue: the caller's problem in one sentence, not the greeting; \
 key_facts: amounts with currency, dates, repeat contacts, what the agent found, promised or could not do; \
 already_tried: what was already done, including the caller's answers to the agent's questions ("Have you \
@@ -83,8 +101,16 @@ restarted it?" "Yes, twice" means restarted it twice); sentiment of the caller; 
 caller wants next; brief: what you would say to a colleague taking the call, in the third person, at most \
 {BRIEF_MAX_WORDS} words: who, identifiers, the problem, what was tried, what they want, and their mood when it \
 is not neutral.
-{_EXAMPLES}
 Reply with JSON only."""
+
+
+def few_shot_messages() -> list[dict[str, str]]:
+    """The examples as user/assistant turns before the real transcript."""
+    out = []
+    for transcript, answer in FEW_SHOT:
+        out.append({"role": "user", "content": f"<transcript>\n{transcript}\n</transcript>"})
+        out.append({"role": "assistant", "content": json.dumps(answer)})
+    return out
 
 
 def _strict(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -257,6 +283,7 @@ class OpenAISummarizer:
             "model": self.settings.openai_chat_model,
             "messages": [
                 {"role": "system", "content": SYSTEM_PROMPT},
+                *few_shot_messages(),
                 {"role": "user", "content": f"<transcript>\n{format_transcript(segments)}\n</transcript>"},
             ],
             "response_format": self.response_format(),

@@ -303,3 +303,17 @@ def test_a_different_name_is_not_taken_for_a_spelling_of_the_typed_one() -> None
     s = OfflineSummarizer().summarize(segs, known_name="Robert Brown")
     assert s.caller_name == "Robert Brown"  # the typed name wins
     assert "Jane Smith was charged $40 twice" in s.issue  # and Jane is not renamed Robert
+
+
+def test_few_shot_examples_are_grounded_in_their_own_transcripts() -> None:
+    from functions.summarization import FEW_SHOT, ground_summary
+
+    for transcript, answer in FEW_SHOT:
+        segs = [
+            seg("caller" if line.startswith("Caller:") else "agent:sam", line.split(": ", 1)[1])
+            for line in transcript.splitlines()
+        ]
+        grounded = ground_summary(CallSummary.model_validate(answer), segs)
+        assert grounded.model_dump(exclude={"source"}) == CallSummary.model_validate(answer).model_dump(
+            exclude={"source"}
+        )
