@@ -40,7 +40,8 @@ NOT_NAMES = _wordset(
 CALLER_NAME_PATTERNS = [
     re.compile(rf"\b(?:[Mm]y name is|[Mm]y name's|[Nn]ame is|[Mm]e llamo|[Mm]i nombre es|[Jj]e m'appelle)\s+({_NAME})"),
     re.compile(
-        rf"\b(?:[Tt]his is|[Ii]t's|[Ii]t is|I'm|I am)\s+({_NAME})(?=\s*(?:[,.!?]|$|\s+(?:from|calling|and|here)))"
+        rf"\b(?:[Tt]his is|[Ii]t's|[Ii]t is|I'm|I am)\s+({_NAME})"
+        r"(?=\s*(?:[,.!?]|$|\s+(?:from|calling|and|here|I|my|speaking)\b))"
     ),
     re.compile(rf"(?:^|[,.!]\s*)(?:(?:Hi|Hello|Hey|Yes|Yeah|Sure),?\s+)?({_NAME})(?=\s+(?:here|speaking)\b)"),
 ]
@@ -266,6 +267,7 @@ _PRONOUNS = [
     (r"\bWe\b", "They"),
     (r"\bour\b", "their"),
     (r"\bOur\b", "Their"),
+    (r"\bus\b", "them"),
 ]
 
 
@@ -306,7 +308,8 @@ PROBLEM = re.compile(
     r"|cracked|burst|accident|hacked|logged into|denied|expired|cancell?ed|slow|no signal|no internet|doubled"
     r"|don't recognize|dispute|drop\w*|problem|issue|blocked|stuck|leak\w*|fell|hurt|went up|still being"
     r"|damage\w*|nobody|no one|haven't heard|never came|keeps? \w+ing|higher than|more than usual|too (?:much|high)"
-    r"|only have|running out|ran out|run out|hasn't|has not|didn't|did not|doesn't|does not|isn't|is not)\b",
+    r"|only have|running out|ran out|run out|hasn't|has not|didn't|did not|doesn't|does not|isn't|is not"
+    r"|flicker\w*|goes black|black screen|frozen|freez\w*|won't turn on|no sound|beep\w*|overheat\w*)\b",
     re.I,
 )
 GREETING = re.compile(
@@ -316,7 +319,7 @@ GREETING = re.compile(
 )
 INTRO = re.compile(
     r"^(?i:my name is|my name's|name is|this is|it's|i'm|i am|me llamo|mi nombre es|je m'appelle)\s+"
-    r"(?:(?:Mc|Mac|O')?[A-Z][\w'-]*\s*){1,3}(?i:here|speaking)?\s*(?:,|\band\b|\.|!|$)\s*"
+    r"(?:(?:Mc|Mac|O')?[A-Z][\w'-]*\s*){1,3}(?i:here|speaking)?\s*(?:,|\band\b|\.|!|$|(?=I\b))\s*"
     r"|^(?:(?:Mc|Mac|O')?[A-Z][\w'-]*\s+){1,2}(?:here|speaking)\b[,.!]?\s*"
     r"|^(?:(?:Mc|Mac|O')?[A-Z][a-z'-]+\s+)(?:Mc|Mac|O')?[A-Z][a-z'-]+[.!]?$",
 )

@@ -96,6 +96,11 @@ INJECTION_NOTE = "Some of the caller's speech was addressed to an automated syst
 NO_CONVERSATION = "No conversation was captured before this transfer."
 NO_CALLER_SPEECH = "No speech from the caller was captured before this transfer."
 
+_IMPERATIVE = re.compile(
+    r"^(?:then|so|okay|ok|just)?,?\s*(?P<rest>(?:put|transfer|connect|get|send|give|cancel|refund|remove|reset|call|"
+    r"fix|close|escalate)\s+(?:me|it|us|them|the|my|this|that|a|an|someone)\b.+)$",
+    re.I,
+)
 _ASKED_FOR = re.compile(
     r"^(?:(?:and|so|ok|okay),?\s+)?(?:what's|what is|can i have|may i have|could i have|can i get)\s+(?:your|the)\s+"
     r"(?P<what>[\w\s'-]{3,30}?)(?:\s+please)?\s*\?$",
@@ -382,7 +387,7 @@ class ExtractionState:
                 self._fact(s.idx, 0, f"Not tried yet: {third_person(act)}{said}")
                 s.intro = True
                 return
-            if detail and TRIED.search(detail):
+            if detail and TRIED.search(detail) and re.match(r"I\b", detail):  # "Yes, I restarted it twice."
                 item = third_person(detail)
             else:
                 item = third_person(act) + (f", {third_person(detail)}" if detail else "")
@@ -446,13 +451,13 @@ class ExtractionState:
                 - (1 if TRIED.search(text) and not PROBLEM.search(text) else 0)
                 - (2 if text.endswith("?") else 0)
             )
-            if (
-                not wanted
-                and not s.issue_text
-                and (s.score > 0 or AMOUNT.search(text) or DATE.search(text) or COUNT.search(text))
-            ):
+            tokens = AMOUNT.search(text) or DATE.search(text) or COUNT.search(text)
+            if not wanted and not s.issue_text and (s.score > 0 or tokens):
                 rank = 1 if (AMOUNT.search(text) or DATE.search(text)) else 2
                 self._fact(s.idx, rank, third_person(_strip_lead(text)))
+            elif not wanted and not s.issue_text and not TRIED.search(text) and len(_strip_lead(text).split()) >= 5:
+                # Anything else the caller described is kept, last, in the fields (not spoken in the brief).
+                self._fact(s.idx, 3, third_person(_strip_lead(text)))
         self.angry += len(ANGRY.findall(text)) + (
             1 if len(re.findall(r"\b[A-Z]{3,}\b", text)) >= 2 or "!!" in text else 0
         )
@@ -473,8 +478,10 @@ class ExtractionState:
             lead, rest, score = bare.group(1), bare.group(2), 3
         elif (polite := re.match(r"^(.+?),?\s+please[.!]?$", text, re.I)) and len(polite.group(1).split()) <= 6:
             lead, rest, score = "", polite.group(1), 1  # "A replacement jar please."
-        elif polite := re.search(r"\bplease\s+([a-z].{4,})$", text):
+        elif polite := re.search(r"\bplease\s+([a-z].{4,})$", text, re.I):
             lead, rest, score = "please", polite.group(1), 2  # "… please waive the fee."
+        elif order := _IMPERATIVE.match(_strip_lead(text)):
+            lead, rest, score = "please", order.group("rest"), 2  # "Then put me through to the credit team."
         else:
             return False
         # Only one ask is the requested outcome; the others stay as facts ("Can you ask Dr. Chen to renew it?").
@@ -620,7 +627,7 @@ class ExtractionState:
         if self.repeat_contact and self.repeat_contact[0] not in (issue_idx, *(i for i, _ in self.tried)):
             repeat = self.repeat_contact[1]
         told = {issue_idx, want_idx, *(i for i, _ in self.tried), self.repeat_contact[0] if self.repeat_contact else -3}
-        extra = [f.text for f in sorted(self.facts, key=lambda f: (f.rank, f.idx)) if f.idx not in told]
+        extra = [f.text for f in sorted(self.facts, key=lambda f: (f.rank, f.idx)) if f.idx not in told and f.rank < 3]
         said = _content_words(" ".join([issue, want_brief, agent_fact, *tried[:2]]))
         extra = [d(f) for f in extra if f != agent_fact and not _mostly_said(f, said)][:2]
         summary.brief = compose_brief(
