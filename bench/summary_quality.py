@@ -181,7 +181,7 @@ def start_llama_server(workdir: Path) -> tuple[subprocess.Popen, str, str]:
 
 
 def run_llm(
-    calls: list[dict], base_url: str, model: str, timeout_s: float, budget_s: float, data_dir: Path
+    calls: list[dict], base_url: str, model: str, timeout_s: float, budget_s: float, data_dir: Path, few_shot: bool
 ) -> tuple[list[Result], list[str], list[tuple[str, str]]]:
     """(results, calls skipped for the budget, (call, why it fell back)). A call's summary is what
     `RollingSummary.current` shows after the whole call: `llm`, or `offline_fallback` (counted)."""
@@ -192,7 +192,7 @@ def run_llm(
     settings = load_settings(
         data_dir=data_dir, openai_base_url=base_url, openai_chat_model=model, llm_timeout_s=min(timeout_s, 120)
     )
-    inner = OpenAISummarizer(settings)
+    inner = OpenAISummarizer(settings, few_shot=few_shot)
     summarizer = FallbackSummarizer(inner, timeout_s=timeout_s)
     out, skipped, why = [], [], []
     start = time.monotonic()
@@ -225,6 +225,7 @@ def main() -> None:
     ap.add_argument("--llm-timeout", type=float, default=float(os.environ.get("LLM_TIMEOUT_S", 60)))
     ap.add_argument("--llm-budget", type=float, default=900.0, help="seconds for the whole LLM run")
     ap.add_argument("--llm-calls", default="", help="comma-separated call names for the LLM (default: all)")
+    ap.add_argument("--llm-no-few-shot", action="store_true", help="send the LLM no worked examples")
     ap.add_argument("--json", help="also write the per-call results here")
     args = ap.parse_args()
 
@@ -243,13 +244,16 @@ def main() -> None:
             if not base_url:
                 proc, base_url, model = start_llama_server(Path(tmp))
             try:
-                results, skipped, why = run_llm(chosen, base_url, model, args.llm_timeout, args.llm_budget, Path(tmp))
+                results, skipped, why = run_llm(
+                    chosen, base_url, model, args.llm_timeout, args.llm_budget, Path(tmp), not args.llm_no_few_shot
+                )
             finally:
                 if proc:
                     proc.terminate()
                     proc.wait(10)
         print()
-        print(table(f"LLM ({model}) with offline fallback, timeout {args.llm_timeout:g} s per call", results))
+        shots = "no few-shot examples" if args.llm_no_few_shot else "few-shot"
+        print(table(f"LLM ({model}, {shots}) with offline fallback, timeout {args.llm_timeout:g} s per call", results))
         answered = [r for r in results if r.source == "llm"]
         if answered:
             print()

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from functions.errors import ProviderError, ProviderTimeout, ServiceError
 from functions.models import CallSummary, SummarizeRequest, TranscriptSegment
-from functions.offline_patterns import clip_words, sentence_key
+from functions.offline_patterns import AMOUNT, DATE, EMAIL, clip_words, sentence_key
 from functions.offline_summary import (
     BRIEF_MAX_WORDS,
     INJECTION,
@@ -209,6 +209,21 @@ def _digit_runs(text: str) -> list[str]:
     return re.findall(r"\d+", re.sub(r"(?<=\d)[\s,.-]+(?=\d)", "", digits_view(text)))
 
 
+def _looks_like_id(value: str) -> bool:
+    """An identifier is a short code, number, phone or e-mail, not an amount, a date or a sentence (a small
+    model puts "45 euros" or a whole sentence from the transcript there)."""
+    v = value.strip()
+    if "@" in v:
+        return bool(EMAIL.fullmatch(v))
+    return (
+        len(v) <= 32
+        and len(v.split()) <= 4
+        and len(re.sub(r"\D", "", v)) >= 3
+        and not AMOUNT.fullmatch(v)
+        and not DATE.fullmatch(v)
+    )
+
+
 def ground_summary(summary: CallSummary, segments: list[TranscriptSegment]) -> CallSummary:
     """Check an LLM summary against the transcript.
 
@@ -232,7 +247,7 @@ def ground_summary(summary: CallSummary, segments: list[TranscriptSegment]) -> C
             and names_grounded(text)
         )
 
-    kept = [i for i in summary.identifiers if _alnum(i.value) and _alnum(i.value) in flat]
+    kept = [i for i in summary.identifiers if _alnum(i.value) and _alnum(i.value) in flat and _looks_like_id(i.value)]
     name = summary.caller_name
     if name and not all(_alnum(part) in flat for part in name.split() if _alnum(part)):
         name = None
@@ -262,8 +277,9 @@ def ground_summary(summary: CallSummary, segments: list[TranscriptSegment]) -> C
 class OpenAISummarizer:
     name = "openai"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, few_shot: bool = True) -> None:
         self.settings = settings
+        self.few_shot = few_shot  # the worked examples before the transcript (bench: --llm-no-few-shot)
         self._client = OpenAIClientHolder(settings).warm()
         # OpenAI, vLLM, Ollama and llama.cpp's llama-server take `json_schema`; llama-cpp-python's server
         # only takes `{"type": "json_object", "schema": …}`. We learn which on the first refusal.
@@ -283,7 +299,7 @@ class OpenAISummarizer:
             "model": self.settings.openai_chat_model,
             "messages": [
                 {"role": "system", "content": SYSTEM_PROMPT},
-                *few_shot_messages(),
+                *(few_shot_messages() if self.few_shot else []),
                 {"role": "user", "content": f"<transcript>\n{format_transcript(segments)}\n</transcript>"},
             ],
             "response_format": self.response_format(),

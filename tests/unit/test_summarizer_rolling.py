@@ -285,7 +285,12 @@ def test_grounding_rejects_a_brief_with_a_name_or_number_nobody_said() -> None:
     ok = ground_summary(
         CallSummary(
             caller_name="Maria Lopez",
-            identifiers=[Identifier(kind="account", value="4471-9902"), Identifier(kind="order", value="555666")],
+            identifiers=[
+                Identifier(kind="account", value="4471-9902"),
+                Identifier(kind="order", value="555666"),  # not said
+                Identifier(kind="account", value="$89.99"),  # an amount, not an identifier
+                Identifier(kind="other", value="I was charged $89.99 twice on March 3rd"),  # a sentence
+            ],
             key_facts=["$89.99 charged twice", "Customer since 2011", "Spoke to Jane in Denver"],
             brief="Maria Lopez, account 4471-9902, was charged $89.99 twice on March 3rd and wants a refund.",
             source="llm",
