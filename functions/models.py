@@ -178,7 +178,10 @@ class CallSummary(BaseModel):
     sentiment: Literal["positive", "neutral", "frustrated", "angry", "unknown"] = "unknown"
     requested_outcome: str = ""
     brief: str = Field("", description="spoken handoff to the receiving agent, at most ~40 words")
-    source: Literal["llm", "offline", "offline_fallback"] = "offline"
+    # llm: an LLM summary of every segment; llm+offline: the newest LLM summary plus what the offline
+    # extraction found in later segments; offline: no LLM configured; offline_fallback: an LLM is
+    # configured but has not answered yet, failed or timed out.
+    source: Literal["llm", "llm+offline", "offline", "offline_fallback"] = "offline"
 
 
 # --- function entry-point models (wrapped 1:1 by modal_deploy.py) ----------------------------

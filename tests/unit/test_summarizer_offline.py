@@ -1,8 +1,16 @@
 """Offline summarizer on scripted calls, plus the fallback and rolling wrappers (no model, no network).
 
-Every scripted call in tests/fixtures/calls lists the facts a receiving agent needs; the summary
-must contain all of them, must not contain a word that is neither in the transcript nor one of the
-summarizer's fixed labels, and its brief must be at most 40 words."""
+Every scripted call in tests/fixtures/calls (one JSON file each) has:
+- `segments`: the transcript; optional `caller_typed_name`: the name the caller typed when joining;
+- `expected`: caller_name, identifiers (each must be among the summary's identifiers *and* be said in
+  the brief, compared without separators), amounts, dates, sentiment (allowed values) and a few
+  `*_contains` checks of single fields;
+- `must`: strings (case-insensitive) that must appear somewhere in the summary: the brief or any field
+  (name, identifiers, issue, key facts, already tried, requested outcome);
+- `must_not`: strings (case-insensitive) that must appear nowhere in it: injected instructions, the
+  speech-to-text spelling of a typed name, a number the caller corrected, things nobody said.
+The summary must also not contain a word that is neither in the transcript (or the typed name) nor one
+of the summarizer's fixed labels, and its brief must be at most 40 words."""
 
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ import pytest
 
 from functions.errors import ProviderError
 from functions.models import CallSummary, SummarizeRequest, TranscriptSegment
+from functions.offline_patterns import denoise
 from functions.offline_summary import INJECTION_NOTE, digits_view, third_person
 from functions.services import Services
 from functions.settings import Settings
@@ -81,6 +90,34 @@ LABEL_WORDS = set(
         "before",
         "this",
         "transfer",
+        "speech",
+        "from",
+        "the",
+        "agent",
+        "sees",
+        "does",
+        "can",
+        "can't",
+        "cannot",
+        "could",
+        "will",
+        "has",
+        "read",
+        "back",
+        "called",
+        "repeat",
+        "contact",
+        "declined",
+        "accepted",
+        "offer",
+        "yes",
+        "happy",
+        "calling",
+        "about",
+        "since",
+        "then",
+        "yet",
+        "confirmed",
     ]
 ) | set(re.findall(r"[a-z0-9']+", INJECTION_NOTE.lower()))
 
@@ -90,8 +127,22 @@ def load_call(path: Path) -> tuple[list[TranscriptSegment], dict]:
     return [TranscriptSegment(**s) for s in data["segments"]], data["expected"]
 
 
+def load_full(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def summarize_call(data: dict) -> CallSummary:
+    segments = [TranscriptSegment(**s) for s in data["segments"]]
+    return OfflineSummarizer().summarize(segments, known_name=data.get("caller_typed_name"))
+
+
 def words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", digits_view(text).lower().replace("’", "'"))
+
+
+def said(segments: list[TranscriptSegment]) -> str:
+    """The transcript as the summarizer reads it: fillers ("um") and stutters dropped, digit words as digits."""
+    return digits_view(" ".join(denoise(seg.text) for seg in segments))
 
 
 def alnum(s: str) -> str:
@@ -109,14 +160,16 @@ def summary_text(s: CallSummary) -> str:
 def summaries() -> dict[str, tuple[list[TranscriptSegment], dict, CallSummary]]:
     out = {}
     for path in CALLS:
+        data = load_full(path)
         segments, expected = load_call(path)
-        out[path.stem] = (segments, expected, OfflineSummarizer().summarize(segments))
+        out[path.stem] = (segments, expected, summarize_call(data))
     return out
 
 
-def test_there_are_at_least_ten_varied_scripted_calls() -> None:
-    kinds = {json.loads(p.read_text())["kind"] for p in CALLS}
-    assert len(CALLS) >= 10
+def test_there_are_at_least_forty_varied_scripted_calls() -> None:
+    calls = [load_full(p) for p in CALLS]
+    kinds = {c["kind"] for c in calls}
+    assert len(CALLS) >= 40
     assert {
         "billing",
         "technical",
@@ -125,9 +178,52 @@ def test_there_are_at_least_ten_varied_scripted_calls() -> None:
         "no_name",
         "long",
         "empty",
+        "silence",
         "non_english",
         "injection",
+        "insurance",
+        "medical",
+        "spelled",
+        "similar_numbers",
+        "stt_noise",
+        "agent_facts",
+        "typed_name",
     } <= kinds
+    assert all(isinstance(c["must"], list) and isinstance(c["must_not"], list) for c in calls)
+
+
+def must_score(data: dict, s: CallSummary) -> tuple[list[str], list[str]]:
+    """(must strings missing from the summary, must_not strings found in it)."""
+    text = summary_text(s).lower()
+    return [m for m in data["must"] if m.lower() not in text], [m for m in data["must_not"] if m.lower() in text]
+
+
+def test_offline_targets_over_all_scripted_calls(summaries) -> None:
+    """The bench targets (bench/summary_quality.py): recall of `must` ≥ 95 %, no `must_not`, every brief ≤ 40 words."""
+    total = found = 0
+    inventions: list[tuple[str, str]] = []
+    long_briefs = []
+    for path in CALLS:
+        data = load_full(path)
+        s = summaries[path.stem][2]
+        missing, invented = must_score(data, s)
+        total += len(data["must"])
+        found += len(data["must"]) - len(missing)
+        inventions += [(path.stem, m) for m in invented]
+        if len(s.brief.split()) > 40:
+            long_briefs.append(path.stem)
+    assert total >= 200
+    assert found / total >= 0.95, f"recall {found}/{total}"
+    assert not inventions
+    assert not long_briefs
+
+
+@pytest.mark.parametrize("call", [p.stem for p in CALLS])
+def test_summary_has_most_of_the_calls_must_facts_and_none_of_its_must_not(call: str, summaries) -> None:
+    data = load_full(CALLS_DIR / f"{call}.json")
+    missing, invented = must_score(data, summaries[call][2])
+    assert len(missing) <= max(1, len(data["must"]) // 4), f"missing {missing} from {summaries[call][2]}"
+    assert not invented, f"must_not found: {invented}"
 
 
 @pytest.mark.parametrize("call", [p.stem for p in CALLS])
@@ -138,7 +234,8 @@ def test_summary_contains_every_expected_fact(call: str, summaries) -> None:
     found = {alnum(i.value) for i in s.identifiers}
     for ident in expected["identifiers"]:
         assert alnum(ident) in found, f"identifier {ident!r} missing from {s.identifiers}"
-    facts = " ".join([s.issue, *s.key_facts])
+        assert alnum(ident) in alnum(s.brief), f"identifier {ident!r} not said in the brief {s.brief!r}"
+    facts = " ".join([s.issue, s.requested_outcome, *s.key_facts, *s.already_tried])
     for amount in expected["amounts"]:
         assert amount in facts, f"amount {amount!r} missing from {facts!r}"
     for date in expected["dates"]:
@@ -155,10 +252,11 @@ def test_summary_contains_every_expected_fact(call: str, summaries) -> None:
 @pytest.mark.parametrize("call", [p.stem for p in CALLS])
 def test_summary_invents_nothing(call: str, summaries) -> None:
     segments, _, s = summaries[call]
-    transcript_words = set(words(" ".join(seg.text for seg in segments)))
+    typed = load_full(CALLS_DIR / f"{call}.json").get("caller_typed_name") or ""
+    transcript_words = set(words(" ".join(seg.text for seg in segments) + " " + said(segments) + " " + typed))
     invented = [w for w in words(summary_text(s)) if w not in transcript_words and w not in LABEL_WORDS]
     assert not invented, f"words not in the transcript: {invented}"
-    transcript_alnum = alnum(digits_view(" ".join(seg.text for seg in segments)))
+    transcript_alnum = alnum(said(segments))
     for ident in s.identifiers:
         assert alnum(ident.value) in transcript_alnum
 
@@ -168,18 +266,22 @@ def test_brief_is_at_most_40_words_and_names_the_caller(call: str, summaries) ->
     _, expected, s = summaries[call]
     assert 0 < len(s.brief.split()) <= 40
     if expected["caller_name"]:
-        assert s.brief.startswith(f"Caller {expected['caller_name']}")
-    if expected["identifiers"]:
-        assert alnum(expected["identifiers"][0]) in alnum(s.brief)
+        assert s.brief.startswith(f"{expected['caller_name']},") or s.brief.startswith(f"{expected['caller_name']}.")
+    elif segments_of(call):
+        assert s.brief.startswith(("Caller, no name given", "No speech from the caller"))
+
+
+def segments_of(call: str) -> list[dict]:
+    return load_full(CALLS_DIR / f"{call}.json")["segments"]
 
 
 def test_prompt_injection_does_not_leak(summaries) -> None:
-    _, expected, s = summaries["prompt_injection"]
+    _, _, s = summaries["prompt_injection"]
     fields = " ".join([s.brief, s.issue, s.requested_outcome, *s.already_tried, *s.key_facts]).lower()
-    for phrase in expected["forbidden"]:
+    for phrase in load_full(CALLS_DIR / "prompt_injection.json")["must_not"]:
         assert phrase not in fields, phrase
     assert INJECTION_NOTE in s.key_facts  # the agent is told something was left out
-    assert s.brief.startswith("Caller Jordan Lee, invoice INV-2024-0031.")
+    assert s.brief.startswith("Jordan Lee, invoice INV-2024-0031.")
 
 
 def test_empty_call_says_nothing_was_captured(summaries) -> None:
