@@ -39,6 +39,7 @@ IDENTITY_PATTERN = IDENTITY_RE.pattern
 ROOM_PATTERN = ROOM_RE.pattern
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 TICKET_PATTERN = r"^[0-9a-f]{64}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # printable ASCII, no spaces (e.g. a UUID)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -81,9 +82,16 @@ class ErrorBody(BaseModel):
 
 class ApiInfo(BaseModel):
     api_version: int = API_VERSION
-    status: Literal["ok", "starting"]
+    status: Literal["ok", "starting", "degraded"] = Field(
+        description="`degraded`: the server runs, but LiveKit does not answer (see `livekit`)"
+    )
     functions_backend: str = ""
     livekit_url: str = ""
+    livekit: str = Field(
+        "",
+        description="`ok`, or `unreachable: <reason>`: an authenticated LiveKit RoomService call answered "
+        "(or not) within about 1 s; empty while starting",
+    )
 
 
 # --- calls and rooms ------------------------------------------------------------------------
