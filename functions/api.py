@@ -618,6 +618,9 @@ async def _livekit_health(rooms: Any, timeout_s: float) -> str:
     except TimeoutError:
         return f"unreachable: no answer within {timeout_s:g} s"
     except ServiceError as e:
+        status = getattr(e.__cause__, "status", None)  # the SDK's error: LiveKit answered, but refused
+        if status in (401, 403):
+            return f"unreachable: LiveKit refused this server's API key or secret (HTTP {status}, unauthenticated)"
         return f"unreachable: {e.message}"
     except Exception as e:  # a health check reports, it never fails the request
         return f"unreachable: {type(e).__name__}: {e}"
