@@ -1,9 +1,9 @@
 """Request bodies bounded while they stream in, for the app's machine-facing routes.
 
 `BodyLimit` is a pure ASGI middleware with one limit per path prefix (`/api`, `/twilio`,
-`/livekit/webhook`): a request that declares a larger Content-Length is refused before a
-byte of its body is read, and one that does not (chunked) is counted chunk by chunk and
-refused as soon as it passes the limit. Nothing is buffered here, so four 200 MB posts cost
+`/livekit/webhook`, `/internal/media`): a request that declares a larger Content-Length is
+refused before a byte of its body is read, and one that does not (chunked) is counted chunk
+by chunk and refused as soon as it passes the limit. Nothing is buffered here, so four 200 MB posts cost
 the app what four 32 KiB ones do. The refusal is the API's JSON error shape:
 413 `{"detail": "...", "error": "PayloadTooLarge"}` (400 `BadRequest` for a malformed
 Content-Length).
@@ -27,11 +27,13 @@ log = logging.getLogger(__name__)
 KiB = 1024
 # The largest body each prefix may take. /api: its largest route limit (transcripts); each
 # route's own limit is stricter. /twilio: Twilio's form posts are a few KiB. /livekit/webhook:
-# LiveKit's JSON events (room, participant, track info) are a few KiB.
+# LiveKit's JSON events (room, participant, track info) are a few KiB; /internal/media: the media
+# workers' reports, a transcript segment at most ~25 KiB.
 DEFAULT_LIMITS: dict[str, int] = {
     "/api": 512 * KiB,
     "/twilio": 32 * KiB,
     "/livekit/webhook": 64 * KiB,
+    "/internal/media": 64 * KiB,
 }
 
 Scope = MutableMapping[str, Any]

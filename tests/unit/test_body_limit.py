@@ -108,6 +108,7 @@ async def test_bodies_within_the_limit_pass_untouched() -> None:
         ("/api/summary/generate", True),
         ("/twilio/gather", True),
         ("/livekit/webhook", True),
+        ("/internal/media", True),
         ("/apix", False),  # a prefix covers whole path segments only
         ("/", False),  # the UI is Gradio's, with limits of its own
         ("/gradio_api/upload", False),
