@@ -11,7 +11,12 @@ Who may call what:
 Every refusal is a JSON `ErrorBody` (`{"detail": ..., "error": ...}`): 401 no credential,
 403 wrong credential or not your call/transfer, 404 unknown, 409 illegal state change,
 413 body too large, 422 invalid input, 501 not configured, 502/504 a provider or LiveKit
-failed. A refused request changes nothing (the orchestrator checks before it acts).
+failed, 503 starting or the database cannot be written (`StorageUnavailable`, with
+Retry-After), 500 `InternalError` for a bug (logged). A refused request changes nothing
+(the orchestrator checks before it acts).
+
+Initiate, complete and dial take an optional `Idempotency-Key`: a repeat by the same agent
+with the same body gets the first response back (kept in the store for 24 h).
 """
 
 import asyncio
