@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from functions.errors import InvalidInput
 from functions.models import (
@@ -54,11 +54,11 @@ def _one_line(v: str) -> str:
     return v
 
 
-def _name(v: str) -> str:
+def _name(v: str, info: ValidationInfo) -> str:
     """A display name: one line (control characters and line breaks refused, as in all free text),
     then normalised for display (`functions.names`): NFC, no bidi or zero-width characters."""
     try:
-        return normalize_name(_one_line(v), max_chars=NAME_MAX_CHARS)
+        return normalize_name(_one_line(v), field=info.field_name or "name", max_chars=NAME_MAX_CHARS)
     except InvalidInput as e:
         raise ValueError(e.message) from e
 
