@@ -11,13 +11,22 @@ Who may call what:
 Every refusal is a JSON `ErrorBody` (`{"detail": ..., "error": ...}`): 401 no credential,
 403 wrong credential or not your call/transfer, 404 unknown, 409 illegal state change,
 413 body too large, 422 invalid input, 501 not configured, 502/504 a provider or LiveKit
-failed. A refused request changes nothing (the orchestrator checks before it acts).
+failed, 503 starting or the database cannot be written (`StorageUnavailable`, with
+Retry-After), 500 `InternalError` for a bug (logged). A refused request changes nothing
+(the orchestrator checks before it acts).
+
+Initiate, complete and dial take an optional `Idempotency-Key`: a repeat by the same agent
+with the same body gets the first response back (kept in the store for 24 h).
 """
 
 import asyncio
+import contextlib
+import hashlib
 import logging
+import sqlite3
 import struct
-from collections.abc import AsyncIterator, Callable, Coroutine
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response
@@ -25,11 +34,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from functions.api_models import (
     API_VERSION,
     ID_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
     IDENTITY_PATTERN,
     MAX_BODY_BYTES,
     MAX_TRANSCRIPT_BODY_BYTES,
@@ -55,15 +66,16 @@ from functions.api_models import (
     TransferAction,
 )
 from functions.audio import read_wav
+from functions.body_limit import read_body
 from functions.errors import (
     ConfigError,
+    Conflict,
     Forbidden,
     IllegalTransition,
     InvalidInput,
     NotAvailable,
     NotFound,
     NotReady,
-    PayloadTooLarge,
     ServiceError,
     Unauthorized,
 )
@@ -72,7 +84,6 @@ from functions.models import (
     Call,
     CallStatus,
     CallSummary,
-    DialRequest,
     SpeechRequest,
     SummarizeRequest,
     TargetKind,
@@ -81,10 +92,15 @@ from functions.models import (
     Transfer,
     TransferState,
 )
+from functions.store import storage_error
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_KEY = "x-max-body-bytes"
+RETRY_AFTER_S = 1
+LIVEKIT_HEALTH_TIMEOUT_S = 1.0  # GET /api answers within about this, LiveKit up or not
+LIVEKIT_HEALTH_TTL_S = 2.0  # an unauthenticated GET /api checks LiveKit at most this often
+IDEMPOTENCY_WAIT_S = 10.0  # a repeat waits this long for the first request with its key to finish
 
 
 def error_response(status: int, detail: str, error: str, **extra: Any) -> JSONResponse:
@@ -94,7 +110,10 @@ def error_response(status: int, detail: str, error: str, **extra: Any) -> JSONRe
 def service_error_response(e: ServiceError) -> JSONResponse:
     # A ConfigError is the server's set-up, not the client's request: 503 says "not available here".
     status = 503 if isinstance(e, ConfigError) else e.status_code
-    return error_response(status, e.message, type(e).__name__)
+    response = error_response(status, e.message, type(e).__name__)
+    if status == 503 and e.retryable:  # e.g. the database is read-only or full: worth retrying later
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 def validation_error_response(e: RequestValidationError) -> JSONResponse:
@@ -129,6 +148,13 @@ class ApiRoute(APIRoute):
                 response = error_response(
                     e.status_code, str(e.detail), "BadRequest" if e.status_code == 400 else "HTTP"
                 )
+            except sqlite3.Error as e:  # a store that did not convert its own failure
+                log.warning("%s %s: database failure: %s", request.method, request.url.path, e)
+                response = service_error_response(storage_error(e))
+            except Exception:
+                # A bug: logged with its traceback, answered in the API's shape (never a text page).
+                log.exception("%s %s failed", request.method, request.url.path)
+                response = error_response(500, "internal server error; it has been logged", "InternalError")
             response.headers["X-API-Version"] = str(API_VERSION)
             return response
 
@@ -137,18 +163,7 @@ class ApiRoute(APIRoute):
 
 async def _read_limited(request: Request, limit: int) -> None:
     """Read the body up to `limit` bytes (Content-Length first, then the stream itself)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise InvalidInput("Content-Length is not a number")
-        if int(declared) > limit:
-            raise PayloadTooLarge(f"request body is {declared} bytes; this endpoint takes at most {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    request._body = bytes(body)  # what FastAPI parses next
+    request._body = await read_body(request, limit)  # what FastAPI parses next
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -216,12 +231,86 @@ def api_router(ctx: Any) -> APIRouter:
         return started().orchestrator
 
     # --- info -------------------------------------------------------------------------------
+    health: dict[str, Any] = {}  # the last LiveKit check: {"rooms", "at", "value"}
+
+    async def livekit_health() -> str:
+        """`ok`, or `unreachable: <reason>`: one authenticated RoomService call, bounded in time,
+        remembered for LIVEKIT_HEALTH_TTL_S so that GET /api (no credential) cannot flood LiveKit."""
+        rooms = ctx.rooms
+        if health.get("rooms") is rooms and time.monotonic() - health["at"] < LIVEKIT_HEALTH_TTL_S:
+            return health["value"]
+        value = await _livekit_health(rooms, LIVEKIT_HEALTH_TIMEOUT_S)
+        health.update(rooms=rooms, at=time.monotonic(), value=value)
+        return value
+
     @router.get("", response_model=ApiInfo, summary="API version and status (no credential needed)")
     async def info() -> ApiInfo:
+        """`status`: `starting`, `ok`, or `degraded` when LiveKit does not answer (`livekit` says why)."""
         if not ctx.started:
             return ApiInfo(status="starting")
         backend = gateway().backend_label
-        return ApiInfo(status="ok", functions_backend=backend, livekit_url=ctx.settings.livekit_url)
+        livekit = await livekit_health()
+        return ApiInfo(
+            status="ok" if livekit == "ok" else "degraded",
+            functions_backend=backend,
+            livekit_url=ctx.settings.livekit_url,
+            livekit=livekit,
+        )
+
+    IdempotencyKey = Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            max_length=255,
+            description="optional: a repeat with the same key (same agent, same body) within 24 h gets the first "
+            "response back and changes nothing; the same key with a different body is refused (422)",
+        ),
+    ]
+
+    async def once(
+        agent: str,
+        key: str | None,
+        route: str,
+        req: BaseModel,
+        status: int,
+        run: Callable[[], Awaitable[BaseModel]],
+    ) -> Any:
+        """Run an action once per (agent, Idempotency-Key): the first response (status and body) is
+        kept in the store and replayed to repeats. Only successes are kept: a refused or failed
+        request changed nothing, so a retry with the same key runs it again."""
+        if key is None:
+            return await run()
+        store = orch().store
+        fingerprint = hashlib.sha256(f"{route}\n{req.model_dump_json()}".encode()).hexdigest()
+        deadline = time.monotonic() + IDEMPOTENCY_WAIT_S
+        claim = store.claim_idempotency_key(agent, key, fingerprint)
+        while claim.state == "pending" and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the first request with this key is still running
+            claim = store.claim_idempotency_key(agent, key, fingerprint)
+        if claim.state == "mismatch":
+            raise InvalidInput("this Idempotency-Key was used for a different request; use a new key for a new one")
+        if claim.state == "pending":
+            raise Conflict("a request with this Idempotency-Key is still running; repeat it in a moment")
+        if claim.state == "done":
+            return Response(
+                claim.body,
+                status_code=claim.status_code or 200,
+                media_type="application/json",
+                headers={"Idempotent-Replayed": "true"},
+            )
+        try:
+            result = await run()
+        except BaseException:
+            with contextlib.suppress(ServiceError):  # the request's own error is the one to answer
+                store.release_idempotency_key(agent, key)
+            raise
+        body = result.model_dump_json()
+        try:
+            store.finish_idempotency_key(agent, key, status, body)
+        except ServiceError as e:  # done, but not remembered: say so in the log, answer the result
+            log.warning("idempotency key of %s not saved: %s", agent, e)
+        return Response(body, status_code=status, media_type="application/json")
 
     # --- rooms --------------------------------------------------------------------------------
     @router.post(
@@ -303,8 +392,11 @@ def api_router(ctx: Any) -> APIRouter:
         responses=_errors(*AGENT_ERRORS, 404, 409, 500, 502, 504),
         summary="Put the caller on hold and open a consult with the target (agent A only)",
     )
-    async def initiate(agent: Agent, req: InitiateRequest) -> Transfer:
-        return await orch().initiate(req.call_id, agent, req.target, kind=req.target_kind)
+    async def initiate(agent: Agent, req: InitiateRequest, key: IdempotencyKey = None) -> Transfer:
+        async def run() -> Transfer:
+            return await orch().initiate(req.call_id, agent, req.target, kind=req.target_kind)
+
+        return await once(agent, key, "initiate", req, 201, run)
 
     @router.post(
         "/transfer/complete",
@@ -312,16 +404,19 @@ def api_router(ctx: Any) -> APIRouter:
         responses=_errors(*AGENT_ERRORS, 404, 409),
         summary="Accept: the target joins the caller's room (target B, or A on B's behalf)",
     )
-    async def complete(agent: Agent, req: TransferAction) -> CompleteResponse:
-        o = orch()
-        t = await o.accept(req.transfer_id, actor=agent)
-        join = None
-        if t.target_kind is TargetKind.agent and agent == t.target:
-            try:
-                join = o.agent_token(agent, t.call_room)
-            except ServiceError as e:  # e.g. the caller hung up in between: the transfer says so
-                log.info("no join token for %s: %s", agent, e)
-        return CompleteResponse(transfer=t, join=join)
+    async def complete(agent: Agent, req: TransferAction, key: IdempotencyKey = None) -> CompleteResponse:
+        async def run() -> CompleteResponse:
+            o = orch()
+            t = await o.accept(req.transfer_id, actor=agent)
+            join = None
+            if t.target_kind is TargetKind.agent and agent == t.target:
+                try:
+                    join = o.agent_token(agent, t.call_room)
+                except ServiceError as e:  # e.g. the caller hung up in between: the transfer says so
+                    log.info("no join token for %s: %s", agent, e)
+            return CompleteResponse(transfer=t, join=join)
+
+        return await once(agent, key, "complete", req, 200, run)
 
     @router.post(
         "/transfer/cancel",
@@ -456,7 +551,9 @@ def api_router(ctx: Any) -> APIRouter:
         responses=_errors(*AGENT_ERRORS, 404, 409, 501, 502, 504),
         summary="Dial the phone target of an open phone transfer (agent A only; needs Twilio)",
     )
-    async def dial(agent: Agent, req: DialApiRequest) -> DialApiResponse:
+    async def dial(agent: Agent, req: DialApiRequest, key: IdempotencyKey = None) -> DialApiResponse:
+        """One outbound call per transfer: the call placed when the transfer started (or by the first
+        dial) is the answer to every later one; Twilio is asked to dial only if the transfer has none."""
         telephony = twilio()
         o = orch()
         t = o.get_transfer(req.transfer_id)
@@ -464,13 +561,23 @@ def api_router(ctx: Any) -> APIRouter:
             raise Forbidden(f"{agent} did not start transfer {t.transfer_id}")
         if t.target_kind is not TargetKind.phone:
             raise InvalidInput(f"transfer {t.transfer_id} is to an agent, not a phone number")
-        if t.state is not TransferState.consulting:
-            raise IllegalTransition(f"transfer {t.transfer_id} is {t.state.value}; dialing needs 'consulting'")
-        to = telephony.normalize_e164(req.to)
-        if to != t.target:
-            raise InvalidInput("`to` must be the transfer's target number")
-        res = await gateway().dial_phone(DialRequest(to=to, transfer_id=t.transfer_id))
-        return DialApiResponse(call_sid=res.call_sid, to=res.to, status=res.status)
+
+        async def run() -> DialApiResponse:
+            current = o.get_transfer(req.transfer_id)
+            if current.state is not TransferState.consulting:
+                raise IllegalTransition(
+                    f"transfer {current.transfer_id} is {current.state.value}; dialing needs 'consulting'"
+                )
+            to = telephony.normalize_e164(req.to)
+            if to != current.target:
+                raise InvalidInput("`to` must be the transfer's target number")
+            phone = getattr(ctx, "phone", None) or o.phone
+            if phone is None:
+                raise NotAvailable("phone transfers are not running on this server")
+            res = await phone.dial_once(current, dial=gateway().dial_phone)
+            return DialApiResponse(call_sid=res.call_sid, to=res.to, status=res.status)
+
+        return await once(agent, key, "dial", req, 200, run)
 
     @router.get(
         "/twilio/calls",
@@ -503,6 +610,26 @@ def api_router(ctx: Any) -> APIRouter:
 
 
 # --- helpers -------------------------------------------------------------------------------------------
+
+
+async def _livekit_health(rooms: Any, timeout_s: float) -> str:
+    """One authenticated RoomService call (list the lobby): `ok`, or `unreachable: <reason>`."""
+    from functions.transfer import LOBBY
+
+    if rooms is None:
+        return "unreachable: not connected yet"
+    try:
+        await asyncio.wait_for(rooms.list_rooms([LOBBY]), timeout_s)
+    except TimeoutError:
+        return f"unreachable: no answer within {timeout_s:g} s"
+    except ServiceError as e:
+        status = getattr(e.__cause__, "status", None)  # the SDK's error: LiveKit answered, but refused
+        if status in (401, 403):
+            return f"unreachable: LiveKit refused this server's API key or secret (HTTP {status}, unauthenticated)"
+        return f"unreachable: {e.message}"
+    except Exception as e:  # a health check reports, it never fails the request
+        return f"unreachable: {type(e).__name__}: {e}"
+    return "ok"
 
 
 def _call_by_room(o: Any, room: str) -> Call:

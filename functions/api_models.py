@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from functions.errors import InvalidInput
 from functions.models import (
     IDENTITY_RE,
     ROOM_RE,
@@ -22,6 +23,7 @@ from functions.models import (
     Transfer,
     TransferState,
 )
+from functions.names import NAME_MAX_CHARS, normalize_name
 
 API_VERSION = 1
 
@@ -37,6 +39,7 @@ IDENTITY_PATTERN = IDENTITY_RE.pattern
 ROOM_PATTERN = ROOM_RE.pattern
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 TICKET_PATTERN = r"^[0-9a-f]{64}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # printable ASCII, no spaces (e.g. a UUID)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -49,6 +52,15 @@ def _one_line(v: str) -> str:
     if _CONTROL_OR_NEWLINE.search(v):
         raise ValueError("must not contain control characters or line breaks")
     return v
+
+
+def _name(v: str, info: ValidationInfo) -> str:
+    """A display name: one line (control characters and line breaks refused, as in all free text),
+    then normalised for display (`functions.names`): NFC, no bidi or zero-width characters."""
+    try:
+        return normalize_name(_one_line(v), field=info.field_name or "name", max_chars=NAME_MAX_CHARS)
+    except InvalidInput as e:
+        raise ValueError(e.message) from e
 
 
 def _text(v: str) -> str:
@@ -70,23 +82,36 @@ class ErrorBody(BaseModel):
 
 class ApiInfo(BaseModel):
     api_version: int = API_VERSION
-    status: Literal["ok", "starting"]
+    status: Literal["ok", "starting", "degraded"] = Field(
+        description="`degraded`: the server runs, but LiveKit does not answer (see `livekit`)"
+    )
     functions_backend: str = ""
     livekit_url: str = ""
+    livekit: str = Field(
+        "",
+        description="`ok`, or `unreachable: <reason>`: an authenticated LiveKit RoomService call answered "
+        "(or not) within about 1 s; empty while starting",
+    )
 
 
 # --- calls and rooms ------------------------------------------------------------------------
 
 
 class CreateCallRequest(_Strict):
-    caller_name: str = Field("", max_length=80, description="shown to agents; plain text, one line")
+    caller_name: str = Field(
+        "",
+        max_length=NAME_MAX_CHARS,
+        description="shown to agents; plain text, one line. Stored NFC-normalised without bidi, zero-width or "
+        "format characters and with white space collapsed; empty (or only spaces) = no name; a name with no "
+        "visible character left is refused (422)",
+    )
     agent_identity: Identity | None = Field(
         None,
         description="start the call already with this agent; needs the agent's credential and must be the "
         "X-Agent-Identity of the request. Omit it for a caller starting a call (it waits for an agent).",
     )
 
-    _v_name = field_validator("caller_name")(_one_line)
+    _v_name = field_validator("caller_name")(_name)
 
 
 class CreateCallResponse(BaseModel):
@@ -205,9 +230,9 @@ class AgentTokenRequest(_Strict):
 
     role: Literal["agent"]
     room: RoomName
-    name: str = Field("", max_length=80)
+    name: str = Field("", max_length=NAME_MAX_CHARS, description="display name; normalised like caller_name")
 
-    _v_name = field_validator("name")(_one_line)
+    _v_name = field_validator("name")(_name)
 
 
 TokenApiRequest = Annotated[CallerTokenRequest | AgentTokenRequest, Field(discriminator="role")]

@@ -63,6 +63,14 @@ class ProviderTimeout(ProviderError):
     status_code = 504
 
 
+class StorageUnavailable(ServiceError):
+    """The database refused a read or write (read-only file, disk full, locked): nothing was
+    changed, and the same request may succeed once it is fixed."""
+
+    retryable = True
+    status_code = 503
+
+
 class LiveKitError(ServiceError):
     """The LiveKit server refused or failed a request."""
 

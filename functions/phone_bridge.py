@@ -17,6 +17,11 @@ Per-transfer leg state (call SID, last status, brief) lives in a small SQLite fi
 its own (`<DATA_DIR>/phone_legs.sqlite3`), next to the webhook replay log: after a
 restart, Twilio's next webhook still finds its transfer's leg, and `stop()` can still
 hang up a call placed before the restart.
+
+One outbound call per transfer: the leg's row (keyed by transfer id) is claimed before
+Twilio is asked to dial, so `start()` and any number of `dial_once()` (the API's
+`POST /api/twilio/dial`, repeated or concurrent) place one `calls.create` between them;
+the others answer with that call.
 """
 
 from __future__ import annotations
@@ -28,14 +33,17 @@ import sqlite3
 import threading
 import time
 import unicodedata
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
-from functions.errors import ConfigError
-from functions.models import CallSummary, DialRequest, Transfer, TransferState
+from functions.errors import ConfigError, Conflict, ProviderTimeout
+from functions.models import CallSummary, DialRequest, DialResult, Transfer, TransferState
 from functions.services import Services
+from functions.store import sqlite_errors
 from functions.telephony import dial_phone, normalize_e164, webhook_url
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,7 @@ BRIEF_MAX_CHARS = 1200  # well under <Say>'s 4,096-character limit, and ~1.5 min
 GATHER_TIMEOUT_S = 8
 MAX_PROMPTS = 2
 ENDED_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+DIAL_WAIT_S = 15.0  # how long a repeated dial waits for the first one's call SID
 MACHINE = frozenset({"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other"})
 
 INTRO = "Warm transfer request."
@@ -232,18 +241,34 @@ class LegStore:
     def __init__(self, path: Path | str) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        with sqlite_errors():
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
-        with self._lock:
+        with self._locked():
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The connection's lock, SQLite's failures converted (StorageUnavailable, 503)."""
+        with self._lock, sqlite_errors():
+            yield
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+    def create(self, leg: Leg) -> bool:
+        """Insert `leg` unless its transfer has one already; True if this call inserted it."""
+        with self._locked():
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO legs VALUES (?,?,?,?,?,?,?,?)",
+                (leg.transfer_id, leg.to, leg.brief, leg.call_sid, leg.status, leg.answered_by, 0, time.time()),
+            )
+            return cur.rowcount == 1
+
     def put(self, leg: Leg) -> None:
-        with self._lock:
+        with self._locked():
             self._db.execute(
                 "INSERT OR REPLACE INTO legs VALUES (?,?,?,?,?,?,?,?)",
                 (
@@ -259,7 +284,7 @@ class LegStore:
             )
 
     def get(self, transfer_id: str) -> Leg | None:
-        with self._lock:
+        with self._locked():
             row = self._db.execute(
                 "SELECT transfer_id, to_number, brief, call_sid, status, answered_by, closing FROM legs "
                 "WHERE transfer_id=?",
@@ -278,23 +303,23 @@ class LegStore:
 
     # Replay log: a webhook key is claimed once; its response is kept for Twilio's retries.
     def claim(self, key: str) -> bool:
-        with self._lock:
+        with self._locked():
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO webhook_seen VALUES (?,?,?,?)", (key, None, None, time.time())
             )
             return cur.rowcount == 1
 
     def save_response(self, key: str, status_code: int, body: str) -> None:
-        with self._lock:
+        with self._locked():
             self._db.execute("UPDATE webhook_seen SET status_code=?, body=? WHERE key=?", (status_code, body, key))
 
     def response(self, key: str) -> tuple[int, str] | None:
-        with self._lock:
+        with self._locked():
             row = self._db.execute("SELECT status_code, body FROM webhook_seen WHERE key=?", (key,)).fetchone()
         return (row[0], row[1]) if row and row[0] is not None else None
 
     def release(self, key: str) -> None:
-        with self._lock:
+        with self._locked():
             self._db.execute("DELETE FROM webhook_seen WHERE key=?", (key,))
 
 
@@ -331,15 +356,49 @@ class TwilioPhoneLeg:
         return normalize_e164(number)
 
     async def start(self, transfer: Transfer, summary: CallSummary) -> None:
+        await self.dial_once(transfer, brief=speakable(summary.brief))
+
+    async def dial_once(
+        self,
+        transfer: Transfer,
+        dial: Callable[[DialRequest], Awaitable[DialResult]] | None = None,
+        *,
+        brief: str | None = None,
+    ) -> DialResult:
+        """The transfer's one outbound call: placed now if the transfer has no leg yet, else the
+        call its leg placed already (waiting for its SID if that dial is still under way).
+
+        `dial` places the call (default: this process's dialer; the API passes the functions
+        gateway's). A dial Twilio refused leaves no call, and is not retried here: the transfer
+        rolls back and a new one dials afresh."""
         tid = transfer.transfer_id
-        self.legs.put(Leg(transfer_id=tid, to=transfer.target, brief=speakable(summary.brief)))
+        leg = Leg(transfer_id=tid, to=transfer.target, brief=brief or speakable(""))
+        if not self.legs.create(leg):
+            return await self._existing_call(transfer)
         req = DialRequest(to=transfer.target, transfer_id=tid)
-        result = await asyncio.to_thread(dial_phone, req, self.services)
+        try:
+            result = await dial(req) if dial is not None else await asyncio.to_thread(dial_phone, req, self.services)
+        except BaseException:
+            self.legs.update(tid, status="failed")  # no call exists; `_existing_call` says so
+            raise
         # A status callback may already have moved the leg on; keep the newer status.
-        leg = self.legs.get(tid)
-        status = leg.status if leg and leg.status != "dialing" else result.status
+        current = self.legs.get(tid)
+        status = current.status if current and current.status != "dialing" else result.status
         self.legs.update(tid, call_sid=result.call_sid, status=status)
         log.info("transfer %s: dialing %s as %s", tid, result.to, result.call_sid)
+        return DialResult(call_sid=result.call_sid, to=result.to, status=status)
+
+    async def _existing_call(self, transfer: Transfer) -> DialResult:
+        deadline = time.monotonic() + DIAL_WAIT_S
+        while True:
+            leg = self.legs.get(transfer.transfer_id)
+            if leg is not None and leg.call_sid:
+                return DialResult(call_sid=leg.call_sid, to=leg.to, status=leg.status)
+            if leg is None or leg.ended:  # ended without a call SID: the dial itself failed
+                raise Conflict(f"transfer {transfer.transfer_id} could not dial its phone target; start a new transfer")
+            if time.monotonic() > deadline:
+                raise ProviderTimeout(f"transfer {transfer.transfer_id} is still dialing; try again in a moment")
+            await asyncio.sleep(0.05)
 
     async def stop(self, transfer: Transfer) -> None:
         leg = self.legs.get(transfer.transfer_id)

@@ -1,8 +1,14 @@
-"""SQLite persistence for calls, transfers, the transfer event log and transcripts.
+"""SQLite persistence for calls, transfers, the transfer event log, transcripts and the
+API's idempotency keys.
 
 One connection guarded by a lock: writes are tiny and the app is one process, so
 this is simpler and faster than a pool. WAL mode keeps readers off the writer.
 State transitions are compare-and-set inside one transaction with their event.
+
+SQLite's own failures (a read-only file, a full disk, a locked or broken database) are
+converted here, at the boundary, into `StorageUnavailable` (503, retryable) with a sentence
+saying which: callers see one error tree, and nothing half-written stays (every multi-row
+change is one transaction).
 """
 
 from __future__ import annotations
@@ -11,9 +17,13 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from functions.errors import Conflict, InvalidInput, NotFound
+from functions.errors import Conflict, InvalidInput, NotFound, StorageUnavailable
 from functions.models import (
     TERMINAL_STATES,
     Call,
@@ -46,7 +56,61 @@ CREATE TABLE IF NOT EXISTS transcript_segments (
     start REAL NOT NULL, end_ REAL NOT NULL, words TEXT NOT NULL DEFAULT '[]', created_at REAL NOT NULL,
     PRIMARY KEY (call_id, seq)
 );
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    agent TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, status_code INTEGER, body TEXT,
+    created_at REAL NOT NULL, PRIMARY KEY (agent, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency_keys(created_at);
 """
+
+IDEMPOTENCY_TTL_S = 24 * 3600  # a key is remembered this long, then forgotten (and may be reused)
+# A key claimed but never finished (the process died mid-request) is free again after this.
+IDEMPOTENCY_STALE_S = 300.0
+
+
+def storage_error(e: sqlite3.Error) -> StorageUnavailable:
+    """SQLite's error as this project's: which failure, in a sentence an operator can act on."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    text = str(e)
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        what = "the database is read-only"
+    elif name == "SQLITE_FULL" or "full" in text:
+        what = "the database disk is full"
+    elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        what = "the database is locked by another process"
+    elif "closed" in text:
+        what = "the database is closed (the server is stopping)"
+    else:
+        what = f"the database failed ({name or type(e).__name__}: {text})"
+    return StorageUnavailable(f"{what}: nothing was saved; try again in a moment")
+
+
+@contextmanager
+def sqlite_errors() -> Iterator[None]:
+    """Convert SQLite's operational failures into StorageUnavailable. Integrity and programming
+    errors (a bug here, not the disk) stay what they are, except "closed" at shutdown."""
+    try:
+        yield
+    except sqlite3.IntegrityError:
+        raise
+    except sqlite3.ProgrammingError as e:
+        if "closed" not in str(e):
+            raise
+        raise storage_error(e) from e
+    except sqlite3.Error as e:
+        raise storage_error(e) from e
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """What `Store.claim_idempotency_key` found: `new` (the caller runs the request and then
+    finishes or releases the key), `pending` (the first request with this key still runs),
+    `done` (its response: replay it), `mismatch` (the key was used for a different request)."""
+
+    state: Literal["new", "pending", "done", "mismatch"]
+    status_code: int | None = None
+    body: str | None = None
+
 
 _OPEN = tuple(s.value for s in TransferState if s not in TERMINAL_STATES)
 
@@ -55,13 +119,20 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
-        with self._lock:
+        with sqlite_errors():
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        with self._locked():
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The connection's lock, with SQLite's failures converted (see `sqlite_errors`)."""
+        with self._lock, sqlite_errors():
+            yield
 
     def close(self) -> None:
         with self._lock:
@@ -69,7 +140,7 @@ class Store:
 
     # --- calls -------------------------------------------------------------------------
     def add_call(self, call: Call) -> Call:
-        with self._lock:
+        with self._locked():
             self._db.execute(
                 "INSERT INTO calls VALUES (?,?,?,?,?,?,?,?)",
                 (
@@ -86,20 +157,20 @@ class Store:
         return call
 
     def get_call(self, call_id: str) -> Call:
-        with self._lock:
+        with self._locked():
             row = self._db.execute("SELECT * FROM calls WHERE call_id=?", (call_id,)).fetchone()
         if row is None:
             raise NotFound(f"no call '{call_id}'")
         return Call(**dict(row))
 
     def call_by_room(self, room: str) -> Call | None:
-        with self._lock:
+        with self._locked():
             row = self._db.execute("SELECT * FROM calls WHERE room=?", (room,)).fetchone()
         return Call(**dict(row)) if row else None
 
     def list_calls(self, *, include_ended: bool = False) -> list[Call]:
         sql = "SELECT * FROM calls" + ("" if include_ended else " WHERE status != 'ended'") + " ORDER BY created_at"
-        with self._lock:
+        with self._locked():
             return [Call(**dict(r)) for r in self._db.execute(sql)]
 
     def update_call(self, call_id: str, **fields: object) -> Call:
@@ -109,7 +180,7 @@ class Store:
         values = {k: (v.value if isinstance(v, CallStatus) else v) for k, v in fields.items()}
         values["updated_at"] = time.time()
         cols = ", ".join(f"{k}=?" for k in values)
-        with self._lock:
+        with self._locked():
             cur = self._db.execute(f"UPDATE calls SET {cols} WHERE call_id=?", (*values.values(), call_id))
             if cur.rowcount == 0:
                 raise NotFound(f"no call '{call_id}'")
@@ -118,7 +189,7 @@ class Store:
     # --- transfers ------------------------------------------------------------------------
     def add_transfer(self, t: Transfer) -> Transfer:
         """Insert a new transfer; refuses a second open transfer on the same call."""
-        with self._lock:
+        with self._locked():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 busy = self._db.execute(
@@ -145,12 +216,13 @@ class Store:
                 )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled back itself (e.g. disk full)
+                    self._db.execute("ROLLBACK")
                 raise
         return self.get_transfer(t.transfer_id)
 
     def get_transfer(self, transfer_id: str) -> Transfer:
-        with self._lock:
+        with self._locked():
             row = self._db.execute("SELECT * FROM transfers WHERE transfer_id=?", (transfer_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no transfer '{transfer_id}'")
@@ -170,7 +242,7 @@ class Store:
         if open_only:
             sql += f" AND state IN ({','.join('?' * len(_OPEN))})"
             args.extend(_OPEN)
-        with self._lock:
+        with self._locked():
             ids = [r[0] for r in self._db.execute(sql + " ORDER BY created_at", args)]
         return [self.get_transfer(i) for i in ids]
 
@@ -178,7 +250,7 @@ class Store:
         self, transfer_id: str, new: TransferState, *, actor: str, reason: str = "", detail: dict | None = None
     ) -> Transfer:
         """Apply one legal transition and append its event, atomically. Illegal: raises, changes nothing."""
-        with self._lock:
+        with self._locked():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute("SELECT state FROM transfers WHERE transfer_id=?", (transfer_id,)).fetchone()
@@ -208,13 +280,14 @@ class Store:
                 )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled back itself (e.g. disk full)
+                    self._db.execute("ROLLBACK")
                 raise
         return self.get_transfer(transfer_id)
 
     # --- transcripts --------------------------------------------------------------------------
     def add_segment(self, call_id: str, seg: TranscriptSegment, transfer_id: str | None = None) -> int:
-        with self._lock:
+        with self._locked():
             seq = self._db.execute(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM transcript_segments WHERE call_id=?", (call_id,)
             ).fetchone()[0]
@@ -245,7 +318,7 @@ class Store:
             args += [transfer_id] if transfer_id else []
         else:
             sql += " AND transfer_id IS NULL"
-        with self._lock:
+        with self._locked():
             rows = self._db.execute(sql + " ORDER BY seq", args).fetchall()
         return [
             TranscriptSegment(
@@ -253,3 +326,56 @@ class Store:
             )
             for r in rows
         ]
+
+    # --- idempotency keys (the API's Idempotency-Key header) -------------------------------------
+    def claim_idempotency_key(
+        self, agent: str, key: str, fingerprint: str, *, now: float | None = None
+    ) -> IdempotencyClaim:
+        """Claim `key` for `agent`'s request `fingerprint`, or say what holds it already.
+
+        A replay only reads (so it is still answered while the database is read-only); a new
+        claim also forgets keys older than IDEMPOTENCY_TTL_S, which bounds the table."""
+        now = time.time() if now is None else now
+        with self._locked():
+            row = self._db.execute(
+                "SELECT fingerprint, status_code, body, created_at FROM idempotency_keys WHERE agent=? AND key=?",
+                (agent, key),
+            ).fetchone()
+            expired = row is not None and (
+                row["created_at"] < now - IDEMPOTENCY_TTL_S
+                or (row["status_code"] is None and row["created_at"] < now - IDEMPOTENCY_STALE_S)
+            )
+            if row is not None and not expired:
+                if row["fingerprint"] != fingerprint:
+                    return IdempotencyClaim("mismatch")
+                if row["status_code"] is None:
+                    return IdempotencyClaim("pending")
+                return IdempotencyClaim("done", row["status_code"], row["body"])
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now - IDEMPOTENCY_TTL_S,))
+                self._db.execute("DELETE FROM idempotency_keys WHERE agent=? AND key=?", (agent, key))
+                self._db.execute(
+                    "INSERT INTO idempotency_keys VALUES (?,?,?,?,?,?)", (agent, key, fingerprint, None, None, now)
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # SQLite may have rolled back itself (e.g. disk full)
+                    self._db.execute("ROLLBACK")
+                raise
+        return IdempotencyClaim("new")
+
+    def finish_idempotency_key(self, agent: str, key: str, status_code: int, body: str) -> None:
+        """Remember the response of the request that claimed `key`, for its repeats."""
+        with self._locked():
+            self._db.execute(
+                "UPDATE idempotency_keys SET status_code=?, body=? WHERE agent=? AND key=?",
+                (status_code, body, agent, key),
+            )
+
+    def release_idempotency_key(self, agent: str, key: str) -> None:
+        """Forget an unfinished claim: the request was refused or failed, so a retry may run it."""
+        with self._locked():
+            self._db.execute(
+                "DELETE FROM idempotency_keys WHERE agent=? AND key=? AND status_code IS NULL", (agent, key)
+            )

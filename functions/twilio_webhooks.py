@@ -10,22 +10,29 @@ Every request must carry a valid `X-Twilio-Signature` for the exact public URL T
 called (PUBLIC_BASE_URL + path + query) and its form body: otherwise 403, nothing read
 or changed. Each signed request is applied once: a replay (Twilio retries, or anyone
 re-sending a captured request) gets the first response back and changes nothing.
-Bad input gets a 4xx, never a 500.
+Bad input gets a 4xx, never a 500. Every refusal is JSON in the API's error shape
+(`{"detail", "error"}`); a database that cannot be written (read-only, disk full) is 503
+with Retry-After, so Twilio's retry can succeed once it is fixed. Bodies are limited to
+32 KiB while they stream in (also by `functions.body_limit` in front of the whole app).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
+import sqlite3
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from twilio.request_validator import RequestValidator
 
-from functions.errors import IllegalTransition, ServiceError
+from functions.body_limit import read_body
+from functions.errors import IllegalTransition, InvalidInput, PayloadTooLarge, ServiceError
 from functions.models import Notification, Transfer, TransferState
 from functions.phone_bridge import (
     DECLINED,
@@ -44,6 +51,7 @@ from functions.phone_bridge import (
     whisper_twiml,
 )
 from functions.settings import Settings
+from functions.store import storage_error
 from functions.telephony import public_base
 from functions.transfer import LOBBY, TransferOrchestrator
 
@@ -56,6 +64,7 @@ _SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 _STATUSES = frozenset(
     {"queued", "initiated", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"}
 )
+_REJECT_NAMES = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 413: "PayloadTooLarge", 503: "NotReady"}
 KEY_FIELDS = ("CallSid", "CallStatus", "Digits", "AnsweredBy", "DialCallStatus")
 
 Params = dict[str, list[str]]
@@ -111,9 +120,10 @@ def twilio_router(
     async def verify(request: Request) -> Params:
         if not settings.twilio_auth_token.get_secret_value():
             raise _Reject(403, "webhooks are disabled: TWILIO_AUTH_TOKEN is not set")
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            raise _Reject(413, "request body too large")
+        try:
+            body = await read_body(request, MAX_BODY)  # counted as it streams: never read whole first
+        except (PayloadTooLarge, InvalidInput) as e:
+            raise _Reject(413 if isinstance(e, PayloadTooLarge) else 400, e.message) from e
         try:
             text = body.decode("utf-8")
             params = parse_qs(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=200)
@@ -127,16 +137,27 @@ def twilio_router(
 
     async def run(request: Request, name: str, handler: Handler) -> Response:
         try:
-            params = await verify(request)
-            tid = request.query_params.get("tid", "")
-            if not _TID.match(tid):
-                raise _Reject(400, "missing or malformed tid")
-            call_sid = _one(params, "CallSid")
-            if not _SID.match(call_sid):
-                raise _Reject(400, "missing or malformed CallSid")
-            _ = orch.store, phone_leg.legs  # both running, or 503 (Twilio retries)
+            return await _run(request, name, handler)
         except _Reject as e:
-            return Response(e.message, status_code=e.status, media_type="text/plain")
+            return _error(e.status, e.message, _REJECT_NAMES.get(e.status, "BadRequest"), retryable=e.status == 503)
+        except ServiceError as e:
+            # 4xx: the request is wrong (Twilio does not retry); 5xx: our side failed, e.g. the
+            # database is read-only (503, retryable); a provider behind us failed (502).
+            code = e.status_code if 400 <= e.status_code < 500 or e.status_code == 503 else 502
+            return _error(code, e.message, type(e).__name__, retryable=e.retryable)
+        except sqlite3.Error as e:  # a store that did not convert its own error: still JSON
+            err = storage_error(e)
+            return _error(err.status_code, err.message, type(err).__name__, retryable=err.retryable)
+
+    async def _run(request: Request, name: str, handler: Handler) -> Response:
+        params = await verify(request)
+        tid = request.query_params.get("tid", "")
+        if not _TID.match(tid):
+            raise _Reject(400, "missing or malformed tid")
+        call_sid = _one(params, "CallSid")
+        if not _SID.match(call_sid):
+            raise _Reject(400, "missing or malformed CallSid")
+        _ = orch.store, phone_leg.legs  # both running, or 503 (Twilio retries)
 
         key = hashlib.sha256(
             "|".join([name, request.url.query, *(_one(params, f) for f in KEY_FIELDS)]).encode()
@@ -153,12 +174,11 @@ def twilio_router(
             if not leg.call_sid:  # webhook raced the REST response of calls.create
                 phone_leg.record_status(tid, call_sid, "")
             status, body = await handler(transfer, leg, params, dict(request.query_params))
-        except (_Reject, ServiceError) as e:
-            phone_leg.legs.release(key)  # not applied: a corrected retry may be
-            code = e.status if isinstance(e, _Reject) else e.status_code
-            return Response(e.message, status_code=code if 400 <= code < 500 else 502, media_type="text/plain")
         except BaseException:
-            phone_leg.legs.release(key)
+            # Not applied: a corrected retry may be. (If the store itself is failing, the
+            # release may fail too; the key then stays claimed and Twilio's retry waits.)
+            with contextlib.suppress(ServiceError):
+                phone_leg.legs.release(key)
             raise
         phone_leg.legs.save_response(key, status, body)
         return _response(status, body)
@@ -294,6 +314,12 @@ def twilio_router(
         router.add_api_route(f"/{name}", endpoint, methods=["POST"], name=f"twilio_{name}", include_in_schema=False)
 
     return router
+
+
+def _error(status: int, detail: str, error: str, *, retryable: bool = False) -> Response:
+    """A refusal in the API's error shape (Twilio shows the body in its debugger)."""
+    headers = {"Retry-After": "1"} if retryable and status == 503 else None
+    return JSONResponse({"detail": detail, "error": error}, status_code=status, headers=headers)
 
 
 def _response(status: int, body: str) -> Response:

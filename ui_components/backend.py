@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 from functions.errors import Forbidden, InvalidInput, NotFound, ServiceError
 from functions.models import Call, CallStatus, Notification, Transfer, is_agent_identity
+from functions.names import NAME_MAX_CHARS, normalize_name
 from functions.presence import Presence
 from functions.transfer import LOBBY
 
 log = logging.getLogger(__name__)
-NAME_MAX = 80
+NAME_MAX = NAME_MAX_CHARS
 SESSION_TTL_S = 12 * 3600  # an agent signs in again after a working day
 
 
@@ -52,6 +53,17 @@ def _safe(fn: Callable[..., Awaitable[dict]]) -> Callable[..., Awaitable[dict]]:
             return {"error": "Something went wrong on the server; try again.", "kind": "internal"}
 
     return wrapper
+
+
+def _name(args: dict, key: str) -> str:
+    """A display name someone typed (the caller's name, an agent's name): normalised for
+    display by `functions.names` (no bidi or zero-width characters, NFC, one line)."""
+    value = args.get(key, "")
+    if not isinstance(value, str):
+        raise InvalidInput(f"{key} must be text")
+    if len(value) > 4 * NAME_MAX:  # bound the work before normalising; the real limit is checked after
+        raise InvalidInput(f"{key} is longer than {NAME_MAX} characters")
+    return normalize_name(value, field=key, max_chars=NAME_MAX)
 
 
 def _text(args: dict, key: str, limit: int = NAME_MAX) -> str:
@@ -137,7 +149,7 @@ class UiBackend:
 
     @_safe
     async def caller_start(self, args: dict) -> dict:
-        name = _text(args, "name")
+        name = _name(args, "name")
         pick = _text(args, "agent", 64)
         if pick and not self.presence.is_available(pick):
             raise InvalidInput(f"{self.presence.name_of(pick)} is not available any more; pick another agent")
@@ -194,7 +206,7 @@ class UiBackend:
     @_safe
     async def agent_sign_in(self, args: dict) -> dict:
         identity = _text(args, "identity", 64)
-        name = _text(args, "name") or identity
+        name = _name(args, "name") or identity
         if not is_agent_identity(identity):
             raise InvalidInput("agent id: 1-64 letters, digits, '_', '.', ':' or '-' (not caller-/hold-/briefing-)")
         passcode = args.get("passcode") if isinstance(args.get("passcode"), str) else ""

@@ -81,3 +81,50 @@ async def wait_transfer_state(client: httpx.AsyncClient, transfer_id: str, agent
             return body
         await asyncio.sleep(0.05)
     raise AssertionError(f"transfer {transfer_id} stayed {body.get('state')}, not {state}")
+
+
+# --- phone transfers: the real twilio SDK against the local REST recorder ----------------------
+
+TWILIO_SID = "AC" + "2" * 32
+TWILIO_TOKEN = "api-phone-test-auth-token"
+TWILIO_FROM = "+14155550100"
+PHONE_TARGET = "+14155550123"
+PUBLIC = "https://wt.example.test"
+
+
+def with_twilio(settings: Settings, api_base_url: str) -> Settings:
+    """Twilio configured, its REST host at `api_base_url` (a TwilioRecorder on loopback)."""
+    return settings.model_copy(
+        update={
+            "twilio_account_sid": TWILIO_SID,
+            "twilio_auth_token": SecretStr(TWILIO_TOKEN),
+            "twilio_from_number": TWILIO_FROM,
+            "twilio_api_base_url": api_base_url,
+            "public_base_url": PUBLIC,
+        }
+    )
+
+
+@pytest.fixture
+def recorder():
+    """Twilio's REST API as a local recorder on loopback (the real SDK talks to it)."""
+    from tests.support.twilio_recorder import TwilioRecorder
+
+    with TwilioRecorder() as rec:
+        yield rec
+
+
+@pytest.fixture
+async def phone_app(api_settings, recorder):
+    """The real app with Twilio configured (REST → `recorder`), so /api/twilio/* and /twilio work."""
+    s = with_twilio(api_settings, recorder.url)
+    app = create_app(s, speaker=EspeakSpeaker(s))
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
+        yield app
+
+
+@pytest.fixture
+async def phone_client(phone_app):
+    transport = httpx.ASGITransport(app=phone_app)
+    async with httpx.AsyncClient(transport=transport, base_url=PUBLIC, timeout=60) as c:
+        yield c

@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
-import time
 from collections import Counter
 from types import SimpleNamespace
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -36,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 from app import create_app
 from functions.settings import load_settings
 from tests.api.conftest import API_KEY, agent_headers, with_auth
+from tests.support.served import Served
 
 pytestmark = pytest.mark.integration
 
@@ -58,32 +55,6 @@ class ToneSpeaker:
         words = text.split()
         for _ in range(0, min(len(words), 40), 8):  # one 50 ms chunk per 8 words
             yield PcmChunk(tone(440, 0.05, 16000), 16000)
-
-
-class Served:
-    """The app under uvicorn in a thread of its own (its own event loop, lifespan run)."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "the app did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(60)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")

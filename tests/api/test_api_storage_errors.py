@@ -1,0 +1,124 @@
+"""A database that cannot be written (read-only, disk full) answers JSON in the API's error
+shape, 503 with Retry-After (retryable), at /api and at /twilio: never a plain-text 500, and
+the same request succeeds once the database is writable again.
+
+Peers: the real app (ASGI, in process) on the session's real livekit-server; for /twilio the
+real twilio SDK against the Twilio REST recorder on loopback, and webhooks signed with the
+SDK's RequestValidator. The tests run as root, which ignores file modes, so read-only is
+SQLite's `PRAGMA query_only` on the app's own connection and a full disk is `PRAGMA
+max_page_count`: the same SQLITE_READONLY / SQLITE_FULL errors a read-only mount or a full
+disk raise."""
+
+from __future__ import annotations
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from tests.api.conftest import PHONE_TARGET, PUBLIC, TWILIO_SID, TWILIO_TOKEN, agent_headers
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+A, B = "agent-a", "agent-b"
+
+
+def pragma(store, sql: str) -> None:
+    with store._lock:  # the app's connection: what a read-only mount or a full disk would do to it
+        store._db.execute(sql)
+
+
+def assert_unavailable(r, *words: str) -> None:
+    assert r.status_code == 503, f"{r.request.url.path}: {r.status_code} {r.text}"
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert body["error"] == "StorageUnavailable" and r.headers["Retry-After"] == "1"
+    for w in words:
+        assert w in body["detail"], body["detail"]
+
+
+async def test_read_only_database_answers_503_json_and_recovers(client, ctx):
+    r = await client.post(
+        "/api/rooms/create", json={"caller_name": "Ann", "agent_identity": A}, headers=agent_headers(A)
+    )
+    assert r.status_code == 201, r.text
+    call = r.json()["call"]
+    pragma(ctx.store, "PRAGMA query_only=ON")
+    try:
+        r = await client.post("/api/rooms/create", json={"caller_name": "Bob"})
+        assert_unavailable(r, "read-only", "try again")
+        assert r.headers["X-API-Version"] == "1"
+        r = await client.post(
+            "/api/transfer/initiate", json={"call_id": call["call_id"], "target": B}, headers=agent_headers(A)
+        )
+        assert_unavailable(r, "read-only")
+        # Reads still work, and nothing was half-written.
+        r = await client.get(f"/api/rooms/{call['room']}", headers=agent_headers(A))
+        assert r.status_code == 200 and r.json()["call_status"] == "active"
+        assert ctx.store.list_transfers(call_id=call["call_id"]) == []
+    finally:
+        pragma(ctx.store, "PRAGMA query_only=OFF")
+    r = await client.post(
+        "/api/transfer/initiate", json={"call_id": call["call_id"], "target": B}, headers=agent_headers(A)
+    )
+    assert r.status_code == 201, r.text  # the retry succeeds
+
+
+async def test_full_disk_answers_503_json(client, ctx):
+    pages = ctx.store._db.execute("PRAGMA page_count").fetchone()[0]
+    pragma(ctx.store, f"PRAGMA max_page_count={pages}")
+    try:
+        for _ in range(300):  # until the capped file has no page left (a few dozen calls)
+            r = await client.post("/api/rooms/create", json={"caller_name": "x" * 80})
+            if r.status_code != 201:
+                break
+        assert_unavailable(r, "disk is full")
+    finally:
+        pragma(ctx.store, "PRAGMA max_page_count=1073741823")
+    r = await client.post("/api/rooms/create", json={"caller_name": "After"})
+    assert r.status_code == 201, r.text
+
+
+def signed(url: str, params: dict[str, str]) -> dict[str, str]:
+    return {"X-Twilio-Signature": RequestValidator(TWILIO_TOKEN).compute_signature(url, params)}
+
+
+async def test_twilio_webhooks_answer_503_json_and_twilios_retry_applies(phone_client, phone_app, recorder):
+    ctx = phone_app.state.ctx
+    r = await phone_client.post(
+        "/api/rooms/create", json={"caller_name": "Ann", "agent_identity": A}, headers=agent_headers(A)
+    )
+    call = r.json()["call"]
+    r = await phone_client.post(
+        "/api/transfer/initiate", json={"call_id": call["call_id"], "target": PHONE_TARGET}, headers=agent_headers(A)
+    )
+    assert r.status_code == 201, r.text
+    tid = r.json()["transfer_id"]
+    url = f"{PUBLIC}/twilio/status?tid={tid}"
+    params = {"CallSid": ctx.phone.leg(tid).call_sid, "AccountSid": TWILIO_SID, "CallStatus": "busy"}
+
+    # The phone legs' own file is read-only: the webhook's replay log cannot be written.
+    pragma(ctx.phone.legs, "PRAGMA query_only=ON")
+    try:
+        r = await phone_client.post(url, data=params, headers=signed(url, params))
+        assert_unavailable(r, "read-only")
+    finally:
+        pragma(ctx.phone.legs, "PRAGMA query_only=OFF")
+
+    # The transfers' database is read-only: the outcome (busy → declined) cannot be saved.
+    pragma(ctx.store, "PRAGMA query_only=ON")
+    try:
+        r = await phone_client.post(url, data=params, headers=signed(url, params))
+        assert_unavailable(r, "read-only")
+    finally:
+        pragma(ctx.store, "PRAGMA query_only=OFF")
+    assert ctx.store.get_transfer(tid).state.value == "consulting"
+
+    # Writable again: Twilio's retry of the very same request is applied (it was not marked seen).
+    r = await phone_client.post(url, data=params, headers=signed(url, params))
+    assert r.status_code == 204, r.text
+    assert ctx.store.get_transfer(tid).state.value == "declined"
+
+
+async def test_twilio_refusals_are_json_too(phone_client):
+    r = await phone_client.post(f"{PUBLIC}/twilio/status?tid=abc", data={"CallSid": "CA" + "0" * 32})
+    assert r.status_code == 403 and r.json()["error"] == "Forbidden"
+    r = await phone_client.post(f"{PUBLIC}/twilio/status?tid=abc", content=b"a=" + b"x" * 40_000)
+    assert r.status_code == 413 and r.json()["error"] == "PayloadTooLarge"
