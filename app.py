@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from functions.api import api_router
+from functions.body_limit import install_body_limits
 from functions.context import AppContext
 from functions.control_routes import control_router
 from functions.errors import ConfigError
@@ -41,7 +42,8 @@ def create_app(settings: Settings | None = None, **providers: object) -> FastAPI
 
     app = FastAPI(title="Warm Transfer", version="1", lifespan=lifespan)
     app.state.ctx = ctx
-    _add_cors(app, settings)
+    install_body_limits(app)  # /api, /twilio, /livekit/webhook, /internal/media: bodies bounded while streaming
+    _add_cors(app, settings)  # added after, so CORS is outermost and a 413 still carries CORS headers
     app.include_router(api_router(ctx))  # /api
     app.include_router(control_router(lambda: ctx.settings, ctx.sinks))  # /livekit/webhook, /internal/media
     _mount_twilio(app, ctx)  # /twilio, when configured
@@ -63,8 +65,8 @@ def _add_cors(app: FastAPI, settings: Settings) -> None:
         CORSMiddleware,
         allow_origins=origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type", "X-API-Key", "X-Agent-Passcode", "X-Agent-Identity"],
-        expose_headers=["X-API-Version", "X-Sample-Rate", "X-Audio-Format"],
+        allow_headers=["Content-Type", "X-API-Key", "X-Agent-Passcode", "X-Agent-Identity", "Idempotency-Key"],
+        expose_headers=["X-API-Version", "X-Sample-Rate", "X-Audio-Format", "Idempotent-Replayed", "Retry-After"],
     )
 
 

@@ -30,6 +30,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from functions.live_transcriber import LiveTranscription, attach_live_transcription
+
 from functions.livekit_server import EmbeddedLiveKit
 from functions.rooms import Rooms
 from functions.services import build_services

@@ -31,11 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
+from functions.participants import Briefing
 
 from functions.audio import resample
 from functions.livekit_server import EmbeddedLiveKit
 from functions.models import TransferState
-from functions.participants import Briefing
 from functions.rooms import Rooms
 from functions.services import build_services
 from functions.settings import load_settings

@@ -23,6 +23,8 @@ from fastapi.responses import JSONResponse
 from livekit import api
 from pydantic import ValidationError
 
+from functions.body_limit import read_body
+from functions.errors import PayloadTooLarge
 from functions.media_protocol import INTERNAL_PATH, WEBHOOK_PATH, MediaReport, ReportEnvelope, internal_token
 from functions.settings import Settings
 
@@ -34,24 +36,6 @@ class LiveKitEventSink(Protocol):
     async def on_livekit_event(self, event: api.WebhookEvent) -> None: ...
 
     async def on_media_report(self, report: MediaReport) -> None: ...
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_limited(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The body, read while counting: a huge post is refused after `limit` bytes, never held whole."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _error(status: int, error: str, detail: str) -> JSONResponse:
@@ -68,9 +52,9 @@ def control_router(settings: Callable[[], Settings], sinks: Callable[[], list[Li
         if not s.livekit_api_key:
             return _error(503, "not_ready", "the control plane is starting")
         try:
-            body = await read_limited(request)
-        except BodyTooLarge:
-            return _error(413, "too_large", f"webhook bodies are at most {MAX_BODY} bytes")
+            body = await read_body(request, MAX_BODY)  # counted while streaming
+        except PayloadTooLarge as e:
+            return _error(413, "PayloadTooLarge", e.message)
         receiver = api.WebhookReceiver(api.TokenVerifier(s.livekit_api_key, s.livekit_api_secret.get_secret_value()))
         try:
             event = receiver.receive(body.decode("utf-8", "replace"), request.headers.get("authorization", ""))
@@ -92,9 +76,9 @@ def control_router(settings: Callable[[], Settings], sinks: Callable[[], list[Li
         if not secret or not hmac.compare_digest(given.encode(), internal_token(secret).encode()):
             return _error(401, "unauthorized", "bad or missing worker token")
         try:
-            report = ReportEnvelope.model_validate_json(await read_limited(request)).report
-        except BodyTooLarge:
-            return _error(413, "too_large", f"reports are at most {MAX_BODY} bytes")
+            report = ReportEnvelope.model_validate_json(await read_body(request, MAX_BODY)).report
+        except PayloadTooLarge as e:
+            return _error(413, "PayloadTooLarge", e.message)
         except ValidationError as e:
             return _error(422, "invalid", str(e)[:500])
         for sink in sinks():

@@ -49,7 +49,9 @@ class Transcripts:
     def _rolling(self, call_id: str) -> RollingSummary:
         rolling = self.summaries.get(call_id)
         if rolling is None:
-            rolling = RollingSummary(self._summarizer() if self._summarizer else None)
+            # The name the caller typed wins over how speech-to-text spelled it.
+            known = self.store.get_call(call_id).caller_name or None
+            rolling = RollingSummary(self._summarizer() if self._summarizer else None, known_name=known)
             # After a restart of the control plane the stored transcript seeds the summary again.
             if stored := self.store.segments(call_id):
                 rolling.update(stored)

@@ -45,6 +45,7 @@ from functions.models import (
     TransferState,
     is_agent_identity,
 )
+from functions.names import normalize_name
 from functions.rooms import Rooms
 from functions.services import Services
 from functions.state_machine import ROLLBACK_STATES
@@ -154,8 +155,7 @@ class TransferOrchestrator:
 
     # --- calls ----------------------------------------------------------------------------
     async def start_call(self, caller_name: str = "", *, agent_identity: str | None = None) -> Call:
-        if len(caller_name) > 80:
-            raise InvalidInput("caller name is longer than 80 characters")
+        caller_name = normalize_name(caller_name, field="caller name")
         if agent_identity is not None:
             _check_agent(agent_identity)
         call_id = _new_id()
@@ -164,7 +164,7 @@ class TransferOrchestrator:
             call_id=call_id,
             room=room,
             caller_identity=f"caller-{call_id}",
-            caller_name=caller_name.strip(),
+            caller_name=caller_name,
             agent_identity=agent_identity,
             status=CallStatus.active if agent_identity else CallStatus.waiting,
         )
