@@ -173,10 +173,12 @@ class EmbeddedLiveKit:
             f"  udp_port: {self.udp_port}\n"
             "  use_external_ip: false\n"
             "  node_ip: 127.0.0.1\n"
-            # Clients get STUN servers either way (the default is three public hostnames). An IP
-            # on loopback means no DNS: unresolvable names made every WebRTC client here start
-            # resolver threads that piled up (measured: 779 threads for 20 rooms in one worker).
-            f"  stun_servers: ['127.0.0.1:{self.udp_port}']\n"
+            # Clients get STUN servers either way (the default is three public hostnames). An IP on
+            # loopback with nothing listening means no DNS and a fast "unreachable": unresolvable
+            # names made every WebRTC client here start resolver threads that piled up (measured:
+            # 779 threads for 20 rooms in one worker). Not the server's own RTC port: stray binding
+            # requests there would reach its ICE mux.
+            "  stun_servers: ['127.0.0.1:9']\n"
             "keys:\n"
             f"  {self.api_key}: {self.api_secret}\n"
             "room:\n"

@@ -190,6 +190,7 @@ async def run_call_job(ctx: JobContext, spec: CallJob, deps: JobDeps) -> None:
     try:
         await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY if spec.transcribe else AutoSubscribe.SUBSCRIBE_NONE)
         hold = await HoldAudio(ctx.room, spec, reporter, deps.hold_clip).start()
+        log.info("media job joined %s", ctx.room.name)
         await reporter.send(MediaEvent(call_id=spec.call_id, event="joined"))
         if spec.transcribe:
             listener = _listener(ctx, spec, deps, reporter)
@@ -305,6 +306,7 @@ async def run_consult_job(ctx: JobContext, spec: ConsultJob, deps: JobDeps) -> N
     try:
         await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY if spec.transcribe else AutoSubscribe.SUBSCRIBE_NONE)
         speaker = await BriefSpeaker(ctx.room, spec, deps, reporter).start()
+        log.info("media job joined %s", ctx.room.name)
         await reporter.send(MediaEvent(call_id=spec.call_id, transfer_id=spec.transfer_id, event="joined"))
         if spec.transcribe:
             listener = _listener(ctx, spec, deps, reporter)
