@@ -4,6 +4,8 @@
 setup:
 	@scripts/setup.sh
 
+# The app starts livekit-server and WORKERS media workers (worker.py) as their own processes:
+# see README, Quick start. WORKERS=0 runs none here.
 run:
 	@scripts/setup.sh --no-browser
 	.venv/bin/python app.py $(ARGS)
@@ -19,6 +21,5 @@ lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
 bench: setup
-	.venv/bin/python bench/transfer_latency.py
 	.venv/bin/python bench/ai_latency.py
-	.venv/bin/python bench/live_transcription.py
+	.venv/bin/python bench/summary_quality.py

@@ -3,6 +3,8 @@
 #   system packages (espeak-ng, sox, Chromium for browser tests), the Python venv,
 #   the pinned livekit-server, and livekit-client from npm.
 # Usage: scripts/setup.sh [--no-browser]
+#   --no-browser (what `make run` uses): only what running needs: no Chromium, no Playwright, no
+#   llama-cpp-python build (the local LLM server the tests use), no test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -15,10 +17,12 @@ say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 need_apt=()
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v sox >/dev/null || need_apt+=(sox)
-# llama-cpp-python (the local OpenAI-compatible test server) builds from source.
-command -v cmake >/dev/null || need_apt+=(cmake)
-command -v g++ >/dev/null || need_apt+=(g++)
-if [ "$WANT_BROWSER" = 1 ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium fonts-dejavu-core); fi
+if [ "$WANT_BROWSER" = 1 ]; then
+  # llama-cpp-python (the local OpenAI-compatible test server) builds from source.
+  command -v cmake >/dev/null || need_apt+=(cmake)
+  command -v g++ >/dev/null || need_apt+=(g++)
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "apt-get install ${need_apt[*]}"
@@ -32,10 +36,12 @@ fi
 # --- Python -------------------------------------------------------------------------------------
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || { say "creating .venv"; "$PY" -m venv .venv; }
-reqs=(requirements.txt requirements-dev.txt)
-for extra in requirements-ai.txt requirements-browser.txt requirements-api.txt; do
-  [ -f "$extra" ] && reqs+=("$extra")
-done
+reqs=(requirements.txt requirements-ai.txt)
+if [ "$WANT_BROWSER" = 1 ]; then  # the test tiers: dev tools, browser, API fuzzing, the local LLM server
+  for extra in requirements-dev.txt requirements-browser.txt requirements-api.txt requirements-llm-test.txt; do
+    [ -f "$extra" ] && reqs+=("$extra")
+  done
+fi
 stamp=.venv/.requirements.sha256
 sum=$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum" ]; then

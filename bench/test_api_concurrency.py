@@ -1,7 +1,7 @@
-"""50 transfers' worth of API calls in parallel, against the real livekit-server: every
-initiate puts real server-side participants in the rooms (hold music in the call room, a
-briefing with TTS in the consult room). Afterwards every transfer's event log is exactly
-its own two events with its own actors, and every call is back with its own agent A."""
+"""Load (moved out of `make test`): 50 transfers' worth of API calls in parallel, against the real
+livekit-server and media worker: every call room gets its call job, every initiate a consult job
+with TTS. Afterwards every transfer's event log is exactly its own two events with its own actors,
+and every call is back with its own agent A. Run: `.venv/bin/python -m pytest bench/ -s`."""
 
 from __future__ import annotations
 
