@@ -118,6 +118,7 @@ class TransferOrchestrator:
         self._timers: dict[str, dict[str, asyncio.Task]] = {}  # transfer_id → name → timer
         self._locks: dict[str, asyncio.Lock] = {}  # call_id → lock: actions on one call are serialized
         self._arrivals: dict[tuple[str, str], asyncio.Event] = {}  # (room, identity) → microphone published
+        self._caller_lost: dict[str, asyncio.Task] = {}  # call_id → ends the call unless the caller rejoins
         self._background = Background()
         self.listeners: list[Callable[[Notification], None]] = []
 
@@ -366,9 +367,15 @@ class TransferOrchestrator:
         elif event.event == "participant_joined" and transfer is not None:
             if identity == transfer.target and transfer.state is S.consulting:
                 self._target_joined(transfer.transfer_id)
+        elif event.event == "participant_joined" and call is not None and identity == call.caller_identity:
+            if lost := self._caller_lost.pop(call.call_id, None):
+                lost.cancel()  # back within the grace period: the call goes on
         elif event.event == "participant_left" and call is not None and call.status is not CallStatus.ended:
             if identity == call.caller_identity:
-                self._background.spawn(self.end_call(call.call_id, actor=identity, reason="caller hung up"))
+                if event.participant.disconnect_reason == api.DisconnectReason.CLIENT_INITIATED:
+                    self._background.spawn(self.end_call(call.call_id, actor=identity, reason="caller hung up"))
+                else:  # the connection dropped: a reload or a network blip gets a moment to come back
+                    self._caller_lost[call.call_id] = self._background.spawn(self._end_if_not_back(call, identity))
             elif identity == media_identity(call.call_id):
                 self._background.spawn(self._ensure_call_job(call))
         elif event.event == "participant_left" and transfer is not None and transfer.state is S.consulting:
@@ -382,6 +389,12 @@ class TransferOrchestrator:
                 self._background.spawn(self._ensure_consult_job(transfer))
         elif event.event == "room_finished" and call is not None and call.status is not CallStatus.ended:
             self._background.spawn(self.end_call(call.call_id, actor="system", reason="call room closed"))
+
+    async def _end_if_not_back(self, call: Call, identity: str) -> None:
+        await asyncio.sleep(self.settings.caller_grace_s)
+        self._caller_lost.pop(call.call_id, None)
+        if identity not in await self.rooms.identities(call.room):
+            await self.end_call(call.call_id, actor=identity, reason="caller's connection lost")
 
     async def on_media_report(self, report: MediaReport) -> None:
         try:

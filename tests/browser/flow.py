@@ -124,7 +124,10 @@ async def start_consult(w: World, lk_api, shots) -> str:
     await expect(w.b.consult.locator(".wt-person", has_text="Transfer briefing")).to_have_attribute(
         "data-speaking", "1", timeout=T
     )
-    await expect(w.caller.room.locator(".wt-person", has_text="Hold music")).to_be_visible(timeout=T)
+    # The call job (in the room all call long) is what the caller hears now: hold audio.
+    await expect(w.caller.room.locator(".wt-person", has_text="Call media")).to_have_attribute(
+        "data-speaking", "1", timeout=T
+    )
     await expect(w.a.timeline).to_contain_text("Consulting", timeout=T)
 
     (consult,) = await until(lambda: new_rooms(lk_api, "consult-", consults_before), "the consult room")
@@ -158,7 +161,11 @@ async def back_with_a(w: World, lk_api, consult: str, a_notice: str, b_notice: s
     # A re-published the microphone when the server gave the permissions back.
     await until(lambda: has(audio_publishers(lk_api, w.call_room), {"agent-a", w.caller_identity}), "A publishing")
     ids = await lk_api.identities(w.call_room)
-    assert "agent-b" not in ids and not any(i.startswith("hold-") for i in ids)
+    assert "agent-b" not in ids
+    # Hold audio is off: the call job stays in the room, silent.
+    await expect(w.caller.room.locator(".wt-person", has_text="Call media")).to_have_attribute(
+        "data-speaking", "0", timeout=T
+    )
     await expect(w.caller.room.locator(".wt-person[data-identity='agent-a']")).to_have_attribute(
         "data-speaking", "1", timeout=T
     )
