@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     worker_model_threads: int = Field(0, ge=0, le=64, description="threads for STT/TTS in a worker (0 = cores)")
     control_url: str = Field("", description="base URL workers report to; empty = http://APP_HOST:APP_PORT")
     caller_grace_s: float = Field(
-        20.0, ge=0, le=300, description="a caller whose connection dropped (not hung up) may rejoin within this"
+        8.0, ge=0, le=300, description="a caller who left the room (reload, network) may rejoin within this"
     )
     hold_ack_timeout_s: float = Field(2.0, gt=0, le=30, description="initiate waits this long for hold audio")
 

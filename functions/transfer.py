@@ -372,10 +372,9 @@ class TransferOrchestrator:
                 lost.cancel()  # back within the grace period: the call goes on
         elif event.event == "participant_left" and call is not None and call.status is not CallStatus.ended:
             if identity == call.caller_identity:
-                if event.participant.disconnect_reason == api.DisconnectReason.CLIENT_INITIATED:
-                    self._background.spawn(self.end_call(call.call_id, actor=identity, reason="caller hung up"))
-                else:  # the connection dropped: a reload or a network blip gets a moment to come back
-                    self._caller_lost[call.call_id] = self._background.spawn(self._end_if_not_back(call, identity))
+                # A reload looks like a hang-up to LiveKit (the page leaves the room): the caller gets
+                # CALLER_GRACE_S to come back. Hanging up in the UI or the API ends the call at once.
+                self._caller_lost[call.call_id] = self._background.spawn(self._end_if_not_back(call, identity))
             elif identity == media_identity(call.call_id):
                 self._background.spawn(self._ensure_call_job(call))
         elif event.event == "participant_left" and transfer is not None and transfer.state is S.consulting:

@@ -119,6 +119,7 @@ async def test_turns_are_transcribed_in_order_with_speakers_and_brief_b(orchestr
 async def test_caller_hanging_up_ends_the_call_and_the_call_job(orchestrator, live, audio):
     call, caller, a = await _start_call(orchestrator, "Ann", "agent-a")
     await _call_listening(orchestrator, call)
+    orchestrator.settings = orchestrator.settings.model_copy(update={"caller_grace_s": 1.0})  # a reload's grace
     await caller.disconnect()
     deadline = time.monotonic() + 3  # the webhook's word, not a participant of ours
     while orchestrator.store.get_call(call.call_id).status.value != "ended":

@@ -62,7 +62,9 @@ async def test_jobs_land_on_both_workers(orchestrator, media_worker, second_work
 
 
 async def test_caller_leaving_ends_the_call_from_the_webhook_alone(world):
-    """Live transcription off: nothing of ours reads the caller's audio, only the server's webhook says they left."""
+    """Live transcription off: nothing of ours reads the caller's audio, only the server's webhook says
+    they left. (CALLER_GRACE_S, the time a reloading caller gets to come back, is 1 s here.)"""
+    world.orch.settings = world.orch.settings.model_copy(update={"caller_grace_s": 1.0})
     await world.caller.disconnect()
     deadline = time.monotonic() + 3
     while world.orch.store.get_call(world.call.call_id).status is not CallStatus.ended:
