@@ -67,8 +67,9 @@ async def test_complete_warm_transfer_through_the_ui(world, lk_api, shots):
 
     # The LiveKit server: A gone, caller and B together, no hold music, consult room gone.
     await until(lambda: gone(lk_api, consult), "the consult room deleted")
-    assert await lk_api.identities(w.call_room) == {w.caller_identity, "agent-b"}
-    assert await audio_publishers(lk_api, w.call_room) == {w.caller_identity, "agent-b"}
+    media = "media-" + w.call_room.removeprefix("call-")  # the call job, silent again after the hand-off
+    assert await lk_api.identities(w.call_room) == {w.caller_identity, "agent-b", media}
+    assert await audio_publishers(lk_api, w.call_room) == {w.caller_identity, "agent-b", media}
     await shots(w.caller.page, "caller-now-with-b")
     await shots(w.a.page, "agent-a-transfer-completed")
     await shots(w.b.page, "agent-b-on-call")
