@@ -42,7 +42,8 @@ def prewarm_process(settings: Settings, proc: JobProcess) -> None:
 
     settings = settings.model_copy(update={"whisper_cpu_threads": settings.whisper_cpu_threads or 1})
     services = build_services(settings)
-    pool = ThreadPoolExecutor(max_workers=settings.worker_model_threads or 1)
+    # Two: the brief's synthesis must never wait behind a transcription (or Whisper loading) in the same job.
+    pool = ThreadPoolExecutor(max_workers=settings.worker_model_threads or 2)
     synthesize_speech(SpeechRequest(text="Ready."), services)
     proc.userdata["deps"] = JobDeps(
         gateway=make_gateway(settings, services, executor=pool),
