@@ -393,7 +393,7 @@ class TransferOrchestrator:
         await asyncio.sleep(self.settings.caller_grace_s)
         self._caller_lost.pop(call.call_id, None)
         if identity not in await self.rooms.identities(call.room):
-            await self.end_call(call.call_id, actor=identity, reason="caller's connection lost")
+            await self.end_call(call.call_id, actor=identity, reason="caller hung up")
 
     async def on_media_report(self, report: MediaReport) -> None:
         try:
