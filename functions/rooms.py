@@ -138,20 +138,6 @@ class Rooms:
         res = await self._call(f"dispatch {agent_name} to {room}", self._lk.agent_dispatch.create_dispatch(req))
         return res.id
 
-    async def dispatches(self, room: str) -> list[api.AgentDispatch]:
-        try:
-            return list(await self._call(f"list dispatches of {room}", self._lk.agent_dispatch.list_dispatch(room)))
-        except NotFound:
-            return []
-
-    async def delete_dispatch(self, room: str, dispatch_id: str) -> None:
-        try:
-            await self._call(
-                f"delete dispatch {dispatch_id}", self._lk.agent_dispatch.delete_dispatch(dispatch_id, room)
-            )
-        except NotFound:
-            pass
-
     # --- data --------------------------------------------------------------------------
     async def send(self, room: str, message: Notification, identities: list[str] | None = None) -> bool:
         """Best effort: a notification that cannot be delivered is logged, never fatal."""

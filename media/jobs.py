@@ -1,9 +1,9 @@
 """The two jobs of the media plane, one per room.
 
-- `run_call_job`: in `call-<id>` for the whole call. Plays hold audio while the room's metadata
+- the call job, in `call-<id>` for the whole call. Plays hold audio while the room's metadata
   says `hold` (livekit-agents' BackgroundAudioPlayer with its bundled hold-music clip), and
   transcribes the caller and the agent when transcription is on.
-- `run_consult_job`: in `consult-<tid>`. Its track may be subscribed by B only; it sends B the
+- the consult job, in `consult-<tid>`. Its track may be subscribed by B only; it sends B the
   summary card and speaks the brief the moment B subscribes; it transcribes the consult.
 
 Both leave when their room is deleted (the control plane ends rooms, not jobs), and report what
@@ -182,27 +182,6 @@ class HoldAudio:
             await self.source.aclose()
 
 
-async def run_call_job(ctx: JobContext, spec: CallJob, deps: JobDeps) -> None:
-    reporter = deps.reporter(spec.control_url)
-    stop = _stop_event(ctx)
-    listener = None
-    hold = None
-    try:
-        await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY if spec.transcribe else AutoSubscribe.SUBSCRIBE_NONE)
-        hold = await HoldAudio(ctx.room, spec, reporter, deps.hold_clip).start()
-        log.info("media job joined %s", ctx.room.name)
-        await reporter.send(MediaEvent(call_id=spec.call_id, event="joined"))
-        if spec.transcribe:
-            listener = _listener(ctx, spec, deps, reporter)
-        await _until_disconnected(ctx.room, stop)
-    finally:
-        if listener:
-            await listener.aclose()
-        if hold:
-            await hold.aclose()
-        await reporter.aclose()
-
-
 # --- the consult job --------------------------------------------------------------------------------
 
 
@@ -298,22 +277,32 @@ class BriefSpeaker:
             await self.source.aclose()
 
 
-async def run_consult_job(ctx: JobContext, spec: ConsultJob, deps: JobDeps) -> None:
+# --- both jobs ---------------------------------------------------------------------------------------
+
+
+async def run_job(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps) -> None:
+    """Join the room, start the job's audio (hold audio, or the brief), transcribe if asked, and stay
+    until the room ends or the worker stops the job; everything it started is closed, bounded."""
     reporter = deps.reporter(spec.control_url)
     stop = _stop_event(ctx)
+    transfer_id = spec.transfer_id if isinstance(spec, ConsultJob) else None
     listener = None
-    speaker = None
+    media: HoldAudio | BriefSpeaker | None = None
     try:
         await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY if spec.transcribe else AutoSubscribe.SUBSCRIBE_NONE)
-        speaker = await BriefSpeaker(ctx.room, spec, deps, reporter).start()
+        if isinstance(spec, CallJob):
+            media = await HoldAudio(ctx.room, spec, reporter, deps.hold_clip).start()
+        else:
+            media = await BriefSpeaker(ctx.room, spec, deps, reporter).start()
         log.info("media job joined %s", ctx.room.name)
-        await reporter.send(MediaEvent(call_id=spec.call_id, transfer_id=spec.transfer_id, event="joined"))
+        await reporter.send(MediaEvent(call_id=spec.call_id, transfer_id=transfer_id, event="joined"))
         if spec.transcribe:
             listener = _listener(ctx, spec, deps, reporter)
         await _until_disconnected(ctx.room, stop)
     finally:
         if listener:
-            await listener.aclose(drain_s=1.0)
-        if speaker:
-            await speaker.aclose()
+            # A consult ends with its room; the call's last words matter more (they feed the summary).
+            await listener.aclose(drain_s=1.0 if transfer_id else 3.0)
+        if media:
+            await media.aclose()
         await reporter.aclose()

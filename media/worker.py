@@ -26,7 +26,7 @@ from functions.media_protocol import MEDIA_AGENT, CallJob, JobEnvelope, briefing
 from functions.models import SpeechRequest, TranscribeRequest
 from functions.services import build_services
 from functions.settings import Settings
-from media.jobs import JobDeps, load_hold_clip, run_call_job, run_consult_job
+from media.jobs import JobDeps, load_hold_clip, run_job
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,7 @@ async def entrypoint(ctx: JobContext) -> None:
     spec = JobEnvelope.model_validate_json(ctx.job.metadata).job
     deps: JobDeps = ctx.proc.userdata["deps"]
     try:
-        if isinstance(spec, CallJob):
-            await run_call_job(ctx, spec, deps)
-        else:
-            await run_consult_job(ctx, spec, deps)
+        await run_job(ctx, spec, deps)
     finally:
         ctx.shutdown("room closed")
 
