@@ -10,9 +10,10 @@ run:
 	@scripts/setup.sh --no-browser
 	.venv/bin/python app.py $(ARGS)
 
+# One pytest process per tier (scripts/test.sh): unit+modal, ai, api, integration, browser.
 test: setup
 	.venv/bin/ruff check .
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	scripts/test.sh $(PYTEST_ARGS)
 
 test-fast: setup
 	.venv/bin/python -m pytest -m "unit" $(PYTEST_ARGS)

@@ -182,6 +182,9 @@ class EmbeddedLiveKit:
             "keys:\n"
             f"  {self.api_key}: {self.api_secret}\n"
             "room:\n"
+            # Only the control plane creates rooms (RoomService, with their job). Joining, or a
+            # dispatch arriving late, never re-creates a room the control plane has deleted.
+            "  auto_create: false\n"
             "  empty_timeout: 600\n"
             "  departure_timeout: 20\n"
             "logging:\n"

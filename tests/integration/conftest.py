@@ -55,6 +55,14 @@ class CallWorld:
         self.transfer: Transfer | None = None
 
     async def start(self) -> CallWorld:
+        """The call with its three peers connected; if any step fails, the peers made so far leave."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self) -> CallWorld:
         url = self.orch.settings.livekit_url
         self.call = await self.orch.start_call("Maria Lopez", agent_identity=self.a_id)
         tok = self.orch.caller_token(self.call.call_id, self.call.caller_identity)

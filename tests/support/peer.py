@@ -72,8 +72,13 @@ class Peer:
         self._pump_task: asyncio.Task | None = None
 
     # --- connection -------------------------------------------------------------------
-    async def connect(self, url: str, token: str, *, publish: bool = True) -> Peer:
-        await self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=self.listen))
+    async def connect(self, url: str, token: str, *, publish: bool = True, timeout: float = 30.0) -> Peer:
+        """Bounded: a connection that has not succeeded within `timeout` is abandoned and closed."""
+        try:
+            await asyncio.wait_for(self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=self.listen)), timeout)
+        except TimeoutError:
+            await self.disconnect()
+            raise AssertionError(f"{self.identity}: could not connect within {timeout}s") from None
         if publish and (self.tone_hz or self.pcm or self.voice):
             await self.publish()
         return self
@@ -96,10 +101,14 @@ class Peer:
         self._publication = None
 
     async def disconnect(self) -> None:
-        for t in list(self._tasks):
+        """Bounded: stops sending and measuring, closes the streams, leaves the room."""
+        tasks = list(self._tasks)
+        for t in tasks:
             t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=3.0)
         with contextlib.suppress(Exception):
-            await self.room.disconnect()
+            await asyncio.wait_for(self.room.disconnect(), 5.0)
 
     def _on_permissions(self, participant: rtc.Participant, permissions) -> None:
         # What a real client does: when the server gives publishing back (a transfer was
@@ -180,6 +189,16 @@ class Peer:
         stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
         self._streams[track.sid] = stream
         stats = self.heard[identity]
+        try:
+            await self._measure(stream, stats)
+        finally:
+            # A stream left open stays subscribed to the SDK's event queue, which then runs its filter
+            # for every audio frame of the process: leaked streams made later tests' peers time out.
+            if self._streams.pop(track.sid, None) is stream:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stream.aclose(), 2.0)
+
+    async def _measure(self, stream: rtc.AudioStream, stats: Heard) -> None:
         async for ev in stream:
             pcm = bytes(ev.frame.data.cast("B"))
             x = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
