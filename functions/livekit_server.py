@@ -100,7 +100,6 @@ class EmbeddedLiveKit:
         kept = self._load_state()
         self._fixed_port = bool(port or settings.livekit_port or kept)
         self.port = port or settings.livekit_port or kept.get("port") or free_port()
-        self.tcp_port = kept.get("tcp_port") or free_port()
         self.udp_port = kept.get("udp_port") or free_port(socket.SOCK_DGRAM)
         self.api_key = kept.get("api_key") or "API" + secrets.token_hex(6)
         self.api_secret = kept.get("api_secret") or secrets.token_urlsafe(32)
@@ -121,7 +120,6 @@ class EmbeddedLiveKit:
     def _save_state(self, **extra: object) -> None:
         state = {
             "port": self.port,
-            "tcp_port": self.tcp_port,
             "udp_port": self.udp_port,
             "api_key": self.api_key,
             "api_secret": self.api_secret,
@@ -169,8 +167,13 @@ class EmbeddedLiveKit:
             f"port: {self.port}\n"
             "bind_addresses: ['127.0.0.1']\n"
             "rtc:\n"
-            f"  tcp_port: {self.tcp_port}\n"
+            # Media on loopback only, like signalling: UDP on 127.0.0.1 and no ICE-TCP port (the
+            # server binds that one on every interface).
+            "  tcp_port: 0\n"
             f"  udp_port: {self.udp_port}\n"
+            "  ips:\n"
+            "    includes: ['127.0.0.1/32']\n"
+            "  enable_loopback_candidate: true\n"
             "  use_external_ip: false\n"
             "  node_ip: 127.0.0.1\n"
             # Clients get STUN servers either way (the default is three public hostnames). An IP on
@@ -233,7 +236,7 @@ class EmbeddedLiveKit:
             except LiveKitError as e:
                 if "address already in use" not in str(e) or attempt == attempts - 1 or self._fixed_port:
                     raise
-                self.port, self.tcp_port, self.udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
+                self.port, self.udp_port = free_port(), free_port(socket.SOCK_DGRAM)
         raise AssertionError("unreachable")
 
     def _start_once(self, timeout: float) -> EmbeddedLiveKit:
