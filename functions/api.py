@@ -218,11 +218,11 @@ def api_router(ctx: Any) -> APIRouter:
         c = started()
         if not c.auth.open_mode and not (api_key or passcode):
             raise Unauthorized("agent credential required: send X-API-Key or X-Agent-Passcode, and X-Agent-Identity")
-        c.auth.check_agent(passcode=passcode, api_key=api_key)
         if not identity:
             raise Unauthorized("X-Agent-Identity is required: the identity of the agent making the request")
         if identity.startswith(RESERVED_PREFIXES):
             raise Forbidden(f"'{identity}' is reserved for callers and the server's own participants")
+        c.auth.check_agent(identity, passcode=passcode, api_key=api_key)  # per-agent mode: must be theirs
         return identity
 
     Agent = Annotated[str, Depends(require_agent)]
@@ -529,6 +529,10 @@ def api_router(ctx: Any) -> APIRouter:
             return c.orchestrator.caller_token(req.call_id, req.caller_identity)
         assert isinstance(req, AgentTokenRequest)
         agent = require_agent(api_key, passcode, identity)
+        from functions.transfer import LOBBY
+
+        if req.room == LOBBY:
+            await c.orchestrator.ensure_lobby()  # joins never create rooms
         return c.orchestrator.agent_token(agent, req.room, req.name)
 
     # --- telephony -------------------------------------------------------------------------------------

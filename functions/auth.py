@@ -1,8 +1,11 @@
 """Who is asking: agent sign-in and caller tickets, shared by the UI and the HTTP API.
 
-- Agents sign in with the shared passcode (AGENT_PASSCODE) or use the API key (API_KEY).
-  With neither set (local development), agents are trusted as whoever they say they are,
-  and the app logs a warning at startup.
+- Agents, in one of three modes (`Auth.mode`):
+  - `per-agent` (AGENTS set): each agent has its own secret, sent as the passcode (UI) or as
+    `X-API-Key` (API). The identity is the one the secret belongs to; claiming another is refused.
+  - `shared` (AGENT_PASSCODE or API_KEY set, no AGENTS): one secret for every agent. It keeps
+    strangers out but cannot tell one agent from another; the app says so at startup.
+  - `open` (nothing set, local development): agents are whoever they say they are, loudly logged.
 - A caller gets a ticket when their call is created: an HMAC of the call id and caller
   identity under a server secret. The ticket is the caller's only credential, and it
   names exactly one call, so a caller can never reach someone else's call.
@@ -13,13 +16,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from enum import StrEnum
 
 from functions.errors import Forbidden
 from functions.settings import Settings
 
 
+class AuthMode(StrEnum):
+    per_agent = "per-agent"
+    shared = "shared"
+    open = "open"
+
+
 class Auth:
     def __init__(self, settings: Settings) -> None:
+        self._agents = settings.agent_credentials()  # identity → sha256 hex of its secret
         self._passcode = settings.agent_passcode.get_secret_value()
         self._api_key = settings.api_key.get_secret_value()
         # Tickets stay valid across restarts when a LiveKit secret is configured; the
@@ -28,13 +39,38 @@ class Auth:
         self._ticket_key = hashlib.sha256(b"caller-ticket:" + base.encode()).digest()
 
     @property
-    def open_mode(self) -> bool:
-        """No passcode and no API key configured: local development only."""
-        return not (self._passcode or self._api_key)
+    def mode(self) -> AuthMode:
+        if self._agents:
+            return AuthMode.per_agent
+        return AuthMode.shared if (self._passcode or self._api_key) else AuthMode.open
 
-    def check_agent(self, *, passcode: str | None = None, api_key: str | None = None) -> None:
-        if self.open_mode:
+    @property
+    def open_mode(self) -> bool:
+        """No credential configured at all: local development only."""
+        return self.mode is AuthMode.open
+
+    def startup_warning(self) -> str | None:
+        """What the app logs at start about how agents are told apart, when they are not."""
+        if self.mode is AuthMode.open:
+            return "AGENTS, AGENT_PASSCODE and API_KEY are unset: agents are not authenticated (local use only)"
+        if self.mode is AuthMode.shared:
+            return (
+                "agents share one credential (AGENT_PASSCODE/API_KEY): anyone who has it can act as any agent; "
+                "set AGENTS to give each agent its own"
+            )
+        return None
+
+    def check_agent(self, identity: str, *, passcode: str | None = None, api_key: str | None = None) -> None:
+        """`identity` may act as an agent with this credential, or Forbidden (the same answer for
+        an unknown identity and a wrong secret: nothing tells a guesser which agents exist)."""
+        if self.mode is AuthMode.open:
             return
+        if self.mode is AuthMode.per_agent:
+            expected = self._agents.get(identity, "")
+            for given in (passcode, api_key):
+                if given and expected and hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), expected):
+                    return
+            raise Forbidden(f"wrong credential for agent '{identity}' (each agent signs in with its own)")
         if api_key and self._api_key and hmac.compare_digest(api_key, self._api_key):
             return
         if passcode and self._passcode and hmac.compare_digest(passcode, self._passcode):

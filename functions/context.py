@@ -106,8 +106,8 @@ class AppContext:
         else:
             log.info("WORKERS=0: no media worker started here; run `python worker.py` next to the LiveKit server")
         self.auth = Auth(settings)
-        if self.auth.open_mode:
-            log.warning("AGENT_PASSCODE and API_KEY are unset: agents are not authenticated (local use only)")
+        if warning := self.auth.startup_warning():
+            log.warning(warning)
         self.services = build_services(settings, **self._providers)
         self.store = Store(settings.database_path)
         self.rooms = Rooms(settings)

@@ -47,7 +47,7 @@ class TokenRequest(BaseModel):
     room: str
     can_publish: bool = True
     hidden: bool = False
-    ttl_s: int | None = Field(None, ge=30, le=3600)
+    ttl_s: int | None = Field(None, ge=10, le=3600)
 
     _v_identity = field_validator("identity")(_check_identity)
 

@@ -63,6 +63,7 @@ class Rooms:
         name: str,
         *,
         empty_timeout: int = 300,
+        departure_timeout: int = 0,
         max_participants: int = 0,
         job: tuple[str, str] | None = None,
     ) -> api.Room:
@@ -73,7 +74,11 @@ class Rooms:
         1.13.5: it delayed the named dispatches of the rooms created after it by seconds)."""
         agents = [api.RoomAgentDispatch(agent_name=job[0], metadata=job[1])] if job else None
         req = api.CreateRoomRequest(
-            name=name, empty_timeout=empty_timeout, max_participants=max_participants, agents=agents
+            name=name,
+            empty_timeout=empty_timeout,
+            departure_timeout=departure_timeout,  # 0: the server's (20 s after the last one left)
+            max_participants=max_participants,
+            agents=agents,
         )
         return await self._call(f"create room {name}", self._room.create_room(req))
 

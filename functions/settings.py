@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     livekit_sip_uri: str = ""
 
     # --- tokens and transfer timing ----------------------------------------------
-    token_ttl_s: int = Field(300, ge=30, le=3600)
+    token_ttl_s: int = Field(60, ge=10, le=3600)  # joining only: LiveKit refreshes a connected token
     ring_timeout_s: float = Field(30.0, gt=0, le=600, description="B must join the consult within this")
     accept_timeout_s: float = Field(180.0, gt=0, le=3600, description="B must accept within this after initiate")
     join_timeout_s: float = Field(15.0, gt=0, le=120, description="B must reach the caller's room within this")
@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # --- app ------------------------------------------------------------------------------
     app_host: str = "127.0.0.1"
     app_port: int = Field(7860, ge=0, le=65535)
+    # One credential per agent: "agent-a:SECRET,agent-b:sha256:<hex of sha256(SECRET)>". When set,
+    # an agent's identity is the one its secret belongs to, and AGENT_PASSCODE/API_KEY are not used.
+    agents: SecretStr = SecretStr("")
     agent_passcode: SecretStr = SecretStr("")
     api_key: SecretStr = SecretStr("")
     cors_origins: str = ""
@@ -105,7 +108,38 @@ class Settings(BaseSettings):
             raise ValueError("CONTROL_URL must be an http(s) URL")
         if self.openai_base_url and not self.openai_base_url.startswith(("http://", "https://")):
             raise ValueError("OPENAI_BASE_URL must be an http(s) URL")
+        self.agent_credentials()  # raises, naming AGENTS, on a malformed entry
         return self
+
+    def agent_credentials(self) -> dict[str, str]:
+        """AGENTS as identity → sha256 hex digest of that agent's secret."""
+        import hashlib
+        import re
+
+        from functions.models import is_agent_identity
+
+        out: dict[str, str] = {}
+        raw = self.agents.get_secret_value().strip()
+        for n, entry in enumerate((e.strip() for e in raw.split(",") if e.strip()), start=1):
+            identity, sep, secret = entry.partition(":")
+            identity = identity.strip()
+            if not sep or not secret or not is_agent_identity(identity):
+                raise ValueError(
+                    f"AGENTS entry {n} must be 'identity:secret', the identity an agent id "
+                    "(1-64 of A-Z a-z 0-9 _ . : -, not caller-/media-/briefing-)"
+                )
+            if identity in out:
+                raise ValueError(f"AGENTS names '{identity}' twice")
+            if secret.startswith("sha256:"):
+                digest = secret.removeprefix("sha256:").lower()
+                if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                    raise ValueError(f"AGENTS entry {n}: sha256: must be followed by 64 hex digits")
+            else:
+                if len(secret) < 8:
+                    raise ValueError(f"AGENTS entry {n}: the secret of '{identity}' is shorter than 8 characters")
+                digest = hashlib.sha256(secret.encode()).hexdigest()
+            out[identity] = digest
+        return out
 
     @property
     def database_path(self) -> Path:

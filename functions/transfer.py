@@ -121,11 +121,12 @@ class TransferOrchestrator:
         self._caller_lost: dict[str, asyncio.Task] = {}  # call_id → ends the call unless the caller rejoins
         self._background = Background()
         self.listeners: list[Callable[[Notification], None]] = []
+        self.removed_joins = 0  # participants removed because the state did not allow them in
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         """Create the agents' lobby and re-attach to calls and transfers left open by a previous run."""
-        await self._retry(lambda: self.rooms.create_room(LOBBY, empty_timeout=24 * 3600))
+        await self.ensure_lobby()
         await self.recover()
 
     async def aclose(self) -> None:
@@ -208,6 +209,12 @@ class TransferOrchestrator:
         self.transcripts.forget(call_id)
         return call
 
+    async def ensure_lobby(self) -> None:
+        """The agents' lobby exists (idempotent). Joins never create rooms, so it is created here,
+        at start and at every sign-in, and kept for a day after the last agent left it."""
+        day = 24 * 3600
+        await self._retry(lambda: self.rooms.create_room(LOBBY, empty_timeout=day, departure_timeout=day))
+
     def caller_token(self, call_id: str, caller_identity: str) -> TokenResponse:
         """A caller may only ever reach its own call room."""
         call = self.store.get_call(call_id)
@@ -225,9 +232,11 @@ class TransferOrchestrator:
         if call := self.store.call_by_room(room):
             if call.status is CallStatus.ended:
                 raise InvalidInput(f"call {call.call_id} has ended")
+            # The call's agent, or the target of the hand-off under way (a target of an earlier
+            # transfer is the call's agent or nobody: the call may have moved on since).
             allowed = call.agent_identity == agent or any(
-                t.target == agent and t.state in (S.completing, S.completed)
-                for t in self.store.list_transfers(call_id=call.call_id)
+                t.target == agent and t.state is S.completing
+                for t in self.store.list_transfers(call_id=call.call_id, open_only=True)
             )
             if not allowed:
                 raise Forbidden(f"agent {agent} is not on call {call.call_id}")
@@ -361,6 +370,19 @@ class TransferOrchestrator:
         transfer = self._transfer_by_consult_room(room) if call is None else None
         if call is None and transfer is None:
             return  # not ours
+        if event.event == "participant_joined" and not self._may_be_in(room, identity, call, transfer):
+            # A token issued earlier outlives the state that allowed it (A after the hand-off, B after
+            # a failed one, anyone with a refreshed token): the state decides who stays, not the token.
+            log.warning("removing %s from %s: the current state does not allow them there", identity, room)
+            self.removed_joins += 1
+            self._background.spawn(self._safe(self.rooms.remove_participant(room, identity)))
+            return
+        on_hold = call is not None and call.status is CallStatus.on_hold
+        if event.event == "participant_joined" and on_hold and identity == call.agent_identity:
+            # A rejoining during hold (a reload, or a token from before the hold): hear and say nothing.
+            self._background.spawn(
+                self._safe(self.rooms.set_permissions(room, identity, publish=False, subscribe=False))
+            )
         if event.event == "track_published" and call is not None:
             if event.track.type == api.TrackType.AUDIO and event.track.source == api.TrackSource.MICROPHONE:
                 self._arrivals.setdefault((room, identity), asyncio.Event()).set()
@@ -388,6 +410,30 @@ class TransferOrchestrator:
                 self._background.spawn(self._ensure_consult_job(transfer))
         elif event.event == "room_finished" and call is not None and call.status is not CallStatus.ended:
             self._background.spawn(self.end_call(call.call_id, actor="system", reason="call room closed"))
+
+    def _may_be_in(self, room: str, identity: str, call: Call | None, transfer: Transfer | None) -> bool:
+        """Who the current state allows in one of our rooms (the webhook removes anyone else)."""
+        if call is not None:
+            if call.status is CallStatus.ended:
+                return False
+            if identity in (call.caller_identity, call.agent_identity, media_identity(call.call_id)):
+                return True
+            return any(
+                t.state is S.completing and identity in (t.target, self._phone_identity(t))
+                for t in self.store.list_transfers(call_id=call.call_id, open_only=True)
+            )
+        assert transfer is not None
+        if transfer.state not in (S.idle, S.consulting, S.completing):
+            return False
+        return identity in (
+            transfer.from_agent,
+            transfer.target,
+            briefing_identity(transfer.transfer_id),
+            self._phone_identity(transfer),
+        )
+
+    def _phone_identity(self, t: Transfer) -> str | None:
+        return self.phone.room_identity(t) if t.target_kind is TargetKind.phone and self.phone else None
 
     async def _end_if_not_back(self, call: Call, identity: str) -> None:
         await asyncio.sleep(self.settings.caller_grace_s)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from functions.errors import Forbidden, InvalidInput, NotFound, ServiceError
+from functions.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from functions.models import Call, CallStatus, Notification, Transfer, is_agent_identity
 from functions.names import NAME_MAX_CHARS, normalize_name
 from functions.presence import Presence
@@ -211,7 +211,19 @@ class UiBackend:
             raise InvalidInput("agent id: 1-64 letters, digits, '_', '.', ':' or '-' (not caller-/hold-/briefing-)")
         passcode = args.get("passcode") if isinstance(args.get("passcode"), str) else ""
         self.orch  # noqa: B018 — started?
-        self.ctx.auth.check_agent(passcode=passcode)
+        self.ctx.auth.check_agent(identity, passcode=passcode)
+        now = time.time()
+        elsewhere = [
+            k for k, s in self._sessions.items() if s.identity == identity and now - s.created_at < SESSION_TTL_S
+        ]
+        if elsewhere and args.get("replace") is not True:
+            # LiveKit would silently drop the other tab's connections (same identity): ask first.
+            raise Conflict(f"{identity} is already signed in elsewhere; sign in here instead to end that session")
+        for k in elsewhere:
+            del self._sessions[k]  # that tab's next request says "sign in again"
+        if elsewhere:
+            log.info("agent %s signed in again: %d earlier session(s) ended", identity, len(elsewhere))
+        await self.orch.ensure_lobby()
         session = secrets.token_urlsafe(24)
         self._sessions[session] = AgentSession(identity, name, time.time())
         await self.presence.sign_in(identity, name)
@@ -251,7 +263,10 @@ class UiBackend:
     @_safe
     async def agent_room_token(self, args: dict) -> dict:
         agent = self._agent(args)
-        return {"token": self._token(agent, _text(args, "room", 64))}
+        room = _text(args, "room", 64)
+        if room == LOBBY:
+            await self.orch.ensure_lobby()  # a reload after a day without agents
+        return {"token": self._token(agent, room)}
 
     @_safe
     async def agent_end_call(self, args: dict) -> dict:

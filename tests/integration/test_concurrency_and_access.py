@@ -93,7 +93,7 @@ async def test_agents_get_only_rooms_of_their_calls(orchestrator):
 
 async def test_restarted_orchestrator_can_cancel_an_open_transfer(world, control_settings, control_hub):
     t = await world.initiate()
-    await world.caller.wait_hears(world.hold_id)
+    await world.caller.wait_hears(world.hold_id, timeout=20)
     # The control plane goes away without clean-up. The media plane does not: the caller keeps
     # hearing hold audio from the call job, never disconnected.
     old = world.orch
@@ -111,7 +111,7 @@ async def test_restarted_orchestrator_can_cancel_an_open_transfer(world, control
     try:
         assert [x.transfer_id for x in fresh.store.list_transfers(open_only=True)] == [t.transfer_id]
         assert fresh.store.list_calls()[0].status is CallStatus.on_hold
-        await world.caller.wait_hears(world.hold_id)
+        await world.caller.wait_hears(world.hold_id, timeout=20)
         done = await fresh.cancel(t.transfer_id, actor=world.a_id)
         assert done.state is TransferState.cancelled
         await world.caller.wait_hears(world.a_id, timeout=10)

@@ -27,7 +27,7 @@ async def test_complete_transfer_moves_caller_from_a_to_b(world):
     assert orch.store.get_call(world.call.call_id).status is CallStatus.on_hold
 
     # On hold: the caller hears the music and no longer hears A; A no longer hears the caller.
-    await caller.wait_hears(world.hold_id)
+    await caller.wait_hears(world.hold_id, timeout=20)
     await caller.wait_not_hears(world.a_id)
     await world.a.wait_not_hears(caller_id)
     await caller.wait_hears_only({world.hold_id})
@@ -109,7 +109,7 @@ async def test_cancel_by_a_returns_caller_to_a(world):
 async def test_nobody_joins_the_consult_times_out(world):
     world.orch.settings = world.orch.settings.model_copy(update={"ring_timeout_s": 1.5})
     t = await world.initiate()
-    await world.caller.wait_hears(world.hold_id)
+    await world.caller.wait_hears(world.hold_id, timeout=20)
     done = await world.wait_state(TransferState.timed_out, timeout=10)
     assert done.reason == "target did not join the consult" and done.events[-1].actor == "timer"
     await _assert_caller_back_with_a(world, t)

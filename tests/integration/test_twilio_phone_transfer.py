@@ -169,7 +169,7 @@ async def test_phone_transfer_dials_whispers_and_decline_returns_caller_to_a(wor
         "Timeout": ["25"],
     }
     # The caller is on hold: music, not A.
-    await world.caller.wait_hears(world.hold_id)
+    await world.caller.wait_hears(world.hold_id, timeout=20)
     await world.caller.wait_not_hears(world.a_id)
 
     # Ringing: A's UI gets the live leg status.
@@ -245,7 +245,7 @@ async def test_unsigned_wrongly_signed_and_tampered_requests_are_refused(world):
     resp = await world.client.post(url, data={**params, "Digits": "1"}, headers={"X-Twilio-Signature": sig})
     assert resp.status_code == 403
     assert world.state() is S.consulting and len(world.events()) == before
-    await world.caller.wait_hears(world.hold_id)  # still on hold, A still muted
+    await world.caller.wait_hears(world.hold_id, timeout=20)  # still on hold, A still muted
     await world.caller.wait_not_hears(world.a_id)
 
 
@@ -284,7 +284,7 @@ async def test_bad_webhook_input_gets_4xx(world):
 )
 async def test_leg_status_ends_transfer_and_caller_is_back_with_a(world, status, expected, reason):
     await world.initiate_phone()
-    await world.caller.wait_hears(world.hold_id)
+    await world.caller.wait_hears(world.hold_id, timeout=20)
     assert (await world.post("status", CallStatus="ringing")).status_code == 204
     assert (await world.post("status", CallStatus=status)).status_code == 204
     t = world.orch.get_transfer(world.transfer.transfer_id)

@@ -88,7 +88,11 @@ class Peer:
         self._source = rtc.AudioSource(SAMPLE_RATE, 1)
         track = rtc.LocalAudioTrack.create_audio_track("mic", self._source)
         opts = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-        self._publication = await self.room.local_participant.publish_track(track, opts)
+        # Bounded: a peer removed by the server meanwhile never hears back about its publication.
+        try:
+            self._publication = await asyncio.wait_for(self.room.local_participant.publish_track(track, opts), 10.0)
+        except TimeoutError:
+            raise AssertionError(f"{self.identity}: publishing its microphone timed out") from None
         if self._pump_task:
             self._pump_task.cancel()
         self._pump_task = asyncio.ensure_future(self._pump(self._source))
@@ -97,7 +101,7 @@ class Peer:
     async def unpublish(self) -> None:
         for sid in list(self.room.local_participant.track_publications):
             with contextlib.suppress(Exception):
-                await self.room.local_participant.unpublish_track(sid)
+                await asyncio.wait_for(self.room.local_participant.unpublish_track(sid), 5.0)
         self._publication = None
 
     async def disconnect(self) -> None:

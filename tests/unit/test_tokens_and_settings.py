@@ -79,6 +79,11 @@ def test_bad_token_requests_are_refused(field, value):
         ({"twilio_account_sid": "AC1"}, "TWILIO_AUTH_TOKEN"),
         ({"openai_base_url": "localhost:8000"}, "OPENAI_BASE_URL"),
         ({"functions_backend": "lambda"}, "FUNCTIONS_BACKEND"),
+        ({"agents": "agent-a"}, "AGENTS entry 1"),  # no secret
+        ({"agents": "agent-a:longenough1,caller-x:longenough2"}, "AGENTS entry 2"),  # a caller's identity
+        ({"agents": "agent-a:short"}, "AGENTS entry 1.*shorter than 8"),
+        ({"agents": "agent-a:sha256:abc"}, "AGENTS entry 1.*64 hex"),
+        ({"agents": "agent-a:longenough1,agent-a:longenough2"}, "AGENTS names 'agent-a' twice"),
     ],
 )
 def test_settings_errors_name_the_variable(overrides, names):
@@ -96,3 +101,11 @@ def test_settings_read_from_environment(monkeypatch):
 def test_minting_without_keys_is_a_clear_error():
     with pytest.raises(ConfigError, match="LIVEKIT_API_KEY"):
         mint_token(TokenRequest(identity="a", role=Role.agent, room="call-1"), load_settings())
+
+
+def test_agents_are_kept_as_hashes_of_their_secrets():
+    import hashlib
+
+    digest = hashlib.sha256(b"beta-secret").hexdigest()
+    s = load_settings(agents=f" agent-a:alpha-secret , agent-b:sha256:{digest.upper()} ")
+    assert s.agent_credentials() == {"agent-a": hashlib.sha256(b"alpha-secret").hexdigest(), "agent-b": digest}

@@ -146,15 +146,17 @@
       return WT.call(this.server, name, Object.assign({ session: this.session }, args || {}));
     }
 
-    async signIn() {
+    async signIn(replace = false) {
       this.busy = "Signing in…";
       this.error = "";
+      this.elsewhere = false;
       this.render();
       const out = await WT.call(this.server, "agent_sign_in", {
-        identity: this.form.identity, name: this.form.name, passcode: this.form.passcode,
+        identity: this.form.identity, name: this.form.name, passcode: this.form.passcode, replace,
       });
       this.busy = "";
-      if (out.error) { this.error = out.error; this.render(); return; }
+      // Signed in in another tab or browser: only an explicit choice ends that session.
+      if (out.error) { this.error = out.error; this.elsewhere = out.kind === "Conflict"; this.render(); return; }
       this.session = out.session;
       this.me = { identity: out.identity, name: out.name };
       this.store({ session: this.session, me: this.me });
@@ -368,7 +370,8 @@
             this.input("identity", "Agent ID", { autocomplete: "username", maxlength: 64 }),
             this.input("name", "Display name", { maxlength: 80 }),
             this.input("passcode", "Passcode", { type: "password", autocomplete: "current-password", placeholder: "Not needed in local mode" }),
-            el("button", { type: "submit", class: "wt-btn wt-primary wt-signin", disabled: !!this.busy }, "Sign in")));
+            el("button", { type: "submit", class: "wt-btn wt-primary wt-signin", disabled: !!this.busy }, "Sign in"),
+            this.elsewhere ? el("button", { type: "button", class: "wt-btn wt-signin-here", disabled: !!this.busy, onclick: () => this.signIn(true) }, "Sign in here instead") : null));
         nodes.push(this.messages());
         WT.swap(root, nodes);
         return;
