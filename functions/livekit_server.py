@@ -103,7 +103,8 @@ class EmbeddedLiveKit:
         self.udp_port = kept.get("udp_port") or free_port(socket.SOCK_DGRAM)
         self.api_key = kept.get("api_key") or "API" + secrets.token_hex(6)
         self.api_secret = kept.get("api_secret") or secrets.token_urlsafe(32)
-        self._save_state()
+        # Keep what says which server is running, or `attach()` could never find it again.
+        self._save_state(**{k: kept[k] for k in ("pid", "webhook_url") if k in kept})
 
     # --- kept state (keys, ports, pid) ----------------------------------------------------------
     @property
