@@ -54,13 +54,15 @@ async def test_an_agent_acts_only_as_itself(client, app):
     ctx = app.state.ctx
     assert ctx.auth.mode == "per-agent"
     r = await client.post(
-        "/api/rooms/create", json={"caller_name": "Ann", "agent_identity": "agent-a"},
+        "/api/rooms/create",
+        json={"caller_name": "Ann", "agent_identity": "agent-a"},
         headers=agent_headers("agent-a", key=A_SECRET),
     )
     assert r.status_code == 201, r.text
     call = r.json()["call"]
     r = await client.post(
-        "/api/transfer/initiate", json={"call_id": call["call_id"], "target": "agent-b"},
+        "/api/transfer/initiate",
+        json={"call_id": call["call_id"], "target": "agent-b"},
         headers=agent_headers("agent-a", key=A_SECRET),
     )
     assert r.status_code == 201, r.text
