@@ -250,6 +250,9 @@ class EmbeddedLiveKit:
             stdout=logf,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # A server without kept state (tests, benches) is nobody's to re-attach to: it dies with
+            # whoever started it, however that process ends. One with DATA_DIR state outlives the app.
+            preexec_fn=_die_with_parent if self._tmp is not None else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -333,3 +336,11 @@ def embedded_settings(settings: Settings, state_dir: Path) -> Settings:
             "livekit_api_secret": type(settings.livekit_api_secret)(state["api_secret"]),
         }
     )
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this child when its parent dies (PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
