@@ -62,6 +62,7 @@ async def test_read_only_database_answers_503_json_and_recovers(client, ctx):
 
 
 async def test_full_disk_answers_503_json(client, ctx):
+    rooms_before = {r.name for r in await ctx.rooms.list_rooms()}
     pages = ctx.store._db.execute("PRAGMA page_count").fetchone()[0]
     pragma(ctx.store, f"PRAGMA max_page_count={pages}")
     try:
@@ -70,6 +71,10 @@ async def test_full_disk_answers_503_json(client, ctx):
             if r.status_code != 201:
                 break
         assert_unavailable(r, "disk is full")
+        # The row comes first: no LiveKit room was left behind for the call that could not be stored.
+        new_rooms = {r.name for r in await ctx.rooms.list_rooms()} - rooms_before
+        stored = {c.room for c in ctx.store.list_calls(include_ended=True)}
+        assert new_rooms <= stored, f"rooms without a call row: {sorted(new_rooms - stored)}"
     finally:
         pragma(ctx.store, "PRAGMA max_page_count=1073741823")
     r = await client.post("/api/rooms/create", json={"caller_name": "After"})
