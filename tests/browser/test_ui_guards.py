@@ -75,3 +75,37 @@ async def test_passcode_escaping_and_denied_microphone(browser, app_factory, sho
     finally:
         await agent_ctx.close()
         await caller_ctx.close()
+
+
+async def test_a_second_sign_in_asks_before_it_ends_the_first(browser, app_factory, shots):
+    """AGENTS set: agent-b signs in on a second browser; the desk says B is signed in elsewhere and
+    offers "Sign in here instead", which ends the first browser's session (it shows the sign-in form)."""
+    app = await app_factory(agents=SecretStr("agent-b:beta-secret-22"))
+    first_ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+    second_ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        first = await AgentPage(await first_ctx.new_page(), "b").open(app.url)
+        shots.watch(first.page, "agent-b-first")
+        await first.desk.locator("input[name=identity]").fill("agent-b")
+        await first.desk.locator("input[name=passcode]").fill("not-b-secret")
+        await first.desk.locator(".wt-signin").click()
+        await expect(first.desk.get_by_role("alert")).to_contain_text("wrong credential for agent", timeout=T)
+        await first.sign_in("agent-b", "Bob (B)", passcode="beta-secret-22")
+
+        second = await AgentPage(await second_ctx.new_page(), "b").open(app.url)
+        shots.watch(second.page, "agent-b-second")
+        await second.desk.locator("input[name=identity]").fill("agent-b")
+        await second.desk.locator("input[name=name]").fill("Bob (B)")
+        await second.desk.locator("input[name=passcode]").fill("beta-secret-22")
+        await second.desk.locator(".wt-signin").click()
+        await expect(second.desk.get_by_role("alert")).to_contain_text("already signed in elsewhere", timeout=T)
+        await shots(second.page, "agent-b-signed-in-elsewhere")
+        await expect(first.desk.get_by_test_id("agent-name")).to_have_text("Bob (B)")  # nothing ended yet
+        await second.desk.get_by_role("button", name="Sign in here instead").click()
+        await expect(second.desk.get_by_test_id("agent-name")).to_have_text("Bob (B)", timeout=T)
+        # The first browser learns at its next request (at the latest its 10 s refresh).
+        await expect(first.desk.locator(".wt-signin")).to_be_visible(timeout=15_000)
+        await expect(first.desk.get_by_role("alert")).to_contain_text("sign in again", timeout=T)
+    finally:
+        await first_ctx.close()
+        await second_ctx.close()
