@@ -11,6 +11,7 @@ at most one dispatch in flight, so a burst of webhooks cannot start two jobs for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -41,6 +42,7 @@ class MediaControl:
         self._hold_on: dict[str, asyncio.Event] = {}  # call_id → hold audio is playing
         self._dispatched_at: dict[str, float] = {}  # identity → when we last dispatched it
         self.redispatches = 0
+        self._checking: set[str] = set()  # job identities whose presence is being checked
         self.listening: set[tuple[str, str]] = set()  # (room job identity, speaker) whose audio a job reads
 
     @property
@@ -91,18 +93,29 @@ class MediaControl:
             return False
 
     async def job_left(self, room: str, identity: str, redispatch) -> None:
-        """A job participant left `room` while it is still needed: dispatch it again, once."""
-        since = time.monotonic() - self._dispatched_at.get(identity, 0.0)
-        if since < REDISPATCH_GRACE_S and not self._joined.get(identity, asyncio.Event()).is_set():
-            return  # a dispatch for it is already on its way
+        """A job participant left `room`, or never arrived, while it is still needed: dispatch it
+        again, once. A dispatch still within its grace period gets the rest of it first (a job
+        whose WebRTC connection fails never joins, so nothing else would notice it is missing)."""
+        if identity in self._checking:
+            return  # one check per job at a time: the hold path and the webhook may both ask
+        self._checking.add(identity)
         try:
+            since = time.monotonic() - self._dispatched_at.get(identity, 0.0)
+            joined = self._joined.setdefault(identity, asyncio.Event())
+            if since < REDISPATCH_GRACE_S and not joined.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(joined.wait(), REDISPATCH_GRACE_S - since)
+            if not await self.rooms.room_exists(room):
+                return  # the room is gone (the call or consult ended): nothing to dispatch into
             if identity in await self.rooms.identities(room):
-                return  # replaced already (same identity rejoined)
-            log.warning("media job %s left %s while needed: dispatching it again", identity, room)
+                return  # there (it joined, or the same identity rejoined)
+            log.warning("media job %s missing from %s while needed: dispatching it again", identity, room)
             self.redispatches += 1
             await redispatch()
         except ServiceError as e:
             log.error("could not re-dispatch %s to %s: %s", identity, room, e)
+        finally:
+            self._checking.discard(identity)
 
     # --- hold audio -----------------------------------------------------------------------------------
     async def set_hold(self, call: Call, on: bool, *, wait_s: float = 0.0) -> bool:
