@@ -179,7 +179,6 @@ class TransferOrchestrator:
             self.store.update_call(call_id, status=CallStatus.ended)
             await self._safe(self.rooms.delete_room(room))
             raise
-        self._background.spawn(self._ensure_call_job(call))  # a job that never joins is dispatched again
         await self._notify_call(call)
         return call
 
@@ -318,8 +317,6 @@ class TransferOrchestrator:
             raise LiveKitError(f"transfer could not start: {failure}", retryable=True) from failure
         # A phone leg's ringing is bounded by the dialer's own ring timeout.
         self._arm_timeouts(tid, ring=kind is TargetKind.agent)
-        if kind is TargetKind.agent:
-            self._background.spawn(self._ensure_consult_job(transfer))
         await self._notify(transfer, summary=summary)
         await self._notify_call(self.store.get_call(call_id))
         return transfer
