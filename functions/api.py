@@ -2,8 +2,9 @@
 and functions gateway that the UI uses (no logic of its own beyond checking who asks).
 
 Who may call what:
-- agents send their credential, `X-API-Key` (API_KEY) or `X-Agent-Passcode` (AGENT_PASSCODE,
-  the UI's sign-in), plus who they are in `X-Agent-Identity`. With neither secret configured
+- agents send their credential as `X-API-Key` or `X-Agent-Passcode`, plus who they are in
+  `X-Agent-Identity`: with AGENTS, their own secret, which must belong to that identity; without
+  it, the shared API_KEY or AGENT_PASSCODE (see functions/auth.py). With no secret configured
   (local development) the credential is not checked, but the identity is still required.
 - a caller's only credential is the ticket it got from `POST /api/rooms/create`; it buys a
   LiveKit token for that one call (`POST /api/tokens`, role `caller`) and nothing else.
