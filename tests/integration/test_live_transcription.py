@@ -132,19 +132,21 @@ async def test_caller_hanging_up_ends_the_call_and_the_call_job(orchestrator, li
 
 
 async def test_concurrent_calls_keep_their_own_transcripts(orchestrator, live, voices):
-    """Three calls at once, each transcribed by its own call job (capacity under load: bench/)."""
+    """Two calls at once, each transcribed by its own call job (capacity under load: bench/). Two,
+    not more: each call job is a process that loads Whisper, and job processes start about two at a
+    time here (bench/test_capacity.py); more calls measure process start-up, not attribution."""
     lines = [
         "My order number is 5 5 1 2.",
         "I need to cancel my subscription today.",
         "The router light keeps blinking red.",
         "Please update my billing address.",
         "I want a refund for the late delivery.",
-    ][:3]
+    ][:2]
     clips = [synth(voices["caller"], line) for line in lines]
     calls = await asyncio.gather(*[_start_call(orchestrator, f"C{i}", f"agent-{i}") for i in range(len(lines))])
     try:
         # The call jobs join at once; speech starts once each one listens.
-        await asyncio.gather(*[_call_listening(orchestrator, c) for c, _, _ in calls])
+        await asyncio.gather(*[_call_listening(orchestrator, c, timeout=60) for c, _, _ in calls])
         await asyncio.sleep(0.5)
         await asyncio.gather(
             *[caller.say(pcm, rate) for (_c, caller, _a), (pcm, rate) in zip(calls, clips, strict=True)]
