@@ -252,7 +252,7 @@ class EmbeddedLiveKit:
             start_new_session=True,
             # A server without kept state (tests, benches) is nobody's to re-attach to: it dies with
             # whoever started it, however that process ends. One with DATA_DIR state outlives the app.
-            preexec_fn=_die_with_parent if self._tmp is not None else None,
+            preexec_fn=die_with_parent if self._tmp is not None else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -338,8 +338,8 @@ def embedded_settings(settings: Settings, state_dir: Path) -> Settings:
     )
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this child when its parent dies (PR_SET_PDEATHSIG)."""
+def die_with_parent() -> None:
+    """Linux, as a `preexec_fn`: SIGTERM this child when its parent dies (PR_SET_PDEATHSIG)."""
     import ctypes
     import signal
 

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +16,7 @@ import time
 import pytest
 import uvicorn
 
-from functions.livekit_server import EmbeddedLiveKit, free_port
+from functions.livekit_server import EmbeddedLiveKit, die_with_parent, free_port
 from functions.media_protocol import WEBHOOK_PATH
 from functions.settings import PROJECT_ROOT, Settings, load_settings
 from tests.support.control_hub import ControlHub
@@ -57,11 +55,6 @@ async def control_hub(livekit_server, control_port):
         await asyncio.wait_for(task, 5)
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM the worker when the test session dies, however it dies (no orphan workers)."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class WorkerProcess:
     """`python worker.py --embedded <the session server's state>` with its log kept for failures."""
 
@@ -74,7 +67,7 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             cwd=PROJECT_ROOT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,  # no orphan workers, however the session dies
         )
 
     def log(self) -> str:
