@@ -2,7 +2,7 @@
 call and consult jobs the control plane dispatches explicitly (AgentDispatchService).
 
 Each job runs in a process of livekit-agents' job pool (`JobExecutorType.PROCESS`), prewarmed by
-`prewarm_process` (the hold clip decoded, the voice loaded), so a crash or a stuck SDK in one call
+`prewarm_process` (cheap: the heavy imports are preloaded in the forkserver), so a crash or a stuck SDK in one call
 costs that call's media only. Jobs as threads of one process were tried first and measured: every
 SDK event of the process is offered to every room in it, and with five transcribed calls starting
 at once the SDK's connects timed out and an FFI panic took every call of the worker down. The
@@ -17,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import numpy as np
 from livekit.agents import AgentServer, JobContext, JobExecutorType, JobProcess, JobRequest
 
 from functions.gateway import make_gateway
@@ -26,29 +29,43 @@ from functions.media_protocol import MEDIA_AGENT, CallJob, JobEnvelope, briefing
 from functions.models import SpeechRequest, TranscribeRequest
 from functions.services import build_services
 from functions.settings import Settings
+from media.heartbeat import Heartbeat
 from media.jobs import JobDeps, load_hold_clip, run_job
 
 log = logging.getLogger(__name__)
 
 
-def prewarm_process(settings: Settings, proc: JobProcess) -> None:
-    """Runs once in every job process before it takes a job: the hold clip decoded and the voice
-    loaded (a consult's brief is synthesized the moment it starts). Whisper loads on a call job's
-    first utterance, with one thread: the job processes share the cores, and a model with a thread
-    per core in each would oversubscribe them. Prewarming Whisper too was measured: every job start
-    then spawned a replacement that loaded it, and those bursts garbled the captions of calls
-    starting together."""
-    from functions.speech import synthesize_speech
+# Imported once in the forkserver that forks the job processes: each job process then starts with
+# them in memory (copy-on-write) instead of importing them itself. Imports only: nothing here starts
+# a thread or loads a model (neither would survive the fork).
+PRELOAD_MODULES = [
+    "numpy",
+    "onnxruntime",
+    "piper",
+    "faster_whisper",
+    "functions.gateway",
+    "functions.services",
+    "functions.speech",
+    "functions.transcription",
+    "media.jobs",
+]
 
+
+def prewarm_process(settings: Settings, hold_clip_path: Path, proc: JobProcess) -> None:
+    """Runs once in every job process before it takes a job, so it must be cheap: process start-up
+    is what limits how fast a worker takes new calls (measured: 2.5-11 s per process on a busy
+    2-core machine when the voice was loaded here). The hold clip is read from the file the worker
+    decoded it to; the voice loads in the consult job that speaks (its brief is synthesized while B
+    is still joining), Whisper on a call job's first utterance, with one thread: the job processes
+    share the cores, and a model with a thread per core in each would oversubscribe them."""
     settings = settings.model_copy(update={"whisper_cpu_threads": settings.whisper_cpu_threads or 1})
     services = build_services(settings)
     # Two: the brief's synthesis must never wait behind a transcription (or Whisper loading) in the same job.
     pool = ThreadPoolExecutor(max_workers=settings.worker_model_threads or 2)
-    synthesize_speech(SpeechRequest(text="Ready."), services)
     proc.userdata["deps"] = JobDeps(
         gateway=make_gateway(settings, services, executor=pool),
         api_secret=settings.livekit_api_secret.get_secret_value(),
-        hold_clip=asyncio.run(load_hold_clip()),
+        hold_clip=np.load(hold_clip_path),
     )
 
 
@@ -78,12 +95,15 @@ async def entrypoint(ctx: JobContext) -> None:
 class MediaWorker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._tmp = tempfile.TemporaryDirectory(prefix="media-worker-")
+        self.hold_clip_path = Path(self._tmp.name) / "hold.npy"
         self.server = AgentServer(
             job_executor_type=JobExecutorType.PROCESS,
             ws_url=settings.livekit_url,
             api_key=settings.livekit_api_key,
             api_secret=settings.livekit_api_secret.get_secret_value(),
-            setup_fnc=functools.partial(prewarm_process, settings),
+            setup_fnc=functools.partial(prewarm_process, settings, self.hold_clip_path),
+            preload_modules=PRELOAD_MODULES,
             load_fnc=self.load,
             load_threshold=1.0,  # `load` is already jobs / max: full means full
             num_idle_processes=settings.worker_idle_jobs,  # prewarmed processes ready for the next jobs
@@ -95,6 +115,11 @@ class MediaWorker:
             log_level="INFO",
         )
         self.server.rtc_session(entrypoint, agent_name=MEDIA_AGENT, on_request=on_request)
+        self.heartbeat = Heartbeat(
+            lambda: [(j.job.metadata, j.job.room.name) for j in self.server.active_jobs],
+            settings.livekit_api_secret.get_secret_value(),
+        )
+        self._beating: asyncio.Task | None = None
 
     @property
     def active_jobs(self) -> int:
@@ -116,8 +141,14 @@ class MediaWorker:
 
     async def run(self) -> None:
         await asyncio.to_thread(self.check_models)
+        np.save(self.hold_clip_path, await load_hold_clip())  # decoded once per worker, not per job process
         log.info("media worker registering as %r with %s", MEDIA_AGENT, self.settings.livekit_url)
+        self._beating = asyncio.ensure_future(self.heartbeat.run())
         await self.server.run(devmode=False)
 
     async def aclose(self) -> None:
+        if self._beating:
+            self._beating.cancel()
+            await self.heartbeat.goodbye()  # before the jobs leave: their departures are not a crash
         await self.server.aclose()
+        self._tmp.cleanup()
