@@ -2,10 +2,14 @@
 
 - jobs are dispatched by agent name (AgentDispatchService) with their spec as metadata;
 - hold audio is the call room's metadata (`CallRoomState`), which the call job follows;
-- what the jobs did comes back as reports (`on_report`), what LiveKit saw as webhooks.
+- what the jobs did comes back as reports (`on_report`), what LiveKit saw as webhooks;
+- which jobs each worker runs comes as its heartbeat (`on_heartbeat`).
 
 A job that leaves while its room still needs it (a worker died) is dispatched again; a room keeps
-at most one dispatch in flight, so a burst of webhooks cannot start two jobs for one room.
+at most one dispatch in flight, so a burst of webhooks cannot start two jobs for one room. A job
+whose worker went silent, or whose worker no longer lists it (its process died), is "lost": its
+participant is a ghost that LiveKit would keep for 15 s, so the orchestrator removes it, and the
+`participant_left` that follows dispatches the job again.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ import time
 from functions.errors import ServiceError
 from functions.media_protocol import (
     MEDIA_AGENT,
+    WORKER_SILENT_S,
     CallJob,
     CallRoomState,
     ConsultJob,
     JobEnvelope,
+    JobRef,
     MediaEvent,
+    WorkerHeartbeat,
     briefing_identity,
     media_identity,
 )
@@ -44,6 +51,10 @@ class MediaControl:
         self.redispatches = 0
         self._checking: set[str] = set()  # job identities whose presence is being checked
         self.listening: set[tuple[str, str]] = set()  # (room job identity, speaker) whose audio a job reads
+        self._workers: dict[str, float] = {}  # worker id → its last heartbeat
+        self._owner: dict[str, tuple[str, str, float]] = {}  # job identity → (worker id, room, last listed)
+        self._joined_at: dict[str, float] = {}  # job identity → when its latest job reported "joined"
+        self.lost_jobs = 0
 
     @property
     def control_url(self) -> str:
@@ -132,11 +143,48 @@ class MediaControl:
         except TimeoutError:
             return False
 
+    # --- worker liveness -------------------------------------------------------------------------------
+    def on_heartbeat(self, beat: WorkerHeartbeat) -> list[JobRef]:
+        """Record what the worker runs; returns the jobs it listed before and no longer does."""
+        now = time.monotonic()
+        mine = {i: o for i, o in self._owner.items() if o[0] == beat.worker_id}
+        if beat.stopping:  # its jobs leave their rooms themselves; the webhooks take it from there
+            self._workers.pop(beat.worker_id, None)
+            for identity in mine:
+                del self._owner[identity]
+            return []
+        self._workers[beat.worker_id] = now
+        listed = {j.identity for j in beat.jobs}
+        lost = self._take_lost({i: o for i, o in mine.items() if i not in listed})
+        for j in beat.jobs:
+            self._owner[j.identity] = (beat.worker_id, j.room, now)
+        return lost
+
+    def silent_workers(self) -> list[JobRef]:
+        """The jobs of workers that have not beaten for WORKER_SILENT_S (each reported once)."""
+        now = time.monotonic()
+        silent = {w for w, t in self._workers.items() if now - t > WORKER_SILENT_S}
+        for w in silent:
+            log.warning("media worker %s silent for %.1fs: its jobs are lost", w, now - self._workers.pop(w))
+        return self._take_lost({i: o for i, o in self._owner.items() if o[0] in silent})
+
+    def _take_lost(self, owned: dict[str, tuple[str, str, float]]) -> list[JobRef]:
+        lost = []
+        for identity, (_worker, room, listed_at) in owned.items():
+            del self._owner[identity]
+            # A job that joined after its old worker last listed it is a new one (the same identity
+            # rejoined elsewhere, and LiveKit already replaced the ghost): it is not lost.
+            if self._joined_at.get(identity, 0.0) <= listed_at:
+                lost.append(JobRef(room=room, identity=identity))
+        self.lost_jobs += len(lost)
+        return lost
+
     # --- reports ----------------------------------------------------------------------------------------
     def on_event(self, event: MediaEvent) -> None:
         if event.event == "joined":
             identity = briefing_identity(event.transfer_id) if event.transfer_id else media_identity(event.call_id)
             self._joined.setdefault(identity, asyncio.Event()).set()
+            self._joined_at[identity] = time.monotonic()
         elif event.event == "listening":
             identity = briefing_identity(event.transfer_id) if event.transfer_id else media_identity(event.call_id)
             self.listening.add((identity, event.detail))
@@ -147,5 +195,6 @@ class MediaControl:
 
     def forget_call(self, call_id: str) -> None:
         self._hold_on.pop(call_id, None)
+        self._joined_at.pop(media_identity(call_id), None)
         self._joined.pop(media_identity(call_id), None)
         self._dispatched_at.pop(media_identity(call_id), None)

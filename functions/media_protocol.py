@@ -97,7 +97,27 @@ class MediaEvent(BaseModel):
     detail: str = ""
 
 
-MediaReport = Annotated[SegmentReport | MediaEvent, Field(discriminator="kind")]
+class JobRef(BaseModel):
+    room: str
+    identity: str
+
+
+class WorkerHeartbeat(BaseModel):
+    """A worker's main process, every HEARTBEAT_S: the jobs it runs for this control plane. LiveKit
+    keeps the participant of a job whose process died for its 15 s ping timeout and sends no event
+    when a worker goes away; the heartbeat is how the control plane learns of both in seconds."""
+
+    kind: Literal["heartbeat"] = "heartbeat"
+    worker_id: str
+    jobs: list[JobRef] = Field(default_factory=list, max_length=500)
+    stopping: bool = Field(False, description="a clean stop: its jobs leave their rooms themselves")
+
+
+HEARTBEAT_S = 0.5
+WORKER_SILENT_S = 2.0  # no heartbeat for this long: the worker is gone, its job participants are ghosts
+
+
+MediaReport = Annotated[SegmentReport | MediaEvent | WorkerHeartbeat, Field(discriminator="kind")]
 
 
 class ReportEnvelope(BaseModel):

@@ -31,7 +31,16 @@ from livekit import api
 from functions.background import Background
 from functions.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, LiveKitError, NotFound, ServiceError
 from functions.media_control import MediaControl
-from functions.media_protocol import MediaEvent, MediaReport, SegmentReport, briefing_identity, media_identity
+from functions.media_protocol import (
+    HEARTBEAT_S,
+    JobRef,
+    MediaEvent,
+    MediaReport,
+    SegmentReport,
+    WorkerHeartbeat,
+    briefing_identity,
+    media_identity,
+)
 from functions.models import (
     Call,
     CallStatus,
@@ -128,6 +137,7 @@ class TransferOrchestrator:
         """Create the agents' lobby and re-attach to calls and transfers left open by a previous run."""
         await self.ensure_lobby()
         await self.recover()
+        self._background.spawn(self._watch_workers())
 
     async def aclose(self) -> None:
         for timers in self._timers.values():
@@ -442,6 +452,10 @@ class TransferOrchestrator:
             await self.end_call(call.call_id, actor=identity, reason="caller hung up")
 
     async def on_media_report(self, report: MediaReport) -> None:
+        if isinstance(report, WorkerHeartbeat):
+            for job in self.media.on_heartbeat(report):
+                self._background.spawn(self._job_lost(job))
+            return
         try:
             self.store.get_call(report.call_id)
         except NotFound:
@@ -452,6 +466,25 @@ class TransferOrchestrator:
             self.media.on_event(report)
             if report.event in ("hold_started", "brief_failed"):
                 log.info("media %s: %s %s", report.call_id, report.event, report.detail)
+
+    async def _watch_workers(self) -> None:
+        """Workers that stopped beating (killed, frozen, cut off): their jobs are lost."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            for job in self.media.silent_workers():
+                self._background.spawn(self._job_lost(job))
+
+    async def _job_lost(self, job: JobRef) -> None:
+        """A job whose process is gone: its participant is a ghost until LiveKit's 15 s ping
+        timeout. Removed now, so the `participant_left` webhook re-dispatches the job at once."""
+        call = self.store.call_by_room(job.room)
+        transfer = self._transfer_by_consult_room(job.room) if call is None else None
+        live = (call is not None and call.status is not CallStatus.ended) or (
+            transfer is not None and transfer.state is S.consulting
+        )
+        if live:
+            log.warning("media job %s in %s lost with its worker: removing its participant", job.identity, job.room)
+            await self._safe(self.rooms.remove_participant(job.room, job.identity))
 
     def _transfer_by_consult_room(self, room: str) -> Transfer | None:
         if not room.startswith("consult-"):

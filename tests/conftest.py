@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -59,10 +61,16 @@ class WorkerProcess:
     """`python worker.py --embedded <the session server's state>` with its log kept for failures."""
 
     def __init__(self, livekit_server: EmbeddedLiveKit, name: str = "worker") -> None:
+        self.livekit_server = livekit_server
         self.log_path = livekit_server.dir / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "worker.py"), "--embedded", str(livekit_server.dir)],
+        self._log = self.log_path.open("ab")
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen:
+        self._log.flush()
+        self._since = self.log_path.stat().st_size  # where this process's log starts (the file is appended to)
+        return subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "worker.py"), "--embedded", str(self.livekit_server.dir)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=PROJECT_ROOT,
@@ -70,12 +78,24 @@ class WorkerProcess:
             preexec_fn=die_with_parent,  # no orphan workers, however the session dies
         )
 
+    def kill(self) -> None:
+        """What a crashed machine does: SIGKILL to the worker and its job processes (its session), no goodbye."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+
+    def restart(self) -> WorkerProcess:
+        """After `kill`: the same worker again (its log continues), registered."""
+        self._log.write(b"\n--- restarted ---\n")
+        self.proc = self._spawn()
+        return self.wait_registered()
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def wait_registered(self, timeout: float = WORKER_READY_S) -> WorkerProcess:
         deadline = time.monotonic() + timeout
-        while "registered worker" not in self.log():
+        while b"registered worker" not in self.log_path.read_bytes()[self._since :]:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the media worker did not register:\n{self.log()[-3000:]}")
             time.sleep(0.1)

@@ -10,6 +10,7 @@ control plane endpoint (tests/support/control_hub.py) that the server's webhooks
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import httpx
@@ -66,6 +67,50 @@ async def test_jobs_land_on_both_workers(orchestrator, media_worker, second_work
     finally:
         for caller in callers:
             await caller.disconnect()
+
+
+def _longest_gap(times: list[float], start: float, end: float) -> float:
+    """The longest stretch in [start, end] without an audible frame."""
+    marks = [start, *(t for t in times if start <= t <= end), end]
+    return max(b - a for a, b in itertools.pairwise(marks))
+
+
+async def test_a_killed_worker_s_call_is_taken_over_by_the_other(orchestrator, media_worker, second_worker):
+    """`kill -9` of the worker (and its job processes) whose job plays the caller's hold audio,
+    mid-consult: the server says the job left, the control plane dispatches it again, the other
+    worker takes it and the caller hears hold audio again within 5 s; the transfer then completes."""
+    world = await CallWorld(orchestrator).start()
+    room = world.call.room
+    try:
+        t = await world.initiate()
+        await world.caller.wait_hears(world.hold_id, timeout=20)
+        await world.join_consult()
+        holder = next(w for w in (media_worker, second_worker) if f"joined {room}" in w.log())
+        survivor = second_worker if holder is media_worker else media_worker
+        redispatches = orchestrator.media.redispatches
+        killed_at = time.monotonic()
+        holder.kill()
+        # The hold audio comes back from the survivor: the same identity, a new job.
+        deadline = killed_at + 15
+        while f"joined {room}" not in survivor.log() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert f"joined {room}" in survivor.log(), "the call job was not taken over by the other worker"
+        await world.caller.wait_hears(world.hold_id, timeout=5)
+        heard = world.caller.heard[world.hold_id].energy_times
+        gap = _longest_gap(heard, killed_at, time.monotonic())
+        print(f"hold audio gap after kill -9: {gap:.2f} s")
+        assert gap <= 5.0, f"the caller heard no hold audio for {gap:.1f} s"
+        assert orchestrator.media.redispatches > redispatches
+        assert not world.caller.disconnected.is_set()
+        # The consult goes on (its job may have been on the killed worker too): B takes the call.
+        await orchestrator.accept(t.transfer_id, actor=world.b_id)
+        await world.b_joins_call()
+        await world.wait_state(TransferState.completed, timeout=20)
+        await world.caller.wait_hears(world.b_id)
+    finally:
+        await world.close()
+        if media_worker.proc.poll() is not None:  # the session's worker serves the tests after this one
+            await asyncio.to_thread(media_worker.restart)
 
 
 async def test_caller_leaving_ends_the_call_from_the_webhook_alone(world):

@@ -1,0 +1,107 @@
+"""The worker's heartbeat to the control planes it serves: every HEARTBEAT_S, the jobs it runs.
+
+LiveKit keeps the participant of a job whose process died (a `kill -9`, an OOM, a lost machine)
+until its 15 s ping timeout, and it tells nobody when a worker goes away. The heartbeat lets the
+control plane notice within WORKER_SILENT_S, remove the ghost participant and dispatch the job
+again, so a caller on hold hears a gap of seconds, not a silent quarter-minute.
+
+It runs in the worker's main process (which knows every job of its job processes), one POST per
+control plane per beat, whatever the number of calls. Best effort: a beat that fails is logged once
+and the next one is sent on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+import aiohttp
+
+from functions.media_protocol import (
+    HEARTBEAT_S,
+    INTERNAL_PATH,
+    JobEnvelope,
+    JobRef,
+    ReportEnvelope,
+    WorkerHeartbeat,
+    briefing_identity,
+    internal_token,
+    media_identity,
+)
+
+log = logging.getLogger(__name__)
+
+
+def job_ref(metadata: str, room: str) -> tuple[str, JobRef] | None:
+    """(control URL, the job) from a running job's dispatch metadata; None if it is not one of ours."""
+    try:
+        spec = JobEnvelope.model_validate_json(metadata or "").job
+    except ValueError:
+        return None
+    identity = media_identity(spec.call_id) if spec.kind == "call" else briefing_identity(spec.transfer_id)
+    return spec.control_url, JobRef(room=room, identity=identity)
+
+
+class Heartbeat:
+    def __init__(
+        self, jobs: Callable[[], Iterable[tuple[str, str]]], api_secret: str, *, interval_s: float = HEARTBEAT_S
+    ) -> None:
+        """`jobs()` gives (dispatch metadata, room name) of every running job."""
+        self.worker_id = f"worker-{uuid.uuid4().hex[:12]}"
+        self._jobs = jobs
+        self._headers = {"Authorization": f"Bearer {internal_token(api_secret)}"}
+        self._interval = interval_s
+        self._known: set[str] = set()  # control URLs with jobs at the last beat
+        self._ever: set[str] = set()  # every control URL beaten to: each gets the goodbye
+        self._failing: set[str] = set()  # logged once per outage, not twice a second
+
+    def beats(self, stopping: bool = False) -> dict[str, WorkerHeartbeat]:
+        by_url: dict[str, list[JobRef]] = defaultdict(list)
+        for metadata, room in self._jobs():
+            if ref := job_ref(metadata, room):
+                by_url[ref[0]].append(ref[1])
+        # A control plane whose last job ended hears an empty beat: its jobs are gone, not its worker.
+        urls = set(by_url) | (self._ever if stopping else self._known)
+        self._known = set(by_url)
+        self._ever |= urls
+        return {url: WorkerHeartbeat(worker_id=self.worker_id, jobs=by_url[url], stopping=stopping) for url in urls}
+
+    async def run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=max(self._interval * 2, 1.0))
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            self._session = session
+            while True:
+                started = asyncio.get_running_loop().time()
+                await self._send_all(self.beats())
+                await asyncio.sleep(max(0.0, self._interval - (asyncio.get_running_loop().time() - started)))
+
+    async def goodbye(self) -> None:
+        """A clean stop: the control planes need not wait WORKER_SILENT_S to know (bounded, 1 s)."""
+        beats = self.beats(stopping=True)
+        if not beats:
+            return
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session:
+            self._session = session
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._send_all(beats), 1.0)
+
+    async def _send_all(self, beats: dict[str, WorkerHeartbeat]) -> None:
+        await asyncio.gather(*(self._send(url, beat) for url, beat in beats.items()))
+
+    async def _send(self, url: str, beat: WorkerHeartbeat) -> None:
+        body = ReportEnvelope(report=beat).model_dump(mode="json")
+        try:
+            async with self._session.post(url.rstrip("/") + INTERNAL_PATH, json=body, headers=self._headers) as r:
+                if r.status >= 300:
+                    raise aiohttp.ClientResponseError(r.request_info, (), status=r.status, message=await r.text())
+            if url in self._failing:
+                self._failing.discard(url)
+                log.info("heartbeat to %s delivered again", url)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            if url not in self._failing:
+                self._failing.add(url)
+                log.warning("heartbeat to %s not delivered: %s", url, e)
