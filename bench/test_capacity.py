@@ -10,7 +10,7 @@ For each level (BENCH_LEVELS, default "10,25") and worker count (BENCH_WORKERS, 
   - for 10 s, up to 10 callers (sampled: every caller in this one process would measure this
     process's own CPU, not the system's) record the hold audio they hear.
 It reports initiate latency p50/p95/max, failed initiates, the longest hold-audio gap and the count
-of gaps over 200 ms heard by the sampled callers, and CPU (cores, over the 10 s) and RSS of this
+of gaps over 200 ms heard by the sampled callers, and CPU (cores, over the 10 s) and memory (PSS) of this
 process (control plane + callers), the worker process trees and livekit-server.
 
 50 is not in the default levels: a job process holds ~250-300 MB here (Python, livekit-agents, the
@@ -57,7 +57,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Usage:
-    """CPU (cores) and RSS of a process and its children, over a window."""
+    """CPU (cores) and memory of a process and its children, over a window. Memory is PSS: job
+    processes forked from one forkserver share most of their pages, which RSS would count once per
+    process."""
 
     def __init__(self, pid: int, *, children: bool = True) -> None:
         self.proc = psutil.Process(pid)
@@ -83,7 +85,7 @@ class Usage:
         total = 0
         for p in self._tree():
             try:
-                total += p.memory_info().rss
+                total += p.memory_full_info().pss
             except psutil.Error:
                 pass
         return total / 2**20
@@ -196,7 +198,7 @@ async def test_capacity(livekit_server, control_settings, control_hub, media_wor
             await asyncio.to_thread(second.stop)
     print(
         "\n| workers | calls on hold | initiate p50 s | p95 s | max s | failed | longest hold gap s | gaps >200 ms "
-        "| CPU cores: control+callers / workers / livekit | RSS MB: control+callers / workers / livekit |"
+        "| CPU cores: control+callers / workers / livekit | PSS MB: control+callers / workers / livekit |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

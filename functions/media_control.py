@@ -160,9 +160,15 @@ class MediaControl:
             self._owner[j.identity] = (beat.worker_id, j.room, now)
         return lost
 
-    def silent_workers(self) -> list[JobRef]:
-        """The jobs of workers that have not beaten for WORKER_SILENT_S (each reported once)."""
+    def silent_workers(self, lag_s: float = 0.0) -> list[JobRef]:
+        """The jobs of workers that have not beaten for WORKER_SILENT_S (each reported once).
+        `lag_s`: how late the caller's own loop ran. A control plane that was itself too busy to
+        take the beats cannot tell a dead worker from a late beat, so that time is not counted:
+        removing a live job's participant would cut a caller's hold audio for nothing."""
         now = time.monotonic()
+        if lag_s > 0:
+            for w in self._workers:
+                self._workers[w] += lag_s
         silent = {w for w, t in self._workers.items() if now - t > WORKER_SILENT_S}
         for w in silent:
             log.warning("media worker %s silent for %.1fs: its jobs are lost", w, now - self._workers.pop(w))

@@ -114,7 +114,7 @@ class WorkerHeartbeat(BaseModel):
 
 
 HEARTBEAT_S = 0.5
-WORKER_SILENT_S = 2.0  # no heartbeat for this long: the worker is gone, its job participants are ghosts
+WORKER_SILENT_S = 2.5  # no heartbeat for this long: the worker is gone, its job participants are ghosts
 
 
 MediaReport = Annotated[SegmentReport | MediaEvent | WorkerHeartbeat, Field(discriminator="kind")]

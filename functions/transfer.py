@@ -189,6 +189,9 @@ class TransferOrchestrator:
             self.store.update_call(call_id, status=CallStatus.ended)
             await self._safe(self.rooms.delete_room(room))
             raise
+        # A dispatch the server drops (a worker that did not answer in time) never joins, so no
+        # webhook would tell: checked once its grace period is over, re-dispatched if missing.
+        self._background.spawn(self._ensure_call_job(call))
         await self._notify_call(call)
         return call
 
@@ -327,6 +330,8 @@ class TransferOrchestrator:
             raise LiveKitError(f"transfer could not start: {failure}", retryable=True) from failure
         # A phone leg's ringing is bounded by the dialer's own ring timeout.
         self._arm_timeouts(tid, ring=kind is TargetKind.agent)
+        if kind is TargetKind.agent:
+            self._background.spawn(self._ensure_consult_job(transfer))  # as for the call job (start_call)
         await self._notify(transfer, summary=summary)
         await self._notify_call(self.store.get_call(call_id))
         return transfer
@@ -469,9 +474,12 @@ class TransferOrchestrator:
 
     async def _watch_workers(self) -> None:
         """Workers that stopped beating (killed, frozen, cut off): their jobs are lost."""
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             await asyncio.sleep(HEARTBEAT_S)
-            for job in self.media.silent_workers():
+            lag = loop.time() - started - HEARTBEAT_S
+            for job in self.media.silent_workers(lag_s=lag if lag > HEARTBEAT_S / 2 else 0.0):
                 self._background.spawn(self._job_lost(job))
 
     async def _job_lost(self, job: JobRef) -> None:

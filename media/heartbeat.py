@@ -71,7 +71,7 @@ class Heartbeat:
         return {url: WorkerHeartbeat(worker_id=self.worker_id, jobs=by_url[url], stopping=stopping) for url in urls}
 
     async def run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=max(self._interval * 2, 1.0))
+        timeout = aiohttp.ClientTimeout(total=2.0)  # a busy control plane answers late, not never
         async with aiohttp.ClientSession(timeout=timeout) as session:
             self._session = session
             while True:

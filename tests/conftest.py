@@ -37,6 +37,9 @@ def livekit_server(control_port):
     webhook = f"http://127.0.0.1:{control_port}{WEBHOOK_PATH}"
     with EmbeddedLiveKit(load_settings(livekit_port=0), webhook_url=webhook) as server:
         yield server
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)  # the server's log, for a failed run
+        with contextlib.suppress(OSError):
+            shutil.copy(server.log_path, ARTIFACTS / "livekit-server.log")
 
 
 @pytest.fixture(scope="session")

@@ -119,3 +119,12 @@ def test_the_worker_beats_each_control_plane_with_its_own_jobs_and_says_goodbye_
     # A beat is a report the control plane's endpoint accepts.
     body = ReportEnvelope(report=goodbye["http://one"]).model_dump_json()
     assert isinstance(ReportEnvelope.model_validate_json(body).report, WorkerHeartbeat)
+
+
+def test_time_the_control_plane_itself_lagged_does_not_count(control, clock):
+    """Beats not taken because this loop was busy are not a dead worker."""
+    control.on_heartbeat(beat("w1", "media-a"))
+    clock.now += WORKER_SILENT_S + 1.0
+    assert control.silent_workers(lag_s=2.0) == []
+    clock.now += WORKER_SILENT_S
+    assert [j.identity for j in control.silent_workers()] == ["media-a"]
