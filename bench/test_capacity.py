@@ -13,9 +13,9 @@ It reports initiate latency p50/p95/max, failed initiates, the longest hold-audi
 of gaps over 200 ms heard by the sampled callers, and CPU (cores, over the 10 s) and memory (PSS) of this
 process (control plane + callers), the worker process trees and livekit-server.
 
-50 is not in the default levels: a job process holds ~250-300 MB here (Python, livekit-agents, the
-SDK, piper's voice), so 50 consults = 100 job processes would exceed this machine's 24 GB. That is
-the measured ceiling of process-per-job on this machine; see README, Benchmarks.
+50 is not in the default levels: measured before job processes were forked from a preloaded
+forkserver, a job process held ~250-300 MB of RSS, and 100 of them would exceed this machine's
+24 GB. Now an idle one has 15 MB private (PSS 78 MB): BENCH_LEVELS=10,25,50 to measure it.
 
 Run: .venv/bin/python -m pytest bench/test_capacity.py -s   (BENCH_LEVELS=10 BENCH_WORKERS=1 for one)
 """

@@ -52,6 +52,7 @@ class JobDeps:
         return Reporter(control_url, self.api_secret, http_context.http_session)
 
 
+BRIEF_FIRST_S = 15.0  # a consult's transcription waits this long at most for the brief's audio
 ALONE_S = 60.0  # a room with nobody but service participants for this long is left
 
 
@@ -203,6 +204,7 @@ class BriefSpeaker:
     async def start(self) -> BriefSpeaker:
         audio = asyncio.ensure_future(self._synthesize())  # before B arrives: ready when B listens
         self._keep(audio)
+        self.audio_ready = audio
         # Set before publishing, so nobody but B can subscribe, even briefly.
         self.room.local_participant.set_track_subscription_permissions(
             allow_all_participants=False,
@@ -297,6 +299,12 @@ async def run_job(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps) ->
         log.info("media job joined %s", ctx.room.name)
         await reporter.send(MediaEvent(call_id=spec.call_id, transfer_id=transfer_id, event="joined"))
         if spec.transcribe:
+            if isinstance(media, BriefSpeaker):
+                # The brief first: its synthesis (the voice loads in this job) must not share the cores
+                # with Whisper loading for the consult's transcript. Measured in CI with both at once on
+                # a busy machine: B heard nothing for over 20 s.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(media.audio_ready), BRIEF_FIRST_S)
             listener = _listener(ctx, spec, deps, reporter)
         await _until_disconnected(ctx.room, stop)
     finally:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from livekit.agents import AgentServer, JobContext, JobExecutorType, JobProcess, JobRequest
+from livekit.agents.utils import http_context
 
 from functions.gateway import make_gateway
 from functions.media_protocol import MEDIA_AGENT, CallJob, JobEnvelope, briefing_identity, media_identity
@@ -59,6 +60,9 @@ def prewarm_process(settings: Settings, hold_clip_path: Path, proc: JobProcess) 
     is still joining), Whisper on a call job's first utterance, with one thread: the job processes
     share the cores, and a model with a thread per core in each would oversubscribe them."""
     settings = settings.model_copy(update={"whisper_cpu_threads": settings.whisper_cpu_threads or 1})
+    # The job's HTTP session parses the CA bundle once per process (cached by livekit-agents): here,
+    # not on the job's loop, where it blocked a starting job for 0.1-0.7 s (its log said so).
+    http_context._create_ssl_context()
     services = build_services(settings)
     # Two: the brief's synthesis must never wait behind a transcription (or Whisper loading) in the same job.
     pool = ThreadPoolExecutor(max_workers=settings.worker_model_threads or 2)
