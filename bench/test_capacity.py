@@ -23,7 +23,6 @@ Run: .venv/bin/python -m pytest bench/test_capacity.py -s   (BENCH_LEVELS=10 BEN
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import statistics
 import time
@@ -37,18 +36,13 @@ from functions.services import build_services
 from functions.store import Store
 from functions.transfer import TransferOrchestrator
 from tests.conftest import WorkerProcess
-from tests.support.peer import Peer
+from tests.support.peer import Peer, gaps
 
 LEVELS = [int(x) for x in os.environ.get("BENCH_LEVELS", "10,25").split(",")]
 WORKERS = [int(x) for x in os.environ.get("BENCH_WORKERS", "1,2").split(",")]
 LISTEN_S = 10.0
 SAMPLED = 10
 GAP_S = 0.2
-
-
-def gaps(times: list[float], start: float, end: float) -> list[float]:
-    edges = [start, *sorted(t for t in times if start <= t <= end), end]
-    return [b - a for a, b in itertools.pairwise(edges)]
 
 
 def pct(values: list[float], q: float) -> float:

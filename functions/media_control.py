@@ -30,7 +30,7 @@ from functions.media_protocol import (
     JobRef,
     MediaEvent,
     WorkerHeartbeat,
-    briefing_identity,
+    job_identity,
     media_identity,
 )
 from functions.models import Call, CallSummary, Transfer
@@ -70,7 +70,7 @@ class MediaControl:
             control_url=self.control_url,
             transcribe=self.settings.live_transcription,
         )
-        return self._job(media_identity(call.call_id), spec)
+        return self._job(spec)
 
     def consult_job(self, transfer: Transfer, call: Call, summary: CallSummary) -> tuple[str, str]:
         spec = ConsultJob(
@@ -82,9 +82,10 @@ class MediaControl:
             target=transfer.target,
             summary=summary,
         )
-        return self._job(briefing_identity(transfer.transfer_id), spec)
+        return self._job(spec)
 
-    def _job(self, identity: str, spec: CallJob | ConsultJob) -> tuple[str, str]:
+    def _job(self, spec: CallJob | ConsultJob) -> tuple[str, str]:
+        identity = spec.identity
         self._joined.setdefault(identity, asyncio.Event()).clear()
         self._dispatched_at[identity] = time.monotonic()
         return MEDIA_AGENT, JobEnvelope(job=spec).model_dump_json()
@@ -188,11 +189,11 @@ class MediaControl:
     # --- reports ----------------------------------------------------------------------------------------
     def on_event(self, event: MediaEvent) -> None:
         if event.event == "joined":
-            identity = briefing_identity(event.transfer_id) if event.transfer_id else media_identity(event.call_id)
+            identity = job_identity(event.call_id, event.transfer_id)
             self._joined.setdefault(identity, asyncio.Event()).set()
             self._joined_at[identity] = time.monotonic()
         elif event.event == "listening":
-            identity = briefing_identity(event.transfer_id) if event.transfer_id else media_identity(event.call_id)
+            identity = job_identity(event.call_id, event.transfer_id)
             self.listening.add((identity, event.detail))
         elif event.event == "hold_started":
             self._hold_on.setdefault(event.call_id, asyncio.Event()).set()

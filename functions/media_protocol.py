@@ -37,6 +37,11 @@ def briefing_identity(transfer_id: str) -> str:
     return f"briefing-{transfer_id}"
 
 
+def job_identity(call_id: str, transfer_id: str | None = None) -> str:
+    """The identity of the job a spec or report is about: the consult's if it names a transfer."""
+    return briefing_identity(transfer_id) if transfer_id else media_identity(call_id)
+
+
 def internal_token(api_secret: str) -> str:
     """Bearer token for job → control reports. Derived from the LiveKit API secret, which every
     worker already needs to register with the server, so there is no second secret to deploy."""
@@ -56,6 +61,10 @@ class CallJob(_Job):
 
     kind: Literal["call"] = "call"
 
+    @property
+    def identity(self) -> str:
+        return media_identity(self.call_id)
+
 
 class ConsultJob(_Job):
     """In the consult room: sends the card and speaks the brief to B only; transcribes the consult."""
@@ -64,6 +73,10 @@ class ConsultJob(_Job):
     transfer_id: str
     target: str
     summary: CallSummary
+
+    @property
+    def identity(self) -> str:
+        return briefing_identity(self.transfer_id)
 
 
 JobSpec = Annotated[CallJob | ConsultJob, Field(discriminator="kind")]

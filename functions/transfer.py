@@ -381,8 +381,7 @@ class TransferOrchestrator:
     async def on_livekit_event(self, event: api.WebhookEvent) -> None:
         """Webhooks from the LiveKit server: quick decisions here, slow work in the background."""
         room, identity = event.room.name, event.participant.identity
-        call = self.store.call_by_room(room)
-        transfer = self._transfer_by_consult_room(room) if call is None else None
+        call, transfer = self._room_owner(room)
         if call is None and transfer is None:
             return  # not ours
         if event.event == "participant_joined" and not self._may_be_in(room, identity, call, transfer):
@@ -485,14 +484,18 @@ class TransferOrchestrator:
     async def _job_lost(self, job: JobRef) -> None:
         """A job whose process is gone: its participant is a ghost until LiveKit's 15 s ping
         timeout. Removed now, so the `participant_left` webhook re-dispatches the job at once."""
-        call = self.store.call_by_room(job.room)
-        transfer = self._transfer_by_consult_room(job.room) if call is None else None
+        call, transfer = self._room_owner(job.room)
         live = (call is not None and call.status is not CallStatus.ended) or (
             transfer is not None and transfer.state is S.consulting
         )
         if live:
             log.warning("media job %s in %s lost with its worker: removing its participant", job.identity, job.room)
             await self._safe(self.rooms.remove_participant(job.room, job.identity))
+
+    def _room_owner(self, room: str) -> tuple[Call | None, Transfer | None]:
+        """The call whose room this is, or else the transfer whose consult room it is (neither: not ours)."""
+        call = self.store.call_by_room(room)
+        return call, (self._transfer_by_consult_room(room) if call is None else None)
 
     def _transfer_by_consult_room(self, room: str) -> Transfer | None:
         if not room.startswith("consult-"):

@@ -28,9 +28,7 @@ from functions.media_protocol import (
     JobRef,
     ReportEnvelope,
     WorkerHeartbeat,
-    briefing_identity,
     internal_token,
-    media_identity,
 )
 
 log = logging.getLogger(__name__)
@@ -42,8 +40,7 @@ def job_ref(metadata: str, room: str) -> tuple[str, JobRef] | None:
         spec = JobEnvelope.model_validate_json(metadata or "").job
     except ValueError:
         return None
-    identity = media_identity(spec.call_id) if spec.kind == "call" else briefing_identity(spec.transfer_id)
-    return spec.control_url, JobRef(room=room, identity=identity)
+    return spec.control_url, JobRef(room=room, identity=spec.identity)
 
 
 class Heartbeat:
@@ -73,10 +70,9 @@ class Heartbeat:
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=2.0)  # a busy control plane answers late, not never
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            self._session = session
             while True:
                 started = asyncio.get_running_loop().time()
-                await self._send_all(self.beats())
+                await self._send_all(session, self.beats())
                 await asyncio.sleep(max(0.0, self._interval - (asyncio.get_running_loop().time() - started)))
 
     async def goodbye(self) -> None:
@@ -85,17 +81,16 @@ class Heartbeat:
         if not beats:
             return
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session:
-            self._session = session
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._send_all(beats), 1.0)
+                await asyncio.wait_for(self._send_all(session, beats), 1.0)
 
-    async def _send_all(self, beats: dict[str, WorkerHeartbeat]) -> None:
-        await asyncio.gather(*(self._send(url, beat) for url, beat in beats.items()))
+    async def _send_all(self, session: aiohttp.ClientSession, beats: dict[str, WorkerHeartbeat]) -> None:
+        await asyncio.gather(*(self._send(session, url, beat) for url, beat in beats.items()))
 
-    async def _send(self, url: str, beat: WorkerHeartbeat) -> None:
+    async def _send(self, session: aiohttp.ClientSession, url: str, beat: WorkerHeartbeat) -> None:
         body = ReportEnvelope(report=beat).model_dump(mode="json")
         try:
-            async with self._session.post(url.rstrip("/") + INTERNAL_PATH, json=body, headers=self._headers) as r:
+            async with session.post(url.rstrip("/") + INTERNAL_PATH, json=body, headers=self._headers) as r:
                 if r.status >= 300:
                     raise aiohttp.ClientResponseError(r.request_info, (), status=r.status, message=await r.text())
             if url in self._failing:

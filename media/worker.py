@@ -26,7 +26,7 @@ from livekit.agents import AgentServer, JobContext, JobExecutorType, JobProcess,
 from livekit.agents.utils import http_context
 
 from functions.gateway import make_gateway
-from functions.media_protocol import MEDIA_AGENT, CallJob, JobEnvelope, briefing_identity, media_identity
+from functions.media_protocol import MEDIA_AGENT, CallJob, JobEnvelope
 from functions.models import SpeechRequest, TranscribeRequest
 from functions.services import build_services
 from functions.settings import Settings
@@ -80,11 +80,8 @@ async def on_request(req: JobRequest) -> None:
         log.error("rejecting a job with unreadable metadata in %s: %s", req.room.name, e)
         await req.reject()
         return
-    if isinstance(spec, CallJob):
-        await req.accept(identity=media_identity(spec.call_id), name="Call media", attributes={"role": "service"})
-    else:
-        identity = briefing_identity(spec.transfer_id)
-        await req.accept(identity=identity, name="Transfer briefing", attributes={"role": "service"})
+    name = "Call media" if isinstance(spec, CallJob) else "Transfer briefing"
+    await req.accept(identity=spec.identity, name=name, attributes={"role": "service"})
 
 
 async def entrypoint(ctx: JobContext) -> None:

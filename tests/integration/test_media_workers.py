@@ -10,7 +10,6 @@ control plane endpoint (tests/support/control_hub.py) that the server's webhooks
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 
 import httpx
@@ -25,7 +24,7 @@ from functions.store import Store
 from functions.transfer import TransferOrchestrator
 from tests.conftest import WorkerProcess
 from tests.integration.conftest import CallWorld
-from tests.support.peer import Peer
+from tests.support.peer import Peer, gaps
 
 pytestmark = pytest.mark.integration
 
@@ -69,12 +68,6 @@ async def test_jobs_land_on_both_workers(orchestrator, media_worker, second_work
             await caller.disconnect()
 
 
-def _longest_gap(times: list[float], start: float, end: float) -> float:
-    """The longest stretch in [start, end] without an audible frame."""
-    marks = [start, *(t for t in times if start <= t <= end), end]
-    return max(b - a for a, b in itertools.pairwise(marks))
-
-
 async def test_a_killed_worker_s_call_is_taken_over_by_the_other(orchestrator, media_worker, second_worker):
     """`kill -9` of the worker (and its job processes) whose job plays the caller's hold audio,
     mid-consult: the server says the job left, the control plane dispatches it again, the other
@@ -97,7 +90,7 @@ async def test_a_killed_worker_s_call_is_taken_over_by_the_other(orchestrator, m
         assert f"joined {room}" in survivor.log(), "the call job was not taken over by the other worker"
         await world.caller.wait_hears(world.hold_id, timeout=5)
         heard = world.caller.heard[world.hold_id].energy_times
-        gap = _longest_gap(heard, killed_at, time.monotonic())
+        gap = max(gaps(heard, killed_at, time.monotonic()))
         print(f"hold audio gap after kill -9: {gap:.2f} s")
         assert gap <= 5.0, f"the caller heard no hold audio for {gap:.1f} s"
         assert orchestrator.media.redispatches > redispatches

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import time
 from collections import defaultdict, deque
@@ -21,6 +22,12 @@ from livekit import rtc
 SAMPLE_RATE = 48000
 FRAME_MS = 20
 ENERGY_DBFS = -45.0  # louder than Opus comfort noise, far quieter than any test source
+
+
+def gaps(times: list[float], start: float, end: float) -> list[float]:
+    """The stretches in [start, end] between audible frames (`Heard.energy_times`): a silence heard."""
+    edges = [start, *sorted(t for t in times if start <= t <= end), end]
+    return [b - a for a, b in itertools.pairwise(edges)]
 
 
 @dataclass
