@@ -30,7 +30,6 @@ from functions.media_protocol import MEDIA_AGENT, CallJob, JobEnvelope
 from functions.models import SpeechRequest, TranscribeRequest
 from functions.services import build_services
 from functions.settings import Settings
-from functions.speech import synthesize_speech
 from media.heartbeat import Heartbeat
 from media.jobs import JobDeps, load_hold_clip, run_job
 
@@ -56,18 +55,15 @@ PRELOAD_MODULES = [
 def prewarm_process(settings: Settings, hold_clip_path: Path, proc: JobProcess) -> None:
     """Runs once in every job process before it takes a job, so it must be cheap: process start-up
     is what limits how fast a worker takes new calls (measured: 2.5-11 s per process on a busy
-    2-core machine while each process imported everything itself; the imports are now the
-    forkserver's). The hold clip is read from the file the worker decoded it to, and the piper
-    voice is loaded. Whisper loads on a call job's first utterance, with one thread: the job
-    processes share the cores, and a model with a thread per core in each would oversubscribe them."""
+    2-core machine when the voice was loaded here). The hold clip is read from the file the worker
+    decoded it to; the voice loads in the consult job that speaks (its brief is synthesized while B
+    is still joining), Whisper on a call job's first utterance, with one thread: the job processes
+    share the cores, and a model with a thread per core in each would oversubscribe them."""
     settings = settings.model_copy(update={"whisper_cpu_threads": settings.whisper_cpu_threads or 1})
     # The job's HTTP session parses the CA bundle once per process (cached by livekit-agents): here,
     # not on the job's loop, where it blocked a starting job for 0.1-0.7 s (its log said so).
     http_context._create_ssl_context()
     services = build_services(settings)
-    # The voice too: loading it in the consult job, on a machine busy with Whisper and browsers,
-    # kept B's brief silent for over 20 s (two CI runs). Loaded here it is ready before any job.
-    synthesize_speech(SpeechRequest(text="Ready."), services)
     # Two: the brief's synthesis must never wait behind a transcription (or Whisper loading) in the same job.
     pool = ThreadPoolExecutor(max_workers=settings.worker_model_threads or 2)
     proc.userdata["deps"] = JobDeps(
@@ -136,6 +132,7 @@ class MediaWorker:
     def check_models(self) -> None:
         """Load (and so check) the models once before registering: a broken install fails here, at
         start, with its own message, not in the first caller's job."""
+        from functions.speech import synthesize_speech
         from functions.transcription import transcribe
 
         services = build_services(self.settings)
