@@ -365,11 +365,14 @@ class FunctionsGateway:
         return result
 
 
-def make_gateway(settings: Settings, services: Services, *, executor: Executor | None = None) -> FunctionsGateway:
+def make_gateway(
+    settings: Settings, services: Services, *, executor: Executor | None = None, local: Backend | None = None
+) -> FunctionsGateway:
     """FUNCTIONS_BACKEND=local → in-process; =modal → Modal, with local fallback if MODAL_FALLBACK_LOCAL.
 
-    `executor` bounds the local CPU work (a media worker shares one pool across all its jobs)."""
-    local = LocalBackend(services, executor)
+    `executor` bounds the local CPU work of this process; `local` replaces the in-process backend
+    (a media job runs speech in its worker's model host, `media.model_host`)."""
+    local = local or LocalBackend(services, executor)
     if settings.functions_backend == "modal":
         fallback = local if settings.modal_fallback_local else None
         problem = modal_token_problem()

@@ -300,9 +300,9 @@ async def run_job(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps) ->
         await reporter.send(MediaEvent(call_id=spec.call_id, transfer_id=transfer_id, event="joined"))
         if spec.transcribe:
             if isinstance(media, BriefSpeaker):
-                # The brief first: its synthesis (the voice loads in this job) must not share the cores
-                # with Whisper loading for the consult's transcript. Measured in CI with both at once on
-                # a busy machine: B heard nothing for over 20 s.
+                # The brief first: its synthesis must not share the cores with Whisper loading for the
+                # consult's transcript (this job's first utterance loads it). Measured in CI with both
+                # at once on a busy machine: B heard nothing for over 20 s.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(media.audio_ready), BRIEF_FIRST_S)
             listener = _listener(ctx, spec, deps, reporter)

@@ -22,14 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from livekit.agents import AgentServer, JobContext, JobExecutorType, JobProcess, JobRequest
+from livekit import rtc
+from livekit.agents import AgentServer, JobContext, JobExecutorType, JobProcess, JobRequest, get_job_context
 from livekit.agents.utils import http_context
 
-from functions.gateway import make_gateway
+from functions.gateway import LocalBackend, make_gateway
 from functions.media_protocol import MEDIA_AGENT, CallJob, JobEnvelope
-from functions.models import SpeechRequest, TranscribeRequest
 from functions.services import build_services
 from functions.settings import Settings
+from media import model_host
 from media.heartbeat import Heartbeat
 from media.jobs import JobDeps, load_hold_clip, run_job
 
@@ -49,6 +50,7 @@ PRELOAD_MODULES = [
     "functions.speech",
     "functions.transcription",
     "media.jobs",
+    "media.model_host",
 ]
 
 
@@ -56,18 +58,18 @@ def prewarm_process(settings: Settings, hold_clip_path: Path, proc: JobProcess) 
     """Runs once in every job process before it takes a job, so it must be cheap: process start-up
     is what limits how fast a worker takes new calls (measured: 2.5-11 s per process on a busy
     2-core machine when the voice was loaded here). The hold clip is read from the file the worker
-    decoded it to; the voice loads in the consult job that speaks (its brief is synthesized while B
-    is still joining), Whisper on a call job's first utterance, with one thread: the job processes
-    share the cores, and a model with a thread per core in each would oversubscribe them."""
+    decoded it to; the voice lives in the worker's model host (`media.model_host`), loaded once;
+    Whisper loads on a call job's first utterance, with one thread: the job processes share the
+    cores, and a model with a thread per core in each would oversubscribe them."""
     settings = settings.model_copy(update={"whisper_cpu_threads": settings.whisper_cpu_threads or 1})
     # The job's HTTP session parses the CA bundle once per process (cached by livekit-agents): here,
     # not on the job's loop, where it blocked a starting job for 0.1-0.7 s (its log said so).
     http_context._create_ssl_context()
     services = build_services(settings)
-    # Two: the brief's synthesis must never wait behind a transcription (or Whisper loading) in the same job.
     pool = ThreadPoolExecutor(max_workers=settings.worker_model_threads or 2)
+    local = model_host.HostBackend(lambda: get_job_context().inference_executor, LocalBackend(services, pool))
     proc.userdata["deps"] = JobDeps(
-        gateway=make_gateway(settings, services, executor=pool),
+        gateway=make_gateway(settings, services, local=local),
         api_secret=settings.livekit_api_secret.get_secret_value(),
         hold_clip=np.load(hold_clip_path),
     )
@@ -89,6 +91,8 @@ async def entrypoint(ctx: JobContext) -> None:
     deps: JobDeps = ctx.proc.userdata["deps"]
     try:
         await run_job(ctx, spec, deps)
+    except rtc.ConnectError as e:  # the room ended before its job joined (a short call): nothing to do
+        log.info("job for %s did not join: %s", ctx.room.name, e)
     finally:
         ctx.shutdown("room closed")
 
@@ -108,7 +112,7 @@ class MediaWorker:
             load_fnc=self.load,
             load_threshold=1.0,  # `load` is already jobs / max: full means full
             num_idle_processes=settings.worker_idle_jobs,  # prewarmed processes ready for the next jobs
-            initialize_process_timeout=60.0,  # a process loads the voice first (busy 2-core machine)
+            initialize_process_timeout=60.0,  # generous: a busy 2-core machine starts processes slowly
             shutdown_process_timeout=5.0,  # bounded shutdown: seconds, not minutes
             drain_timeout=5,
             job_memory_warn_mb=1500,
@@ -129,19 +133,10 @@ class MediaWorker:
     def load(self) -> float:
         return min(1.0, self.active_jobs / self.settings.worker_max_jobs)
 
-    def check_models(self) -> None:
-        """Load (and so check) the models once before registering: a broken install fails here, at
-        start, with its own message, not in the first caller's job."""
-        from functions.speech import synthesize_speech
-        from functions.transcription import transcribe
-
-        services = build_services(self.settings)
-        if self.settings.live_transcription:
-            transcribe(TranscribeRequest(audio=b"\0" * 16000, encoding="pcm_s16le", sample_rate=16000), services)
-        synthesize_speech(SpeechRequest(text="Ready."), services)
-
     async def run(self) -> None:
-        await asyncio.to_thread(self.check_models)
+        # The model host (livekit-agents' inference process) loads and checks the models before the
+        # worker registers; a broken install stops the worker there.
+        model_host.register()
         np.save(self.hold_clip_path, await load_hold_clip())  # decoded once per worker, not per job process
         log.info("media worker registering as %r with %s", MEDIA_AGENT, self.settings.livekit_url)
         self._beating = asyncio.ensure_future(self.heartbeat.run())
