@@ -99,11 +99,7 @@ async def run_level(orch: TransferOrchestrator, n: int, usages: dict[str, Usage]
         # A call on hold was a conversation with A first: its call job has joined. How long a burst of
         # N new calls takes to get all their jobs is reported on its own (`call_jobs_s`).
         calls_started = time.monotonic()
-        waiting = {c.room: media_identity(c.call_id) for c in calls}
-        while waiting and time.monotonic() - calls_started < 120:
-            present = await asyncio.gather(*(orch.rooms.identities(r) for r in waiting))
-            waiting = {r: i for (r, i), ids in zip(waiting.items(), present, strict=True) if i not in ids}
-            await asyncio.sleep(0.25)
+        joined = await asyncio.gather(*(orch.media.wait_joined(media_identity(c.call_id), 120) for c in calls))
         call_jobs_s = time.monotonic() - calls_started
         await asyncio.sleep(2.0)  # the last job's start-up is over before the transfers start
 
@@ -137,7 +133,7 @@ async def run_level(orch: TransferOrchestrator, n: int, usages: dict[str, Usage]
         return {
             "n": n,
             "call_jobs_s": call_jobs_s,
-            "call_jobs_missing": len(waiting),
+            "call_jobs_missing": joined.count(False),
             "initiate_p50": statistics.median(ok) if ok else float("nan"),
             "initiate_p95": pct(ok, 0.95),
             "initiate_max": max(ok, default=float("nan")),

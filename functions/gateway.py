@@ -73,10 +73,14 @@ class EntryPoint:
     def resolve(self) -> Callable[..., BaseModel]:
         return getattr(import_module(self.module), self.name)
 
-    def run(self, request: BaseModel, services: Services) -> BaseModel:
-        """Call the entry point in this process (what both the local backend and the Modal container do)."""
+    def check(self, request: BaseModel) -> None:
+        """A programming error, raised before anything is sent anywhere."""
         if not isinstance(request, self.request):
             raise TypeError(f"{self.name} takes a {self.request.__name__}, not {type(request).__name__}")
+
+    def run(self, request: BaseModel, services: Services) -> BaseModel:
+        """Call the entry point in this process (what both the local backend and the Modal container do)."""
+        self.check(request)
         arg = services.settings if self.takes == "settings" else services
         result = self.resolve()(request, arg)
         if not isinstance(result, self.response):
@@ -228,8 +232,7 @@ class ModalBackend:
         self.label = f"Modal · app {self.app_name}"
 
     async def call(self, ep: EntryPoint, request: BaseModel) -> BaseModel:
-        if not isinstance(request, ep.request):
-            raise TypeError(f"{ep.name} takes a {ep.request.__name__}, not {type(request).__name__}")
+        ep.check(request)
         payload = to_wire(request)
         phase = ["lookup"]
         try:

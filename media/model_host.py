@@ -74,10 +74,9 @@ class FunctionsRunner(_InferenceRunner):
             settings = load_settings()
             self.services = build_services(settings)
             ENTRY_POINTS["synthesize_speech"].run(SpeechRequest(text="Ready."), self.services)  # loads the voice
-            if settings.live_transcription:  # checked here; the call jobs load their own Whisper
+            if settings.live_transcription:  # checked on throwaway services: the call jobs load their own Whisper
                 silence = TranscribeRequest(audio=b"\0" * 16000, encoding="pcm_s16le", sample_rate=16000)
-                ENTRY_POINTS["transcribe"].run(silence, self.services)
-                self.services.__dict__.pop("transcriber", None)
+                ENTRY_POINTS["transcribe"].run(silence, build_services(settings))
         except Exception as e:
             log.error("the media worker's models do not load: %s", e)
             # Not an Exception: livekit-agents would log it and carry on with a broken host.
@@ -131,8 +130,7 @@ class HostBackend:
     async def call(self, ep: EntryPoint, request: BaseModel) -> BaseModel:
         if ep.name not in HOSTED:
             return await self.rest.call(ep, request)
-        if not isinstance(request, ep.request):
-            raise TypeError(f"{ep.name} takes a {ep.request.__name__}, not {type(request).__name__}")
+        ep.check(request)
         payload = HostCall(name=ep.name, request=to_wire(request)).model_dump_json().encode()
         try:
             raw = await asyncio.wait_for(self.executor().do_inference(METHOD, payload), self.timeout_s)
