@@ -78,6 +78,10 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
+def _server_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith("LIVEKIT_")}
+
+
 class EmbeddedLiveKit:
     """A `livekit-server --dev` process bound to 127.0.0.1."""
 
@@ -247,6 +251,9 @@ class EmbeddedLiveKit:
         logf = self.log_path.open("wb")
         self._proc = subprocess.Popen(
             [str(self.binary), "--dev", "--config", str(cfg)],
+            # livekit-server reads LIVEKIT_* variables as flags over its config file (our own
+            # LIVEKIT_PORT=0 made it listen on a random port): it gets none of them.
+            env=_server_env(),
             stdout=logf,
             stderr=subprocess.STDOUT,
             start_new_session=True,
