@@ -39,6 +39,7 @@ from functions.settings import Settings
 
 log = logging.getLogger(__name__)
 REDISPATCH_GRACE_S = 8.0  # a dispatched job normally joins in well under a second
+REDISPATCH_MAX_S = 30.0  # the longest pause between dispatches of a job that never arrives
 
 
 class MediaControl:
@@ -85,10 +86,12 @@ class MediaControl:
         return self._job(spec)
 
     def _job(self, spec: CallJob | ConsultJob) -> tuple[str, str]:
-        identity = spec.identity
+        self._job_dispatched(spec.identity)
+        return MEDIA_AGENT, JobEnvelope(job=spec).model_dump_json()
+
+    def _job_dispatched(self, identity: str) -> None:
         self._joined.setdefault(identity, asyncio.Event()).clear()
         self._dispatched_at[identity] = time.monotonic()
-        return MEDIA_AGENT, JobEnvelope(job=spec).model_dump_json()
 
     async def redispatch_call_job(self, call: Call) -> None:
         await self.rooms.dispatch(call.room, *self.call_job(call))
@@ -106,24 +109,35 @@ class MediaControl:
 
     async def job_left(self, room: str, identity: str, redispatch) -> None:
         """A job participant left `room`, or never arrived, while it is still needed: dispatch it
-        again, once. A dispatch still within its grace period gets the rest of it first (a job
-        whose WebRTC connection fails never joins, so nothing else would notice it is missing)."""
+        again, and again with growing pauses (REDISPATCH_GRACE_S doubling up to REDISPATCH_MAX_S),
+        until it is there or no longer needed. Once is not enough: LiveKit drops a dispatch that no
+        registered worker can take (none yet: the app starts faster than a worker; or all full). A
+        dispatch still within its pause gets the rest of it first (a job whose WebRTC connection
+        fails never joins, so nothing else would notice it is missing)."""
         if identity in self._checking:
             return  # one check per job at a time: the hold path and the webhook may both ask
         self._checking.add(identity)
         try:
-            since = time.monotonic() - self._dispatched_at.get(identity, 0.0)
-            joined = self._joined.setdefault(identity, asyncio.Event())
-            if since < REDISPATCH_GRACE_S and not joined.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(joined.wait(), REDISPATCH_GRACE_S - since)
-            if not await self.rooms.room_exists(room):
-                return  # the room is gone (the call or consult ended): nothing to dispatch into
-            if identity in await self.rooms.identities(room):
-                return  # there (it joined, or the same identity rejoined)
-            log.warning("media job %s missing from %s while needed: dispatching it again", identity, room)
-            self.redispatches += 1
-            await redispatch()
+            pause, attempt = REDISPATCH_GRACE_S, 0
+            while True:
+                since = time.monotonic() - self._dispatched_at.get(identity, 0.0)
+                joined = self._joined.setdefault(identity, asyncio.Event())
+                if since < pause and not joined.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(joined.wait(), pause - since)
+                if not await self.rooms.room_exists(room):
+                    return  # the room is gone (the call or consult ended): nothing to dispatch into
+                if identity in await self.rooms.identities(room):
+                    return  # there (it joined, or the same identity rejoined)
+                if attempt % 5 == 0:  # not every attempt: a call without a worker would flood the log
+                    log.warning("media job %s missing from %s while needed: dispatching it again", identity, room)
+                before = self._dispatched_at.get(identity)
+                self.redispatches += 1
+                await redispatch()
+                if self._dispatched_at.get(identity) == before:
+                    return  # the owner no longer needs it (the call ended, the consult was answered)
+                attempt += 1
+                pause = min(pause * 2, REDISPATCH_MAX_S)
         except ServiceError as e:
             log.error("could not re-dispatch %s to %s: %s", identity, room, e)
         finally:
