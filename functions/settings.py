@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=0, le=16, description="media workers the app starts (0 = they run elsewhere)")
     worker_max_jobs: int = Field(120, ge=1, le=10000, description="jobs (rooms) one worker takes before it is full")
     worker_idle_jobs: int = Field(2, ge=0, le=200, description="job processes a worker keeps warm for the next calls")
+    worker_connect_slots: int = Field(
+        3, ge=0, le=1000, description="job processes of a worker that may join a room at once (0 = no limit)"
+    )
     worker_model_threads: int = Field(0, ge=0, le=64, description="threads for STT/TTS in a worker (0 = cores)")
     control_url: str = Field("", description="base URL workers report to; empty = http://APP_HOST:APP_PORT")
     caller_grace_s: float = Field(

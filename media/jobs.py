@@ -32,6 +32,7 @@ from functions.models import SERVICE_PREFIXES, Notification, SpeechRequest, Tran
 from functions.rooms import TOPIC
 from media.listen import RoomListener
 from media.reporter import Reporter
+from media.slots import ConnectSlots
 
 log = logging.getLogger(__name__)
 RATE = 48000
@@ -41,12 +42,13 @@ PUSH = RATE // 10  # 100 ms per capture call: fewer Python→FFI hops than 10 ms
 
 @dataclass
 class JobDeps:
-    """What a job needs from its worker: the gateway (shared by every job of the worker) and the
-    LiveKit secret its reports are authenticated with."""
+    """What a job needs from its worker: the gateway (shared by every job of the worker), the
+    LiveKit secret its reports are authenticated with, the hold clip and the connect slots."""
 
     gateway: FunctionsGateway
     api_secret: str
     hold_clip: np.ndarray
+    slots: ConnectSlots
 
     def reporter(self, control_url: str) -> Reporter:
         return Reporter(control_url, self.api_secret, http_context.http_session)
@@ -291,12 +293,15 @@ async def run_job(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps) ->
     listener = None
     media: HoldAudio | BriefSpeaker | None = None
     try:
-        await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY if spec.transcribe else AutoSubscribe.SUBSCRIBE_NONE)
-        if isinstance(spec, CallJob):
-            media = await HoldAudio(ctx.room, spec, reporter, deps.hold_clip).start()
-        else:
-            media = await BriefSpeaker(ctx.room, spec, deps, reporter).start()
-        log.info("media job joined %s", ctx.room.name)
+        # One of the worker's few connect slots: joined and published, the next job may start.
+        async with deps.slots.slot() as waited:
+            subscribe = AutoSubscribe.AUDIO_ONLY if spec.transcribe else AutoSubscribe.SUBSCRIBE_NONE
+            await ctx.connect(auto_subscribe=subscribe)
+            if isinstance(spec, CallJob):
+                media = await HoldAudio(ctx.room, spec, reporter, deps.hold_clip).start()
+            else:
+                media = await BriefSpeaker(ctx.room, spec, deps, reporter).start()
+        log.info("media job joined %s (waited %.2f s for a connect slot)", ctx.room.name, waited)
         await reporter.send(MediaEvent(call_id=spec.call_id, transfer_id=transfer_id, event="joined"))
         if spec.transcribe:
             if isinstance(media, BriefSpeaker):

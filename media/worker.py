@@ -33,6 +33,7 @@ from functions.settings import Settings
 from media import model_host
 from media.heartbeat import Heartbeat
 from media.jobs import JobDeps, load_hold_clip, run_job
+from media.slots import ConnectSlots
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def prewarm_process(settings: Settings, hold_clip_path: Path, proc: JobProcess) 
         gateway=make_gateway(settings, services, local=local),
         api_secret=settings.livekit_api_secret.get_secret_value(),
         hold_clip=np.load(hold_clip_path),
+        slots=ConnectSlots(hold_clip_path.parent, settings.worker_connect_slots),
     )
 
 
