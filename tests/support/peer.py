@@ -53,8 +53,10 @@ class Peer:
         loop_pcm: bool = True,
         voice: bool = False,
         listen: bool = True,
+        frame_ms: int = 10,
     ) -> None:
         self.identity = identity
+        self.frame_ms = frame_ms  # of what it hears: coarser frames cost a listener less (benches)
         self.listen = listen  # subscribe and measure what arrives (off: a talker only, cheaper)
         self.voice = voice  # publish a microphone that plays what `say()` is given, silence between
         self._utterances: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
@@ -197,7 +199,7 @@ class Peer:
             self._spawn(stream.aclose())
 
     async def _listen(self, track: rtc.Track, identity: str) -> None:
-        stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
+        stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1, frame_size_ms=self.frame_ms)
         self._streams[track.sid] = stream
         stats = self.heard[identity]
         try:
