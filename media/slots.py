@@ -45,13 +45,14 @@ class ConnectSlots:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[float]:
         """Holds a slot for the block; yields how long it waited for one."""
+        if not self.paths:  # no limit
+            yield 0.0
+            return
         started = time.monotonic()
-        fd = self._try() if self.paths else None
-        while fd is None and self.paths and time.monotonic() - started < self.max_wait_s:
+        while (fd := self._try()) is None and time.monotonic() - started < self.max_wait_s:
             await asyncio.sleep(POLL_S)
-            fd = self._try()
         waited = time.monotonic() - started
-        if fd is None and self.paths:
+        if fd is None:
             log.warning("no connect slot free after %.0f s: connecting without one", waited)
         try:
             yield waited
