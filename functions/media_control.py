@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from functions.errors import ServiceError
 from functions.media_protocol import (
@@ -107,13 +108,14 @@ class MediaControl:
         except TimeoutError:
             return False
 
-    async def job_left(self, room: str, identity: str, redispatch) -> None:
+    async def job_left(self, room: str, identity: str, redispatch: Callable[[], Awaitable[bool]]) -> None:
         """A job participant left `room`, or never arrived, while it is still needed: dispatch it
         again, and again with growing pauses (REDISPATCH_GRACE_S doubling up to REDISPATCH_MAX_S),
         until it is there or no longer needed. Once is not enough: LiveKit drops a dispatch that no
         registered worker can take (none yet: the app starts faster than a worker; or all full). A
         dispatch still within its pause gets the rest of it first (a job whose WebRTC connection
-        fails never joins, so nothing else would notice it is missing)."""
+        fails never joins, so nothing else would notice it is missing). `redispatch()` says whether
+        it dispatched: False when its owner no longer needs the job."""
         if identity in self._checking:
             return  # one check per job at a time: the hold path and the webhook may both ask
         self._checking.add(identity)
@@ -131,11 +133,9 @@ class MediaControl:
                     return  # there (it joined, or the same identity rejoined)
                 if attempt % 5 == 0:  # not every attempt: a call without a worker would flood the log
                     log.warning("media job %s missing from %s while needed: dispatching it again", identity, room)
-                before = self._dispatched_at.get(identity)
-                self.redispatches += 1
-                await redispatch()
-                if self._dispatched_at.get(identity) == before:
+                if not await redispatch():
                     return  # the owner no longer needs it (the call ended, the consult was answered)
+                self.redispatches += 1
                 attempt += 1
                 pause = min(pause * 2, REDISPATCH_MAX_S)
         except ServiceError as e:

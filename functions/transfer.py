@@ -506,18 +506,22 @@ class TransferOrchestrator:
             return None
 
     async def _ensure_call_job(self, call: Call) -> None:
-        async def redispatch() -> None:
-            if self.store.get_call(call.call_id).status is not CallStatus.ended:
-                await self._retry(lambda: self.media.redispatch_call_job(call))
+        async def redispatch() -> bool:
+            if self.store.get_call(call.call_id).status is CallStatus.ended:
+                return False
+            await self._retry(lambda: self.media.redispatch_call_job(call))
+            return True
 
         await self.media.job_left(call.room, media_identity(call.call_id), redispatch)
 
     async def _ensure_consult_job(self, t: Transfer) -> None:
-        async def redispatch() -> None:
+        async def redispatch() -> bool:
             current = self.store.get_transfer(t.transfer_id)
-            if current.state is S.consulting:
-                call = self.store.get_call(t.call_id)
-                await self._retry(lambda: self.media.redispatch_consult_job(current, call, self.summary_source(call)))
+            if current.state is not S.consulting:
+                return False
+            call = self.store.get_call(t.call_id)
+            await self._retry(lambda: self.media.redispatch_consult_job(current, call, self.summary_source(call)))
+            return True
 
         await self.media.job_left(t.consult_room, briefing_identity(t.transfer_id), redispatch)
 

@@ -43,11 +43,12 @@ async def test_a_job_no_worker_took_is_dispatched_until_it_joins(control):
     media, rooms = control
     dispatched: list[float] = []
 
-    async def redispatch() -> None:
+    async def redispatch() -> bool:
         dispatched.append(asyncio.get_running_loop().time())
         media._job_dispatched("media-1")
         if len(dispatched) == 4:  # a worker registered at last: this dispatch lands
             rooms.rooms["call-1"].add("media-1")
+        return True
 
     media._job_dispatched("media-1")
     await asyncio.wait_for(media.job_left("call-1", "media-1", redispatch), 5)
@@ -61,11 +62,12 @@ async def test_it_stops_when_the_room_is_gone_or_the_job_is_no_longer_needed(con
     media, rooms = control
     calls = 0
 
-    async def redispatch() -> None:
+    async def redispatch() -> bool:
         nonlocal calls
         calls += 1
         media._job_dispatched("media-1")
         del rooms.rooms["call-1"]  # the call ended meanwhile
+        return True
 
     media._job_dispatched("media-1")
     await asyncio.wait_for(media.job_left("call-1", "media-1", redispatch), 5)
@@ -73,9 +75,10 @@ async def test_it_stops_when_the_room_is_gone_or_the_job_is_no_longer_needed(con
 
     rooms.rooms["call-1"] = {"caller-1"}
 
-    async def not_needed() -> None:  # the owner decided not to dispatch (e.g. the consult was answered)
+    async def not_needed() -> bool:  # the owner decided not to dispatch (e.g. the consult was answered)
         nonlocal calls
         calls += 1
+        return False
 
     await asyncio.wait_for(media.job_left("call-1", "media-1", not_needed), 5)
     assert calls == 2
