@@ -62,26 +62,30 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Usage:
-    """CPU (cores) and memory of a process and its children, over a window. Memory is PSS: job
-    processes forked from one forkserver share most of their pages, which RSS would count once per
-    process."""
+    """CPU (cores) and memory of processes and their children, over a window. CPU includes the
+    children that exited and were reaped (job processes end inside the window; without them the
+    tree's total went down). Memory is PSS: job processes forked from one forkserver share most of
+    their pages, which RSS would count once per process."""
 
-    def __init__(self, pid: int, *, children: bool = True) -> None:
-        self.proc = psutil.Process(pid)
+    def __init__(self, *pids: int, children: bool = True) -> None:
+        self.procs = [psutil.Process(pid) for pid in pids]
         self.children = children  # this process alone: its children are the server and the workers
 
     def _tree(self) -> list[psutil.Process]:
-        try:
-            return [self.proc, *(self.proc.children(recursive=True) if self.children else [])]
-        except psutil.NoSuchProcess:
-            return []
+        tree = []
+        for proc in self.procs:
+            try:
+                tree += [proc, *(proc.children(recursive=True) if self.children else [])]
+            except psutil.NoSuchProcess:
+                pass
+        return tree
 
     def cpu_seconds(self) -> float:
         total = 0.0
         for p in self._tree():
             try:
                 t = p.cpu_times()
-                total += t.user + t.system
+                total += t.user + t.system + (t.children_user + t.children_system if self.children else 0.0)
             except psutil.Error:
                 pass
         return total
@@ -134,19 +138,6 @@ class CallerProcess:
             self.proc.wait(5)
 
 
-class Usages:
-    """Several processes' `Usage` as one."""
-
-    def __init__(self, parts: list[Usage]) -> None:
-        self.parts = parts
-
-    def cpu_seconds(self) -> float:
-        return sum(u.cpu_seconds() for u in self.parts)
-
-    def rss_mb(self) -> float:
-        return sum(u.rss_mb() for u in self.parts)
-
-
 async def run_level(orch: TransferOrchestrator, n: int, usages: dict[str, Usage], workers: list[BenchWorker]) -> dict:
     url = orch.settings.livekit_url
     calls = [await orch.start_call(f"Caller {i}", agent_identity=f"agent-a{i}") for i in range(n)]
@@ -164,7 +155,7 @@ async def run_level(orch: TransferOrchestrator, n: int, usages: dict[str, Usage]
     try:
         ready = await asyncio.gather(*(g.ask() for g in groups))  # every caller connected, or gave up
         callers_failed = sum(r["failed"] for r in ready)
-        usages["callers"] = Usages([Usage(g.proc.pid) for g in groups])
+        usages["callers"] = Usage(*(g.proc.pid for g in groups))
         # A call on hold was a conversation with A first: its call job has joined. How long a burst of
         # N new calls takes to get all their jobs is reported on its own (`call_jobs_s`).
         calls_started = time.monotonic()
