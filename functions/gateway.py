@@ -3,13 +3,15 @@
     gateway = make_gateway(settings, services)
     summary = await gateway.summarize(SummarizeRequest(segments=...))
     gateway.backend_label   # "local (in-process)" or "Modal · app warm-transfer (falls back to local)"
+    gateway.function_status # per entry point: where it last ran, whether it fell back and why, when, how long
 
 - `LocalBackend` (FUNCTIONS_BACKEND=local, the default) calls the `functions.*` entry points directly,
   in a worker thread so CPU work (Whisper, piper) never blocks the event loop.
 - `ModalBackend` (FUNCTIONS_BACKEND=modal) calls the functions deployed by `modal_deploy.py`
   (`modal.Function.from_name(MODAL_APP_NAME, name)` and `.remote.aio`) under one deadline of
   MODAL_TIMEOUT_S per call, and turns every Modal failure into a `ConfigError` or `ProviderError`
-  whose message says what to do.
+  whose message says what to do. Without a Modal token it raises `ModalNotConfigured` before contacting
+  anything, so the fallback below is immediate.
 - With MODAL_FALLBACK_LOCAL=true (the default) a call whose Modal backend failed runs locally instead.
   `dial_phone` is not idempotent: it falls back only when the call never reached Modal (not configured,
   not deployed, lookup failed), never after a timeout, so a slow Modal cannot ring the same phone twice.
@@ -25,7 +27,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from importlib import import_module
@@ -38,6 +40,7 @@ from functions.models import (
     CallSummary,
     DialRequest,
     DialResult,
+    FunctionStatus,
     SpeechRequest,
     SpeechResult,
     SummarizeRequest,
@@ -222,8 +225,10 @@ class ModalBackend:
         settings: Settings,
         *,
         lookup: Callable[[str, str], Any] = modal_lookup,
+        token_problem: Callable[[], str | None] = modal_token_problem,
     ) -> None:
         self.settings = settings
+        self._token_problem = token_problem  # checked per call: a token configured later is used
         self.app_name = settings.modal_app_name
         self.timeout_s = settings.modal_timeout_s
         self._lookup = lookup
@@ -233,6 +238,8 @@ class ModalBackend:
 
     async def call(self, ep: EntryPoint, request: BaseModel) -> BaseModel:
         ep.check(request)
+        if problem := self._token_problem():  # nothing contacted: the fallback runs at once, not after a timeout
+            raise ModalNotConfigured(f"FUNCTIONS_BACKEND=modal, but Modal is not configured: {problem}")
         payload = to_wire(request)
         phase = ["lookup"]
         try:
@@ -315,13 +322,30 @@ class ModalBackend:
 # --- the gateway --------------------------------------------------------------------------------------
 
 
-class FunctionsGateway:
-    """The app's single way to call the service functions, whichever backend runs them."""
+def merge_status(*groups: Iterable[FunctionStatus]) -> list[FunctionStatus]:
+    """The newest status per function across several gateways, in the order of ENTRY_POINTS."""
+    newest: dict[str, FunctionStatus] = {}
+    for group in groups:
+        for st in group:
+            if st.function not in newest or st.at >= newest[st.function].at:
+                newest[st.function] = st
+    order = list(ENTRY_POINTS)
+    return sorted(newest.values(), key=lambda st: order.index(st.function) if st.function in order else len(order))
 
-    def __init__(self, primary: Backend, fallback: Backend | None = None) -> None:
+
+class FunctionsGateway:
+    """The app's single way to call the service functions, whichever backend runs them.
+
+    `function_status` says, per entry point, where its last call ran; `listeners` are called with each
+    new status (a media job reports its gateway's to the control plane, `media.function_reports`)."""
+
+    def __init__(self, primary: Backend, fallback: Backend | None = None, *, origin: str = "control plane") -> None:
         self.primary = primary
         self.fallback = fallback
+        self.origin = origin
         self.last_fallback: tuple[str, ServiceError, float] | None = None  # (function, why, when)
+        self._status: dict[str, FunctionStatus] = {}
+        self.listeners: list[Callable[[FunctionStatus], None]] = []
 
     @property
     def backend_label(self) -> str:
@@ -333,6 +357,11 @@ class FunctionsGateway:
             name, err, _ = self.last_fallback
             label += f" — last {name} ran locally: {err.message}"
         return label
+
+    @property
+    def function_status(self) -> list[FunctionStatus]:
+        """Per entry point that ran here: where its last call ran, whether it fell back and why, when."""
+        return merge_status(self._status.values())
 
     async def mint_token(self, req: TokenRequest) -> TokenResponse:
         return await self._call("mint_token", req)  # type: ignore[return-value]
@@ -351,31 +380,74 @@ class FunctionsGateway:
 
     async def _call(self, name: str, request: BaseModel) -> BaseModel:
         ep = ENTRY_POINTS[name]
+        started = time.monotonic()
+        backend, why = self.primary, None
         try:
-            result = await self.primary.call(ep, request)
-        except BackendUnavailable as e:
-            if self.fallback is None or not (e.before_call or ep.idempotent):
-                raise
-            assert isinstance(e, ServiceError)
-            log.warning(
-                "%s: %s backend failed (%s); running it on %s", name, self.primary.label, e, self.fallback.label
-            )
-            result = await self.fallback.call(ep, request)
-            self.last_fallback = (name, e, time.time())
-            return result
-        if self.last_fallback is not None and self.last_fallback[0] == name:
+            try:
+                result = await self.primary.call(ep, request)
+            except BackendUnavailable as e:
+                if self.fallback is None or not (e.before_call or ep.idempotent):
+                    raise
+                assert isinstance(e, ServiceError)
+                log.warning(
+                    "%s: %s backend failed (%s); running it on %s", name, self.primary.label, e, self.fallback.label
+                )
+                backend, why = self.fallback, e
+                result = await self.fallback.call(ep, request)
+        except Exception as e:
+            self._record(name, backend, why, started, error=e)
+            raise
+        if why is not None:
+            self.last_fallback = (name, why, time.time())
+        elif self.last_fallback is not None and self.last_fallback[0] == name:
             self.last_fallback = None  # the primary works again for this function
+        self._record(name, backend, why, started)
         return result
+
+    def _record(
+        self, name: str, backend: Backend, why: ServiceError | None, started: float, error: Exception | None = None
+    ) -> None:
+        if error is None:
+            message = ""
+        else:
+            message = error.message if isinstance(error, ServiceError) else f"{type(error).__name__}: {error}"
+        status = FunctionStatus(
+            function=name,
+            backend=backend.label,
+            kind=backend.kind,
+            origin=self.origin,
+            fell_back=why is not None,
+            reason=why.message[:1000] if why is not None else "",
+            ok=error is None,
+            error=message[:1000],
+            at=time.time(),
+            duration_s=round(time.monotonic() - started, 4),
+        )
+        self._status[name] = status
+        for listener in list(self.listeners):
+            try:
+                listener(status)
+            except Exception:
+                log.exception("a function status listener failed")
 
 
 def make_gateway(
-    settings: Settings, services: Services, *, executor: Executor | None = None, local: Backend | None = None
+    settings: Settings,
+    services: Services,
+    *,
+    executor: Executor | None = None,
+    local: Backend | None = None,
+    wrap_backend: Callable[[Backend], Backend] | None = None,
+    origin: str = "control plane",
 ) -> FunctionsGateway:
     """FUNCTIONS_BACKEND=local → in-process; =modal → Modal, with local fallback if MODAL_FALLBACK_LOCAL.
 
     `executor` bounds the local CPU work of this process; `local` replaces the in-process backend
-    (a media job runs speech in its worker's model host, `media.model_host`)."""
-    local = local or LocalBackend(services, executor)
+    (a media job runs speech in its worker's model host, `media.model_host`). `wrap_backend` is
+    applied to every backend (tests record the calls with it, `tests/support/recording_backend.py`);
+    `origin` names this process in the function status ("control plane", "media worker")."""
+    wrap = wrap_backend or (lambda backend: backend)
+    local = wrap(local or LocalBackend(services, executor))
     if settings.functions_backend == "modal":
         fallback = local if settings.modal_fallback_local else None
         problem = modal_token_problem()
@@ -385,5 +457,5 @@ def make_gateway(
                 problem,
                 "run locally" if fallback else "fail with ModalNotConfigured",
             )
-        return FunctionsGateway(ModalBackend(settings), fallback)
-    return FunctionsGateway(local)
+        return FunctionsGateway(wrap(ModalBackend(settings)), fallback, origin=origin)
+    return FunctionsGateway(local, origin=origin)

@@ -7,7 +7,8 @@ Everything travels over LiveKit or one authenticated HTTP route, never a side ch
   not an event: a job that (re)joins reads it and plays hold audio if `hold` is set, so a
   re-dispatched job after a worker crash resumes by itself.
 - job → control: `POST {control_url}/internal/media` with a `MediaReport` (transcript segments,
-  hold audio started/stopped, brief spoken), authenticated by `internal_token`.
+  hold audio started/stopped, brief spoken, where the job's service functions ran), authenticated
+  by `internal_token`.
 
 Workers are stateless: they keep nothing a restart of either side would need.
 """
@@ -20,9 +21,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.models import CallSummary, TranscriptSegment
+from functions.models import CallSummary, FunctionStatus, TranscriptSegment
 
-MEDIA_AGENT = "warm-transfer-media"  # the agent_name workers register under
+MEDIA_AGENT = "warm-transfer-media"  # the default agent_name workers register under (MEDIA_AGENT_NAME)
 INTERNAL_PATH = "/internal/media"
 WEBHOOK_PATH = "/livekit/webhook"
 
@@ -110,6 +111,19 @@ class MediaEvent(BaseModel):
     detail: str = ""
 
 
+class FunctionsReport(BaseModel):
+    """A job's gateway: where its service functions ran (transcribe, synthesize_speech, …), sent when a
+    function's status changes and at most every FUNCTIONS_REFRESH_S otherwise (`media.function_reports`)."""
+
+    kind: Literal["functions"] = "functions"
+    call_id: str
+    transfer_id: str | None = None
+    functions: list[FunctionStatus] = Field(default_factory=list, max_length=20)
+
+
+FUNCTIONS_REFRESH_S = 15.0
+
+
 class JobRef(BaseModel):
     room: str
     identity: str
@@ -130,7 +144,7 @@ HEARTBEAT_S = 0.5
 WORKER_SILENT_S = 2.5  # no heartbeat for this long: the worker is gone, its job participants are ghosts
 
 
-MediaReport = Annotated[SegmentReport | MediaEvent | WorkerHeartbeat, Field(discriminator="kind")]
+MediaReport = Annotated[SegmentReport | MediaEvent | FunctionsReport | WorkerHeartbeat, Field(discriminator="kind")]
 
 
 class ReportEnvelope(BaseModel):

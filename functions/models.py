@@ -242,3 +242,25 @@ class Notification(BaseModel):
     type: str
     at: float = Field(default_factory=time.time)
     payload: dict = Field(default_factory=dict)
+
+
+class FunctionStatus(BaseModel):
+    """Where one entry point last ran, as the UI shows it."""
+
+    function: str = Field(max_length=64)
+    backend: str = Field(
+        max_length=200, description='the label of the backend that ran it: "Modal · app X", "local (in-process)", …'
+    )
+    kind: str = Field(max_length=32, description='"local" or "modal"')
+    origin: str = Field("", max_length=64, description='who called it: "control plane" or "media worker"')
+    fell_back: bool = False
+    reason: str = Field("", max_length=1000, description="why it fell back: the primary backend's error")
+    ok: bool = True
+    error: str = Field("", max_length=1000, description="why the call failed, when it did")
+    at: float = Field(description="when the call ended (Unix time)")
+    duration_s: float = Field(0.0, ge=0)
+
+    def same_as(self, other: FunctionStatus | None) -> bool:
+        """The same state (ignoring when and how long): what a job reports only when it changes."""
+        keys = ("function", "backend", "kind", "origin", "fell_back", "reason", "ok", "error")
+        return other is not None and all(getattr(self, k) == getattr(other, k) for k in keys)

@@ -32,6 +32,7 @@ from functions.gateway import (
     ModalUnavailable,
     from_wire,
     make_gateway,
+    merge_status,
     modal_token_problem,
     to_wire,
 )
@@ -39,6 +40,7 @@ from functions.models import (
     CallSummary,
     DialRequest,
     DialResult,
+    FunctionStatus,
     Role,
     SpeechRequest,
     SpeechResult,
@@ -112,6 +114,16 @@ class FakeHandle:
 
         self.hydrate = _Aio(_hydrate)
         self.remote = _Aio(_remote)
+
+
+def token_ok() -> None:
+    """For the stand-in lookups: as if a token were configured (nothing is contacted either way)."""
+    return None
+
+
+def stand_in(settings: Settings, handles: FakeHandle | dict[str, FakeHandle], seen=None) -> ModalBackend:
+    """A Modal backend whose lookup is the stand-in, as if a token were configured."""
+    return ModalBackend(settings, lookup=lookup_of(handles, seen), token_problem=token_ok)
 
 
 def lookup_of(handles: FakeHandle | dict[str, FakeHandle], seen: list[tuple[str, str]] | None = None):
@@ -239,7 +251,12 @@ async def test_modal_without_credentials_fails_fast_and_clearly(tmp_path: Path, 
     err = info.value
     assert isinstance(err, ConfigError)
     assert "FUNCTIONS_BACKEND=modal" in err.message and "modal token new" in err.message
-    assert isinstance(err.__cause__, modal.exception.AuthError)
+    # Checked before contacting anything: Modal is never looked up without a token.
+    looked_up: list[tuple[str, str]] = []
+    backend = ModalBackend(settings, lookup=lookup_of(FakeHandle(), looked_up))  # the real token check
+    with pytest.raises(ModalNotConfigured, match="no Modal token"):
+        await asyncio.wait_for(backend.call(ENTRY_POINTS["dial_phone"], DIAL), BOUND_S)
+    assert looked_up == []
 
 
 async def test_modal_without_credentials_falls_back_to_local(tmp_path: Path, no_modal_credentials) -> None:
@@ -272,7 +289,7 @@ async def test_not_deployed_names_the_fix(tmp_path: Path) -> None:
     async def missing() -> None:
         raise modal.exception.NotFoundError("Lookup failed for Function 'transcribe' from the 'warm-transfer' app")
 
-    backend = ModalBackend(make_settings(tmp_path), lookup=lookup_of(FakeHandle(hydrate=missing)))
+    backend = stand_in(make_settings(tmp_path), FakeHandle(hydrate=missing))
     gateway = FunctionsGateway(backend)
     with pytest.raises(ModalNotDeployed, match=r"modal deploy modal_deploy\.py") as info:
         await gateway.transcribe(TranscribeRequest(audio=b"\0\0" * 160, encoding="pcm_s16le", sample_rate=8000))
@@ -287,7 +304,7 @@ async def test_hanging_lookup_times_out_within_the_bound(tmp_path: Path) -> None
     settings = make_settings(tmp_path, modal_timeout_s=0.3)
     handle = FakeHandle(hydrate=hang)
     recorder = RecordingBackend(DIALED)
-    gateway = FunctionsGateway(ModalBackend(settings, lookup=lookup_of(handle)), recorder)
+    gateway = FunctionsGateway(stand_in(settings, handle), recorder)
 
     started = time.monotonic()
     assert await asyncio.wait_for(gateway.dial_phone(DIAL), BOUND_S) == DIALED  # the lookup hung: nothing dialed
@@ -300,7 +317,7 @@ async def test_hanging_call_times_out_and_dial_is_not_repeated(tmp_path: Path) -
     settings = make_settings(tmp_path, modal_timeout_s=0.3)
     handle = FakeHandle(remote=hang)
     recorder = RecordingBackend(DIALED)
-    gateway = FunctionsGateway(ModalBackend(settings, lookup=lookup_of(handle)), recorder)
+    gateway = FunctionsGateway(stand_in(settings, handle), recorder)
 
     started = time.monotonic()
     with pytest.raises(ModalTimeout, match="MODAL_TIMEOUT_S") as info:
@@ -312,7 +329,7 @@ async def test_hanging_call_times_out_and_dial_is_not_repeated(tmp_path: Path) -
 
     # an idempotent function does fall back after the same timeout
     summary = CallSummary(issue="x")
-    gateway = FunctionsGateway(ModalBackend(settings, lookup=lookup_of(handle)), RecordingBackend(summary))
+    gateway = FunctionsGateway(stand_in(settings, handle), RecordingBackend(summary))
     assert await asyncio.wait_for(gateway.summarize(SummarizeRequest(segments=SEGMENTS)), BOUND_S) == summary
 
 
@@ -320,7 +337,7 @@ async def test_unreachable_modal_is_a_provider_error(tmp_path: Path) -> None:
     async def refused() -> None:
         raise modal.exception.ConnectionError("Deadline exceeded connecting to api.modal.com")
 
-    gateway = FunctionsGateway(ModalBackend(make_settings(tmp_path), lookup=lookup_of(FakeHandle(hydrate=refused))))
+    gateway = FunctionsGateway(stand_in(make_settings(tmp_path), FakeHandle(hydrate=refused)))
     with pytest.raises(ModalUnavailable, match="unreachable") as info:
         await gateway.synthesize_speech(SpeechRequest(text="hello"))
     assert isinstance(info.value, ProviderError) and info.value.retryable and info.value.before_call
@@ -332,7 +349,7 @@ async def test_modal_round_trip_equals_local(tmp_path: Path) -> None:
     handle = FakeHandle(remote=serving(settings, "summarize"))
     handles = {"summarize": handle, "mint_token": FakeHandle(remote=serving(settings, "mint_token"))}
     seen: list[tuple[str, str]] = []
-    gateway = FunctionsGateway(ModalBackend(settings, lookup=lookup_of(handles, seen)))
+    gateway = FunctionsGateway(stand_in(settings, handles, seen))
     local = FunctionsGateway(LocalBackend(build_services(settings)))
 
     req = SummarizeRequest(segments=SEGMENTS)
@@ -351,7 +368,7 @@ async def test_function_refusals_pass_through_without_fallback(tmp_path: Path) -
         raise InvalidInput("'+1900' is a premium-rate number")
 
     recorder = RecordingBackend(DIALED)
-    backend = ModalBackend(make_settings(tmp_path), lookup=lookup_of(FakeHandle(remote=refuse)))
+    backend = stand_in(make_settings(tmp_path), FakeHandle(remote=refuse))
     with pytest.raises(InvalidInput, match="premium-rate"):
         await FunctionsGateway(backend, recorder).dial_phone(DIAL)
     assert recorder.calls == []
@@ -361,7 +378,7 @@ async def test_garbage_answer_is_a_mismatch(tmp_path: Path) -> None:
     async def old_version(payload: dict) -> dict:
         return {"transcript": "hello"}  # not a TranscribeResult
 
-    backend = ModalBackend(make_settings(tmp_path), lookup=lookup_of(FakeHandle(remote=old_version)))
+    backend = stand_in(make_settings(tmp_path), FakeHandle(remote=old_version))
     with pytest.raises(ModalMismatch, match="redeploy"):
         await FunctionsGateway(backend).transcribe(TranscribeRequest(audio=b"RIFF"))
 
@@ -371,14 +388,12 @@ async def test_token_from_another_livekit_falls_back_to_local(tmp_path: Path) ->
     settings = make_settings(tmp_path, modal_fallback_local=True)
     remote_settings = make_settings(tmp_path, livekit_url="wss://other.example.test")
     remote = serving(remote_settings, "mint_token")
-    gateway = FunctionsGateway(
-        ModalBackend(settings, lookup=lookup_of(FakeHandle(remote=remote))), LocalBackend(build_services(settings))
-    )
+    gateway = FunctionsGateway(stand_in(settings, FakeHandle(remote=remote)), LocalBackend(build_services(settings)))
     token = await gateway.mint_token(TokenRequest(identity="agent-3", role=Role.agent, room="call-3"))
     assert token.url == "wss://livekit.example.test"
     assert "LIVEKIT_URL (wss://other.example.test) is not this app's" in gateway.backend_label
 
-    strict = FunctionsGateway(ModalBackend(settings, lookup=lookup_of(FakeHandle(remote=remote))))
+    strict = FunctionsGateway(stand_in(settings, FakeHandle(remote=remote)))
     with pytest.raises(ModalMismatch, match="put this app's LIVEKIT_URL"):
         await strict.mint_token(TokenRequest(identity="agent-3", role=Role.agent, room="call-3"))
 
@@ -393,9 +408,7 @@ async def test_label_clears_once_modal_answers_again(tmp_path: Path) -> None:
             await hang()
         return await remote_ok(payload)
 
-    gateway = FunctionsGateway(
-        ModalBackend(settings, lookup=lookup_of(FakeHandle(remote=flaky))), LocalBackend(build_services(settings))
-    )
+    gateway = FunctionsGateway(stand_in(settings, FakeHandle(remote=flaky)), LocalBackend(build_services(settings)))
     req = SummarizeRequest(segments=SEGMENTS)
     await gateway.summarize(req)
     assert "ran locally" in gateway.backend_label
@@ -409,3 +422,110 @@ def test_every_gateway_method_is_an_entry_point() -> None:
     assert public == set(ENTRY_POINTS)
     assert not ENTRY_POINTS["dial_phone"].idempotent
     assert all(ep.idempotent for name, ep in ENTRY_POINTS.items() if name != "dial_phone")
+
+
+# --- per-function status ---------------------------------------------------------------------------------------
+
+
+async def test_status_says_where_each_function_last_ran(tmp_path: Path) -> None:
+    """Peer: none (the local backend in this process)."""
+    settings = make_settings(tmp_path, functions_backend="local")
+    gateway = make_gateway(settings, build_services(settings))
+    seen: list[FunctionStatus] = []
+    gateway.listeners.append(seen.append)
+    assert gateway.function_status == []
+    before = time.time()
+    await gateway.summarize(SummarizeRequest(segments=SEGMENTS))
+    await gateway.mint_token(TokenRequest(identity="caller-1", role=Role.caller, room="call-1"))
+    status = gateway.function_status
+    assert [st.function for st in status] == ["mint_token", "summarize"]  # in ENTRY_POINTS order
+    summ = status[1]
+    assert (summ.backend, summ.kind, summ.origin, summ.fell_back, summ.ok) == (
+        "local (in-process)",
+        "local",
+        "control plane",
+        False,
+        True,
+    )
+    assert before <= summ.at <= time.time() and 0 <= summ.duration_s < BOUND_S
+    assert seen == [status[1], status[0]]  # listeners hear each call as it ends
+
+    with pytest.raises(TypeError):
+        await gateway.synthesize_speech(SummarizeRequest(segments=SEGMENTS))  # type: ignore[arg-type]
+    speech = gateway.function_status[-1]
+    assert speech.function == "synthesize_speech" and not speech.ok and "takes a SpeechRequest" in speech.error
+
+
+async def test_status_without_a_modal_token_says_every_function_fell_back_at_once(
+    tmp_path: Path, no_modal_credentials
+) -> None:
+    """Peer: none: Modal without a token (nothing is contacted); the local backend runs each function."""
+    settings = make_settings(tmp_path, modal_fallback_local=True, modal_timeout_s=30)
+    gateway = make_gateway(settings, build_services(settings))
+    started = time.monotonic()
+    await asyncio.wait_for(gateway.summarize(SummarizeRequest(segments=SEGMENTS)), BOUND_S)
+    await asyncio.wait_for(gateway.mint_token(TokenRequest(identity="a-1", role=Role.agent, room="r")), BOUND_S)
+    assert time.monotonic() - started < 2.0  # not MODAL_TIMEOUT_S (30 s)
+    for st in gateway.function_status:
+        assert st.backend == "local (in-process)" and st.fell_back and st.ok
+        assert "Modal is not configured: no Modal token" in st.reason
+
+
+async def test_status_of_a_failed_call_names_the_backend_and_the_error(tmp_path: Path) -> None:
+    """Peer: a stand-in Modal lookup that hangs; no fallback for dial_phone after a call timed out."""
+    settings = make_settings(tmp_path, modal_timeout_s=0.2)
+    gateway = FunctionsGateway(stand_in(settings, FakeHandle(remote=hang)), RecordingBackend(DIALED))
+    with pytest.raises(ModalTimeout):
+        await asyncio.wait_for(gateway.dial_phone(DIAL), BOUND_S)
+    (st,) = gateway.function_status
+    assert st.backend == "Modal · app warm-transfer" and st.kind == "modal"
+    assert not st.ok and not st.fell_back and "did not answer within 0.2s" in st.error
+    assert 0.2 <= st.duration_s < 1.5
+
+
+def test_merge_keeps_the_newest_status_per_function() -> None:
+    def st(function: str, at: float, backend: str = "local (in-process)") -> FunctionStatus:
+        return FunctionStatus(function=function, backend=backend, kind="local", at=at)
+
+    mine = [st("summarize", 10.0), st("transcribe", 5.0)]
+    theirs = [st("transcribe", 7.0, "local (media worker)"), st("summarize", 9.0, "local (media worker)")]
+    merged = merge_status(mine, theirs)
+    assert [(m.function, m.backend) for m in merged] == [
+        ("transcribe", "local (media worker)"),
+        ("summarize", "local (in-process)"),
+    ]
+
+
+class PostedReports:
+    """Reporter stand-in (the job's real one POSTs to the control plane): keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.posted: list = []
+
+    def post(self, report) -> None:
+        self.posted.append(report)
+
+
+async def test_a_job_reports_its_function_status_when_it_changes(tmp_path: Path) -> None:
+    """Peer: none (the local backend); the reports are kept by a stand-in for the job's reporter."""
+    from media.function_reports import FunctionReports
+
+    settings = make_settings(tmp_path, functions_backend="local")
+    gateway = make_gateway(settings, build_services(settings), origin="media worker")
+    reports = PostedReports()
+    watch = FunctionReports(gateway, reports, "call-1", refresh_s=60).start()  # type: ignore[arg-type]
+    req = SummarizeRequest(segments=SEGMENTS)
+    for _ in range(3):
+        await gateway.summarize(req)
+    assert len(reports.posted) == 1  # unchanged since: nothing more to say within refresh_s
+    (report,) = reports.posted
+    assert report.call_id == "call-1" and report.functions[0].origin == "media worker"
+    with pytest.raises(TypeError):
+        await gateway.summarize(SpeechRequest(text="x"))  # type: ignore[arg-type]
+    assert len(reports.posted) == 2 and not reports.posted[1].functions[0].ok  # a change: reported
+    watch.refresh_s = 0.0
+    await gateway.summarize(req)
+    assert len(reports.posted) == 3  # and, after refresh_s, the same state again with its new time
+    watch.close()
+    await gateway.summarize(req)
+    assert len(reports.posted) == 3 and gateway.listeners == []
