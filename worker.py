@@ -26,10 +26,10 @@ from functions.settings import load_settings
 SHUTDOWN_S = 6.0  # SIGTERM → exit, at most (plus a moment for the SDK to say goodbye)
 
 
-async def _run(settings) -> None:
+async def _run(settings, wrap_backend=None) -> None:
     from media.worker import MediaWorker
 
-    worker = MediaWorker(settings)
+    worker = MediaWorker(settings, wrap_backend=wrap_backend)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -44,7 +44,8 @@ async def _run(settings) -> None:
     os._exit(1 if run.done() and not run.cancelled() and run.exception() else 0)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, wrap_backend=None) -> int:
+    """`wrap_backend`: see `media.worker.MediaWorker` (tests/support/recording_worker.py passes one)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--embedded", type=Path, default=None, help="state dir of an embedded livekit-server")
     args = parser.parse_args(argv)
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 2
-    asyncio.run(_run(settings))
+    asyncio.run(_run(settings, wrap_backend))
     return 0
 
 

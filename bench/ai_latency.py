@@ -58,12 +58,17 @@ def rss_mb() -> float:
 def llm_rows(base_url: str, model: str, data_dir: Path, calls: list) -> list[tuple[str, str, str, str]]:
     """Rolling vs from-scratch with an LLM summarizer: the rolling summary is refreshed in the background
     during the call, so the transfer reads it at once; from scratch waits for a full completion."""
-    from functions.summarization import FallbackSummarizer, OpenAISummarizer, RollingSummary
+    from functions.summarization import FallbackSummarizer, OpenAISummarizer, RollingSummary, in_thread
+    from tests.support.loop_thread import LoopThread
 
     settings = load_settings(data_dir=data_dir, openai_base_url=base_url, openai_chat_model=model, llm_timeout_s=120)
     summarizer = FallbackSummarizer(OpenAISummarizer(settings), timeout_s=120)
     segs = dict(calls)["billing_double_charge"]
-    rolling = RollingSummary(summarizer)
+    with LoopThread() as loop:  # the refreshes run on a loop, as on the control plane's
+        return _llm_rows(RollingSummary(in_thread(summarizer), loop=loop, timeout_s=130), summarizer, segs)
+
+
+def _llm_rows(rolling, summarizer, segs) -> list[tuple[str, str, str, str]]:
     for seg in segs[:-1]:
         rolling.update([seg])
         time.sleep(2.0)  # people talk: utterances arrive seconds apart
@@ -182,7 +187,7 @@ def main() -> int:
     rolling_read, rolling_update, scratch = [], [], []
     for _ in range(args.reps * 10):
         for _, segs in calls:
-            rolling = RollingSummary(OfflineSummarizer())
+            rolling = RollingSummary()  # the offline extraction only
             for seg in segs[:-1]:  # during the call, one utterance at a time
                 t0 = time.perf_counter()
                 rolling.update([seg])

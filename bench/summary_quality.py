@@ -186,7 +186,8 @@ def run_llm(
     """(results, calls skipped for the budget, (call, why it fell back)). A call's summary is what
     `RollingSummary.current` shows after the whole call: `llm`, or `offline_fallback` (counted)."""
     from functions.settings import load_settings
-    from functions.summarization import FallbackSummarizer, OpenAISummarizer, RollingSummary
+    from functions.summarization import FallbackSummarizer, OpenAISummarizer, RollingSummary, in_thread
+    from tests.support.loop_thread import LoopThread
 
     # LLM_TIMEOUT_S is at most 120 s in Settings (the SDK's own timeout); the fallback wrapper bounds the rest.
     settings = load_settings(
@@ -204,9 +205,12 @@ def run_llm(
         inner.last_content = None
         # As the live path does: a rolling summary (which also knows the typed name) fed the whole call,
         # read once the LLM refresh has answered or the fallback wrapper gave up on it.
-        rolling = RollingSummary(summarizer, known_name=call.get("caller_typed_name"))
-        rolling.update(segments(call))
-        rolling.wait_idle(timeout_s + 10)
+        with LoopThread() as loop:  # the refresh runs on a loop, as on the control plane's
+            rolling = RollingSummary(
+                in_thread(summarizer), loop=loop, timeout_s=timeout_s + 5, known_name=call.get("caller_typed_name")
+            )
+            rolling.update(segments(call))
+            rolling.wait_idle(timeout_s + 10)
         s = rolling.current
         out.append(score(call, s, (time.perf_counter() - t) * 1000))
         if s.source != "llm":

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from functions.auth import Auth
 from functions.background import Background
-from functions.gateway import FunctionsGateway, make_gateway
+from functions.gateway import Backend, FunctionsGateway, make_gateway
 from functions.livekit_server import EmbeddedLiveKit
 from functions.media_protocol import WEBHOOK_PATH
 from functions.phone_bridge import TwilioPhoneLeg
@@ -48,9 +49,13 @@ def _loopback(host: str) -> bool:
 class AppContext:
     """Filled by `start()` inside the server's event loop (LiveKit clients need one)."""
 
-    def __init__(self, settings: Settings, **providers: object) -> None:
+    def __init__(
+        self, settings: Settings, *, wrap_backend: Callable[[Backend], Backend] | None = None, **providers: object
+    ) -> None:
+        """`providers` replace the services' providers; `wrap_backend` wraps the gateway's backends (tests)."""
         self.base_settings = settings
         self._providers = providers
+        self._wrap_backend = wrap_backend
         self.settings: Settings = settings
         self.livekit: EmbeddedLiveKit | None = None
         self.workers: WorkerProcesses | None = None
@@ -111,10 +116,12 @@ class AppContext:
         self.services = build_services(settings, **self._providers)
         self.store = Store(settings.database_path)
         self.rooms = Rooms(settings)
-        self.gateway = make_gateway(settings, self.services)
+        self.gateway = make_gateway(settings, self.services, wrap_backend=self._wrap_backend)
         log.info("functions backend: %s", self.gateway.backend_label)
         self.phone = TwilioPhoneLeg(self.services) if settings.twilio_configured else None
-        self.orchestrator = TransferOrchestrator(self.services, self.store, self.rooms, phone=self.phone)
+        self.orchestrator = TransferOrchestrator(
+            self.services, self.store, self.rooms, phone=self.phone, gateway=self.gateway
+        )
         await self.orchestrator.start()
         self._watch.spawn(self._watchdog())
         return self

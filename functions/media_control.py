@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 
 from functions.errors import ServiceError
 from functions.media_protocol import (
-    MEDIA_AGENT,
     WORKER_SILENT_S,
     CallJob,
     CallRoomState,
@@ -88,7 +87,7 @@ class MediaControl:
 
     def _job(self, spec: CallJob | ConsultJob) -> tuple[str, str]:
         self._job_dispatched(spec.identity)
-        return MEDIA_AGENT, JobEnvelope(job=spec).model_dump_json()
+        return self.settings.media_agent_name, JobEnvelope(job=spec).model_dump_json()
 
     def _job_dispatched(self, identity: str) -> None:
         self._joined.setdefault(identity, asyncio.Event()).clear()

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     )
     worker_model_threads: int = Field(0, ge=0, le=64, description="threads for STT/TTS in a worker (0 = cores)")
     control_url: str = Field("", description="base URL workers report to; empty = http://APP_HOST:APP_PORT")
+    media_agent_name: str = Field(
+        "warm-transfer-media",
+        min_length=1,
+        max_length=100,
+        description="the agent name workers register under and jobs are dispatched to (one per deployment "
+        "sharing a LiveKit server)",
+    )
     caller_grace_s: float = Field(
         8.0, ge=0, le=300, description="a caller who left the room (reload, network) may rejoin within this"
     )

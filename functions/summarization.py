@@ -9,15 +9,18 @@
   offline summary on error, timeout or invalid output (`source="offline_fallback"`).
 - `RollingSummary`: `update(delta)` during the call keeps `current` ready, so the transfer path
   reads a summary instantly instead of waiting on a full re-summary: the newest LLM summary merged
-  with the offline extraction of the segments that came after it (`source="llm+offline"`).
+  with the offline extraction of the segments that came after it (`source="llm+offline"`). Its LLM
+  refresh is an async function run on an event loop (the control plane's: `gateway.summarize`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
@@ -357,10 +360,8 @@ def parse_summary_json(content: str) -> CallSummary:
         raise InvalidLLMOutput(f"the model's JSON does not match CallSummary: {str(e)[:200]}") from e
 
 
-# Two pools: rolling refreshes wait on LLM calls, so sharing one pool could deadlock under load.
 # A timed-out LLM call keeps its worker until the SDK's own timeout (LLM_TIMEOUT_S) ends it.
 _LLM_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="summary-llm")
-_ROLLING_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="summary-rolling")
 
 
 class FallbackSummarizer:
@@ -391,22 +392,47 @@ class FallbackSummarizer:
         return summary.model_copy(update={"source": "offline_fallback"})
 
 
+Refresh = Callable[[list[TranscriptSegment]], Awaitable[CallSummary]]
+"""An LLM summary of the segments so far (`source="llm"` when the LLM answered), e.g. `gateway.summarize`."""
+
+
+def in_thread(summarizer: Summarizer) -> Refresh:
+    """A blocking summarizer as a `Refresh`: run in the event loop's default executor."""
+
+    async def refresh(segments: list[TranscriptSegment]) -> CallSummary:
+        return await asyncio.get_running_loop().run_in_executor(None, summarizer.summarize, segments)
+
+    return refresh
+
+
 class RollingSummary:
     """Keeps a current summary during the call.
 
-    `update(delta)` folds new segments into an incremental offline extraction (microseconds to a few
-    milliseconds) and, when the summarizer is an LLM, schedules one background re-summary (coalesced:
-    at most one in flight). `current` never blocks and never waits on the LLM:
+    `update(delta)` (from any thread) folds new segments into an incremental offline extraction
+    (microseconds to a few milliseconds) and, given a `refresh`, schedules one LLM re-summary on `loop`
+    (coalesced: at most one in flight; each bounded by `timeout_s`). `current` never blocks and never
+    waits on the LLM:
     - `llm`: the newest LLM summary, when it covers every segment so far;
     - `llm+offline`: that LLM summary merged with the offline extraction of the segments that came
       after it (their identifiers, facts, what was tried, a newer ask), all grounded;
-    - `offline` without an LLM, `offline_fallback` while the LLM has not answered (or failed).
+    - `offline` without an LLM (no `refresh`, or the refresh answered that it has none), and
+      `offline_fallback` while the LLM has not answered (or failed, or took longer than `timeout_s`).
     `known_name` is the name the caller typed: it is the caller's name in every summary."""
 
-    def __init__(self, summarizer: Summarizer | None = None, *, known_name: str | None = None) -> None:
-        self.summarizer = summarizer or OfflineSummarizer()
-        self._offline_only = isinstance(self.summarizer, OfflineSummarizer)
-        self._source = "offline" if self._offline_only else "offline_fallback"
+    def __init__(
+        self,
+        refresh: Refresh | None = None,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        timeout_s: float = 5.0,
+        known_name: str | None = None,
+    ) -> None:
+        self._refresh_fn = refresh
+        self._loop = loop
+        if refresh is not None and loop is None:
+            self._loop = asyncio.get_running_loop()  # where the refreshes run: pass `loop` outside one
+        self.timeout_s = timeout_s
+        self._source = "offline" if refresh is None else "offline_fallback"
         self._known_name = known_name
         self._state = ExtractionState(known_name=known_name)
         self._segments: list[TranscriptSegment] = []
@@ -418,6 +444,8 @@ class RollingSummary:
         self._dirty = False
         self._idle = threading.Event()
         self._idle.set()
+        self.refreshes = 0  # LLM refreshes started (coalescing keeps this below the updates)
+        self.last_error: str = ""  # why the newest refresh gave no LLM summary
 
     @property
     def segments(self) -> list[TranscriptSegment]:
@@ -432,13 +460,15 @@ class RollingSummary:
             if self._llm is not None:
                 self._tail.add(delta)
             self._current = self._compose()
-            if not self._offline_only:
+            if self._refresh_fn is not None:
                 if self._running:
                     self._dirty = True
                 else:
                     self._running = True
                     self._idle.clear()
-                    _ROLLING_POOL.submit(self._refresh)
+                    assert self._loop is not None
+                    # Thread-safe, and from the loop's own thread too: the refresh only starts there later.
+                    asyncio.run_coroutine_threadsafe(self._refresh(), self._loop)
         return self._current
 
     @property
@@ -446,7 +476,7 @@ class RollingSummary:
         return self._current  # composed by update/_refresh: reading it never computes or waits
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait for background LLM refreshes to finish (tests and benchmarks)."""
+        """Wait for background LLM refreshes to finish (tests and benchmarks; never on the loop)."""
         return self._idle.wait(timeout)
 
     def _compose(self) -> CallSummary:
@@ -459,27 +489,43 @@ class RollingSummary:
             return llm.model_copy(update={"source": "llm"})
         return merge_summaries(llm, self._tail)
 
-    def _refresh(self) -> None:
-        while True:
-            with self._lock:
-                snapshot = list(self._segments)
-                self._dirty = False
-            try:
-                result = self.summarizer.summarize(snapshot)
-            except Exception as e:  # the summarizer should not raise; keep the offline summary if it does
-                log.warning("rolling summary refresh failed: %s", e)
-                result = None
-            with self._lock:
-                newer = self._llm is None or self._llm[0] <= len(snapshot)
-                if result is not None and result.source == "llm" and newer:
-                    self._llm = (len(snapshot), result)
-                    self._tail = ExtractionState(known_name=self._known_name)
-                    self._tail.add(self._segments[len(snapshot) :])
+    async def _refresh(self) -> None:
+        assert self._refresh_fn is not None
+        try:
+            while True:
+                with self._lock:
+                    snapshot = list(self._segments)
+                    self._dirty = False
+                self.refreshes += 1
+                try:
+                    result: CallSummary | None = await asyncio.wait_for(self._refresh_fn(snapshot), self.timeout_s)
+                except TimeoutError:
+                    result, self.last_error = None, f"the LLM refresh took longer than {self.timeout_s:g}s"
+                except Exception as e:  # the refresh should not raise; keep the offline summary if it does
+                    result, self.last_error = None, f"{type(e).__name__}: {e}"
+                if result is None:
+                    log.warning("rolling summary refresh failed: %s", self.last_error)
+                with self._lock:
+                    newer = self._llm is None or self._llm[0] <= len(snapshot)
+                    if result is not None and result.source == "llm" and newer:
+                        self._llm = (len(snapshot), result)
+                        self._tail = ExtractionState(known_name=self._known_name)
+                        self._tail.add(self._segments[len(snapshot) :])
+                        self.last_error = ""
+                    elif result is not None and result.source == "offline" and self._llm is None:
+                        self._source = "offline"  # the backend has no LLM (e.g. Modal's summarizer is offline)
+                    elif result is not None:
+                        self.last_error = f"the refresh answered {result.source}"
                     self._current = self._compose()
-                if not self._dirty:
-                    self._running = False
-                    self._idle.set()
-                    return
+                    if not self._dirty:
+                        self._running = False
+                        self._idle.set()
+                        return
+        except BaseException:  # cancelled with its loop: the next update starts a new refresh
+            with self._lock:
+                self._running = False
+                self._idle.set()
+            raise
 
 
 def _with_known_name(summary: CallSummary, state: ExtractionState) -> CallSummary:

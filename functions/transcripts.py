@@ -1,7 +1,7 @@
 """The control plane's side of live transcription: segments reported by media jobs are stored,
-captioned to the room, and folded into each call's rolling summary (the configured summarizer:
-an LLM when one is configured, the offline extraction always), which the orchestrator reads at
-transfer time without waiting.
+captioned to the room, and folded into each call's rolling summary (the offline extraction always;
+and, when the orchestrator gives one, an LLM refresh through the functions gateway, run on the
+control plane's event loop), which the orchestrator reads at transfer time without waiting.
 
 Call rooms feed the summary; consult rooms (A briefing B) are stored with their transfer and
 captioned to the consult, but never reach the summary spoken to B.
@@ -16,10 +16,9 @@ from collections.abc import Callable
 from functions.background import Background
 from functions.media_protocol import SegmentReport
 from functions.models import Call, CallSummary, Notification
-from functions.protocols import Summarizer
 from functions.rooms import Rooms
 from functions.store import Store
-from functions.summarization import RollingSummary
+from functions.summarization import Refresh, RollingSummary
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +35,15 @@ class Transcripts:
         self,
         store: Store,
         rooms: Rooms,
-        summarizer_factory: Callable[[], Summarizer] | None = None,
+        refresh_factory: Callable[[], Refresh | None] | None = None,
+        *,
+        refresh_timeout_s: float = 5.0,
     ) -> None:
+        """`refresh_factory`: the rolling summaries' LLM refresh (None: offline only), asked for lazily."""
         self.store = store
         self.rooms = rooms
-        self._summarizer = summarizer_factory
+        self._refresh = refresh_factory
+        self.refresh_timeout_s = refresh_timeout_s
         self.summaries: dict[str, RollingSummary] = {}
         self.dropped: dict[str, int] = {}  # call_id → utterances its jobs dropped (too far behind)
         self.lag_s: dict[str, float] = {}  # call_id → the last segment's end-of-utterance → report lag
@@ -51,7 +54,10 @@ class Transcripts:
         if rolling is None:
             # The name the caller typed wins over how speech-to-text spelled it.
             known = self.store.get_call(call_id).caller_name or None
-            rolling = RollingSummary(self._summarizer() if self._summarizer else None, known_name=known)
+            refresh = self._refresh() if self._refresh else None
+            # Refreshes run on the control plane's loop (both callers of this are on it).
+            loop = asyncio.get_running_loop() if refresh else None
+            rolling = RollingSummary(refresh, loop=loop, timeout_s=self.refresh_timeout_s, known_name=known)
             # After a restart of the control plane the stored transcript seeds the summary again.
             if stored := self.store.segments(call_id):
                 rolling.update(stored)

@@ -30,9 +30,11 @@ from livekit import api
 
 from functions.background import Background
 from functions.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, LiveKitError, NotFound, ServiceError
+from functions.gateway import FunctionsGateway, make_gateway, merge_status
 from functions.media_control import MediaControl
 from functions.media_protocol import (
     HEARTBEAT_S,
+    FunctionsReport,
     JobRef,
     MediaEvent,
     MediaReport,
@@ -45,8 +47,10 @@ from functions.models import (
     Call,
     CallStatus,
     CallSummary,
+    FunctionStatus,
     Notification,
     Role,
+    SummarizeRequest,
     TargetKind,
     TokenRequest,
     TokenResponse,
@@ -59,6 +63,7 @@ from functions.rooms import Rooms
 from functions.services import Services
 from functions.state_machine import ROLLBACK_STATES
 from functions.store import Store
+from functions.summarization import OfflineSummarizer, Refresh
 from functions.tokens import mint_token
 from functions.transcripts import Transcripts
 
@@ -114,13 +119,19 @@ class TransferOrchestrator:
         summary_source: SummarySource | None = None,
         phone: PhoneLeg | None = None,
         retry: RetryPolicy = RetryPolicy(),
+        gateway: FunctionsGateway | None = None,
     ) -> None:
         self.services = services
         self.settings = services.settings
         self.store = store
         self.rooms = rooms
+        self.gateway = gateway or make_gateway(self.settings, services)
         self.media = MediaControl(self.settings, rooms)
-        self.transcripts = Transcripts(store, rooms, lambda: services.summarizer)
+        # The LLM refresh is bounded by the LLM's own timeout, plus a second for the gateway's hop.
+        self.transcripts = Transcripts(
+            store, rooms, self._summary_refresh, refresh_timeout_s=self.settings.llm_timeout_s + 1.0
+        )
+        self.media_functions: dict[str, FunctionStatus] = {}  # function → newest status the media jobs reported
         self.summary_source = summary_source or self.transcripts.summary_for
         self.retry = retry
         self.phone = phone
@@ -131,6 +142,23 @@ class TransferOrchestrator:
         self._background = Background()
         self.listeners: list[Callable[[Notification], None]] = []
         self.removed_joins = 0  # participants removed because the state did not allow them in
+
+    def _summary_refresh(self) -> Refresh | None:
+        """The rolling summaries' LLM refresh, through the gateway (on Modal with FUNCTIONS_BACKEND=modal,
+        whose summarizer may be an LLM); none when the summary here is the offline extraction only."""
+        if self.settings.functions_backend != "modal" and isinstance(self.services.summarizer, OfflineSummarizer):
+            return None
+        gateway = self.gateway
+
+        async def refresh(segments: list) -> CallSummary:
+            return await gateway.summarize(SummarizeRequest(segments=segments))
+
+        return refresh
+
+    @property
+    def function_status(self) -> list[FunctionStatus]:
+        """Where each service function last ran: this control plane's gateway and its media jobs' (newest wins)."""
+        return merge_status(self.gateway.function_status, self.media_functions.values())
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -466,6 +494,10 @@ class TransferOrchestrator:
             return  # not ours
         if isinstance(report, SegmentReport):
             await self.transcripts.add(report)
+        elif isinstance(report, FunctionsReport):
+            self.media_functions.update(
+                (st.function, st) for st in merge_status(self.media_functions.values(), report.functions)
+            )
         elif isinstance(report, MediaEvent):
             self.media.on_event(report)
             if report.event in ("hold_started", "brief_failed"):

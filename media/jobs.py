@@ -30,6 +30,7 @@ from functions.gateway import FunctionsGateway
 from functions.media_protocol import CallJob, CallRoomState, ConsultJob, MediaEvent, SegmentReport
 from functions.models import SERVICE_PREFIXES, Notification, SpeechRequest, TranscriptSegment
 from functions.rooms import TOPIC
+from media.function_reports import FunctionReports
 from media.listen import RoomListener
 from media.reporter import Reporter
 from media.slots import ConnectSlots
@@ -290,6 +291,8 @@ async def run_job(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps) ->
     reporter = deps.reporter(spec.control_url)
     stop = _stop_event(ctx)
     transfer_id = spec.transfer_id if isinstance(spec, ConsultJob) else None
+    # Where this job's transcription and speech ran (and any fallback) is reported to the control plane.
+    functions = FunctionReports(deps.gateway, reporter, spec.call_id, transfer_id).start()
     listener = None
     media: HoldAudio | BriefSpeaker | None = None
     try:
@@ -318,4 +321,5 @@ async def run_job(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps) ->
             await listener.aclose(drain_s=1.0 if transfer_id else 3.0)
         if media:
             await media.aclose()
+        functions.close()
         await reporter.aclose()

@@ -1,4 +1,4 @@
-"""The media-plane worker: a livekit-agents `AgentServer` registered as `MEDIA_AGENT`, running the
+"""The media-plane worker: a livekit-agents `AgentServer` registered as MEDIA_AGENT_NAME, running the
 call and consult jobs the control plane dispatches explicitly (AgentDispatchService).
 
 Each job runs in a process of livekit-agents' job pool (`JobExecutorType.PROCESS`), prewarmed by
@@ -10,6 +10,9 @@ server sees the worker's load as running jobs / WORKER_MAX_JOBS and dispatches e
 
     worker = MediaWorker(settings)
     await worker.run()        # until aclose()
+
+`wrap_backend` (a picklable callable, e.g. a `functools.partial` of a module-level function: it
+travels to the job processes) wraps every backend of the jobs' gateways; the tests record with it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import functools
 import logging
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,8 +30,8 @@ from livekit import rtc
 from livekit.agents import AgentServer, JobContext, JobExecutorType, JobProcess, JobRequest, get_job_context
 from livekit.agents.utils import http_context
 
-from functions.gateway import LocalBackend, make_gateway
-from functions.media_protocol import MEDIA_AGENT, CallJob, JobEnvelope
+from functions.gateway import Backend, LocalBackend, make_gateway
+from functions.media_protocol import CallJob, JobEnvelope
 from functions.services import build_services
 from functions.settings import Settings
 from media import model_host
@@ -55,7 +59,13 @@ PRELOAD_MODULES = [
 ]
 
 
-def prewarm_process(settings: Settings, hold_clip_path: Path, proc: JobProcess) -> None:
+def prewarm_process(
+    settings: Settings,
+    hold_clip_path: Path,
+    proc: JobProcess,
+    *,
+    wrap_backend: Callable[[Backend], Backend] | None = None,
+) -> None:
     """Runs once in every job process before it takes a job, so it must be cheap: process start-up
     is what limits how fast a worker takes new calls (measured: 2.5-11 s per process on a busy
     2-core machine when the voice was loaded here). The hold clip is read from the file the worker
@@ -70,7 +80,7 @@ def prewarm_process(settings: Settings, hold_clip_path: Path, proc: JobProcess) 
     pool = ThreadPoolExecutor(max_workers=settings.worker_model_threads or 2)
     local = model_host.HostBackend(lambda: get_job_context().inference_executor, LocalBackend(services, pool))
     proc.userdata["deps"] = JobDeps(
-        gateway=make_gateway(settings, services, local=local),
+        gateway=make_gateway(settings, services, local=local, wrap_backend=wrap_backend, origin="media worker"),
         api_secret=settings.livekit_api_secret.get_secret_value(),
         hold_clip=np.load(hold_clip_path),
         slots=ConnectSlots(hold_clip_path.parent, settings.worker_connect_slots),
@@ -100,7 +110,7 @@ async def entrypoint(ctx: JobContext) -> None:
 
 
 class MediaWorker:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, wrap_backend: Callable[[Backend], Backend] | None = None) -> None:
         self.settings = settings
         self._tmp = tempfile.TemporaryDirectory(prefix="media-worker-")
         self.hold_clip_path = Path(self._tmp.name) / "hold.npy"
@@ -109,7 +119,7 @@ class MediaWorker:
             ws_url=settings.livekit_url,
             api_key=settings.livekit_api_key,
             api_secret=settings.livekit_api_secret.get_secret_value(),
-            setup_fnc=functools.partial(prewarm_process, settings, self.hold_clip_path),
+            setup_fnc=functools.partial(prewarm_process, settings, self.hold_clip_path, wrap_backend=wrap_backend),
             preload_modules=PRELOAD_MODULES,
             load_fnc=self.load,
             load_threshold=1.0,  # `load` is already jobs / max: full means full
@@ -121,7 +131,7 @@ class MediaWorker:
             port=0,  # the worker's health port: any free one, so several workers share a machine
             log_level="INFO",
         )
-        self.server.rtc_session(entrypoint, agent_name=MEDIA_AGENT, on_request=on_request)
+        self.server.rtc_session(entrypoint, agent_name=settings.media_agent_name, on_request=on_request)
         self.heartbeat = Heartbeat(
             lambda: [(j.job.metadata, j.job.room.name) for j in self.server.active_jobs],
             settings.livekit_api_secret.get_secret_value(),
@@ -140,7 +150,7 @@ class MediaWorker:
         # worker registers; a broken install stops the worker there.
         model_host.register()
         np.save(self.hold_clip_path, await load_hold_clip())  # decoded once per worker, not per job process
-        log.info("media worker registering as %r with %s", MEDIA_AGENT, self.settings.livekit_url)
+        log.info("media worker registering as %r with %s", self.settings.media_agent_name, self.settings.livekit_url)
         self._beating = asyncio.ensure_future(self.heartbeat.run())
         await self.server.run(devmode=False)
 

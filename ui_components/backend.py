@@ -316,6 +316,7 @@ class UiBackend:
             # Which backend runs the service functions (local or Modal, and any fallback), so
             # whoever watches the board knows where summaries and speech come from.
             "functions_backend": self.ctx.gateway.backend_label,
+            "functions": self.function_status(),
             "live_transcription": self.ctx.settings.live_transcription,
             "agents": self.presence.agents(),
             "calls": [self._call_view(c) for c in calls],
@@ -323,6 +324,13 @@ class UiBackend:
         }
 
     # --- views ------------------------------------------------------------------------------------
+    def function_status(self) -> list[dict]:
+        """Per service function: where it last ran (here or in a media worker), whether it fell back
+        and why, when. The control plane's gateway merged with what the media jobs reported."""
+        orch = self.ctx.orchestrator
+        statuses = orch.function_status if orch is not None else self.ctx.gateway.function_status
+        return [st.model_dump(mode="json") for st in statuses]
+
     def _call_view(self, call: Call) -> dict:
         return {
             **call.model_dump(mode="json"),

@@ -32,6 +32,7 @@ from functions.summarization import (
     FallbackSummarizer,
     OfflineSummarizer,
     RollingSummary,
+    in_thread,
     make_summarizer,
     summarize,
 )
@@ -376,10 +377,19 @@ def test_fallback_on_timeout_returns_within_the_timeout() -> None:
 # --- rolling summary -----------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def bg_loop():
+    """Peer: none; an event loop in a thread, where the LLM refreshes run (tests/support/loop_thread.py)."""
+    from tests.support.loop_thread import LoopThread
+
+    with LoopThread() as loop:
+        yield loop
+
+
 @pytest.mark.parametrize("call", ["billing_double_charge", "very_long_call", "prompt_injection", "non_english_mixed"])
 def test_rolling_offline_summary_matches_summarizing_from_scratch(call: str) -> None:
     segments, _ = load_call(CALLS_DIR / f"{call}.json")
-    rolling = RollingSummary(OfflineSummarizer())
+    rolling = RollingSummary()  # no LLM refresh: the offline extraction only
     for i in range(0, len(segments), 2):
         rolling.update(segments[i : i + 2])
     assert rolling.current == OfflineSummarizer().summarize(segments)
@@ -397,9 +407,9 @@ def test_rolling_current_is_instant_during_a_long_call() -> None:
     assert current.caller_name == "Grace Kim"
 
 
-def test_rolling_with_llm_is_ready_before_the_llm_answers_and_coalesces() -> None:
+def test_rolling_with_llm_is_ready_before_the_llm_answers_and_coalesces(bg_loop) -> None:
     llm = _Counting(delay=0.3)
-    rolling = RollingSummary(llm)
+    rolling = RollingSummary(in_thread(llm), loop=bg_loop)
     segments = _billing()
     for seg in segments:
         s = rolling.update([seg])  # returns at once with the offline summary
@@ -411,8 +421,8 @@ def test_rolling_with_llm_is_ready_before_the_llm_answers_and_coalesces() -> Non
     assert len(llm.calls) < len(segments)  # updates during a refresh were coalesced
 
 
-def test_rolling_keeps_the_offline_summary_when_the_llm_fails() -> None:
-    rolling = RollingSummary(FallbackSummarizer(_Failing(), timeout_s=1))
+def test_rolling_keeps_the_offline_summary_when_the_llm_fails(bg_loop) -> None:
+    rolling = RollingSummary(in_thread(FallbackSummarizer(_Failing(), timeout_s=1)), loop=bg_loop)
     rolling.update(_billing())
     assert rolling.wait_idle(5)
     assert rolling.current.source == "offline_fallback"

@@ -1,8 +1,11 @@
 """The rolling summary policy (issue 12) and the hand-off behaviours of the offline extraction, with a
-scripted stand-in for the LLM that lives here (never in functions/): no model, no network."""
+scripted stand-in for the LLM that lives here (never in functions/): no model, no network. The LLM
+refreshes run on an event loop in a thread of its own (tests/support/loop_thread.py), as they run
+on the control plane's loop in the app."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -17,7 +20,9 @@ from functions.summarization import (
     RollingSummary,
     call_summary_schema,
     format_transcript,
+    in_thread,
 )
+from tests.support.loop_thread import LoopThread
 from tests.unit.test_summarizer_offline import CALLS_DIR, load_call
 
 pytestmark = pytest.mark.unit
@@ -52,6 +57,18 @@ class ScriptedLLM:
 BILLING = load_call(CALLS_DIR / "billing_double_charge.json")[0]
 
 
+@pytest.fixture(scope="module")
+def bg_loop():
+    """Peer: none; an event loop in a thread, where the refreshes run."""
+    with LoopThread() as loop:
+        yield loop
+
+
+def rolling_with(summarizer, loop, **kw) -> RollingSummary:
+    """A rolling summary whose LLM refresh is `summarizer`, run on `loop` (its executor's threads)."""
+    return RollingSummary(in_thread(summarizer), loop=loop, **kw)
+
+
 def llm_billing(segs: list[TranscriptSegment]) -> CallSummary:
     return CallSummary(
         caller_name="Maria Lopez",
@@ -65,17 +82,20 @@ def llm_billing(segs: list[TranscriptSegment]) -> CallSummary:
     )
 
 
-def test_without_an_llm_the_source_is_offline() -> None:
-    rolling = RollingSummary(OfflineSummarizer())
-    assert rolling.update(BILLING).source == "offline"
+def test_without_an_llm_the_source_is_offline(bg_loop) -> None:
     assert RollingSummary().update(BILLING).source == "offline"
+    # A refresh whose backend has no LLM (e.g. Modal's summarizer is the offline one) says so: offline.
+    rolling = rolling_with(OfflineSummarizer(), bg_loop)
+    rolling.update(BILLING)
+    assert rolling.wait_idle(5)
+    assert rolling.current.source == "offline"
 
 
-def test_llm_not_answered_yet_is_offline_fallback_and_never_delays_current() -> None:
+def test_llm_not_answered_yet_is_offline_fallback_and_never_delays_current(bg_loop) -> None:
     llm = ScriptedLLM()
     llm.gate.clear()  # the LLM hangs
     try:
-        check_never_delayed(RollingSummary(llm))
+        check_never_delayed(rolling_with(llm, bg_loop))
     finally:
         llm.gate.set()
 
@@ -93,17 +113,17 @@ def check_never_delayed(rolling: RollingSummary) -> None:
     assert not rolling.wait_idle(0.05)  # still waiting on the hung LLM
 
 
-def test_llm_covering_every_segment_is_llm() -> None:
-    rolling = RollingSummary(ScriptedLLM(llm_billing))
+def test_llm_covering_every_segment_is_llm(bg_loop) -> None:
+    rolling = rolling_with(ScriptedLLM(llm_billing), bg_loop)
     rolling.update(BILLING)
     assert rolling.wait_idle(5)
     assert rolling.current.source == "llm"
     assert rolling.current.brief.startswith("Maria Lopez, account 4471-9902")
 
 
-def test_segments_after_the_llm_summary_are_merged_from_the_offline_extraction() -> None:
+def test_segments_after_the_llm_summary_are_merged_from_the_offline_extraction(bg_loop) -> None:
     llm = ScriptedLLM(llm_billing)
-    rolling = RollingSummary(llm)
+    rolling = rolling_with(llm, bg_loop)
     rolling.update(BILLING)
     assert rolling.wait_idle(5)
     llm.gate.clear()  # the next LLM refresh hangs: the later segments are only known offline
@@ -132,17 +152,17 @@ def check_merge(rolling: RollingSummary) -> None:
     assert all(i.value in transcript for i in current.identifiers)  # the merge adds only what was said
 
 
-def test_a_failing_llm_keeps_the_offline_summary_marked_as_fallback() -> None:
-    rolling = RollingSummary(ScriptedLLM(fail=True))
+def test_a_failing_llm_keeps_the_offline_summary_marked_as_fallback(bg_loop) -> None:
+    rolling = rolling_with(ScriptedLLM(fail=True), bg_loop)
     rolling.update(BILLING)
     assert rolling.wait_idle(5)
     assert rolling.current.source == "offline_fallback"
     assert rolling.current.caller_name == "Maria Lopez"
 
 
-def test_a_failing_llm_after_a_good_one_keeps_the_merged_summary() -> None:
+def test_a_failing_llm_after_a_good_one_keeps_the_merged_summary(bg_loop) -> None:
     llm = ScriptedLLM(llm_billing)
-    rolling = RollingSummary(FallbackSummarizer(llm, timeout_s=2))
+    rolling = rolling_with(FallbackSummarizer(llm, timeout_s=2), bg_loop)
     rolling.update(BILLING)
     assert rolling.wait_idle(5)
     llm.fail = True  # FallbackSummarizer answers offline_fallback: not adopted over the LLM summary
@@ -152,17 +172,62 @@ def test_a_failing_llm_after_a_good_one_keeps_the_merged_summary() -> None:
     assert "TK-40931" in [i.value for i in rolling.current.identifiers]
 
 
-def test_typed_name_wins_over_the_llm_and_the_stt_spelling() -> None:
+def test_typed_name_wins_over_the_llm_and_the_stt_spelling(bg_loop) -> None:
     segs = load_call(CALLS_DIR / "typed_name_vs_stt.json")[0]
 
     def answer(s):
         return CallSummary(caller_name="Daniel O'Cuffer", brief="Daniel O'Cuffer wants a card blocked.", source="llm")
 
-    rolling = RollingSummary(ScriptedLLM(answer), known_name="Daniel Okafor")
+    rolling = rolling_with(ScriptedLLM(answer), bg_loop, known_name="Daniel Okafor")
     assert rolling.update(segs).caller_name == "Daniel Okafor"  # offline, before the LLM answers
     assert rolling.wait_idle(5)
     assert rolling.current.caller_name == "Daniel Okafor"
     assert rolling.current.brief == "Daniel Okafor wants a card blocked."
+
+
+def test_a_hanging_refresh_is_abandoned_after_its_timeout_and_the_next_one_runs(bg_loop) -> None:
+    llm = ScriptedLLM(llm_billing)
+    llm.gate.clear()  # hangs for 10 s, far past the refresh's 0.5 s bound
+    try:
+        rolling = rolling_with(llm, bg_loop, timeout_s=0.5)
+        t = time.monotonic()
+        rolling.update(BILLING)
+        rolling.update([seg("caller", "My ticket number is TK-40931.")])  # coalesced behind the hung one
+        assert rolling.wait_idle(3), "the hung refresh was not abandoned"
+        assert time.monotonic() - t < 2.5  # two refreshes of 0.5 s at most, on a loaded machine
+        assert "longer than 0.5s" in rolling.last_error and 1 <= rolling.refreshes <= 2
+        assert rolling.current.source == "offline_fallback" and "TK-40931" in rolling.current.brief
+    finally:
+        llm.gate.set()
+    rolling.update([seg("caller", "Thanks.")])
+    assert rolling.wait_idle(5) and rolling.current.source == "llm"
+
+
+async def test_the_refresh_runs_on_the_running_loop_through_the_gateway() -> None:
+    """Peer: none (the gateway's local backend with a scripted failing LLM): its offline_fallback answer
+    keeps its source through the gateway, and is not taken for an LLM summary."""
+    from functions.gateway import FunctionsGateway, LocalBackend
+    from functions.models import SummarizeRequest
+    from functions.services import build_services
+    from functions.settings import load_settings
+
+    services = build_services(load_settings(), summarizer=FallbackSummarizer(ScriptedLLM(fail=True), timeout_s=2))
+    gateway = FunctionsGateway(LocalBackend(services))
+    direct = await gateway.summarize(SummarizeRequest(segments=BILLING))
+    assert direct.source == "offline_fallback"
+
+    async def refresh(segments):
+        return await gateway.summarize(SummarizeRequest(segments=segments))
+
+    rolling = RollingSummary(refresh, timeout_s=3)  # the running loop: the test's
+    rolling.update(BILLING)
+    deadline = time.monotonic() + 5
+    while rolling.refreshes == 0 or not rolling.wait_idle(0):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    assert rolling.current.source == "offline_fallback"
+    assert rolling.last_error == "the refresh answered offline_fallback"
+    assert [st.function for st in gateway.function_status] == ["summarize"]
 
 
 # --- hand-off behaviours of the offline extraction ----------------------------------------------------

@@ -68,6 +68,14 @@
           el("section", { class: "wt-card wt-span2" }, el("h3", {}, "Calls"),
             this.table("wt-calls-table", ["Call", "Caller", "Agent", "Status", "Started", "Updated"], d.calls.map((c) => [c.call_id, c.caller_name || "—",
               c.agent_name || c.agent_identity || "—", pill(STATUS[c.status] || c.status, `wt-call-${c.status}`), WT.time(c.created_at), WT.time(c.updated_at)])))),
+        el("section", { class: "wt-card", dataset: { testid: "functions" } }, el("h3", {}, "Service functions"),
+          // Text nodes only (WT.el): a fallback's reason is shown as text, never parsed as HTML.
+          this.table("wt-functions-table", ["Function", "Where it last ran", "Fell back", "When", "Took"], (d.functions || []).map((f) => [
+            f.function,
+            `${f.backend}${f.origin ? ` · ${f.origin}` : ""}${f.ok ? "" : ` · failed: ${f.error}`}`,
+            f.fell_back ? `yes: ${f.reason}` : "no",
+            WT.time(f.at),
+            `${Math.round(f.duration_s * 1000)} ms`]))),
         el("section", { class: "wt-card" }, el("h3", {}, "Transfers"),
           this.table("wt-transfers-table", ["Transfer", "Call", "From", "To", "State", "Reason", "Updated"], d.transfers.map((t) => [t.transfer_id, t.call_id,
             t.from_name || t.from_agent, t.target_name || t.target, pill(t.state, `wt-t-${t.state}`), t.reason || "", WT.time(t.updated_at)]))),
