@@ -63,8 +63,19 @@ async def control_hub(livekit_server, control_port):
 class WorkerProcess:
     """`python worker.py --embedded <the session server's state>` with its log kept for failures."""
 
-    def __init__(self, livekit_server: EmbeddedLiveKit, name: str = "worker") -> None:
+    def __init__(
+        self,
+        livekit_server: EmbeddedLiveKit,
+        name: str = "worker",
+        *,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`command` replaces `python worker.py` (e.g. tests/support/recording_worker.py); `env` is the
+        whole environment of the process (default: this one's)."""
         self.livekit_server = livekit_server
+        self.command = command or [sys.executable, str(PROJECT_ROOT / "worker.py")]
+        self.env = env
         self.log_path = livekit_server.dir / f"{name}.log"
         self._log = self.log_path.open("ab")
         self.proc = self._spawn()
@@ -73,8 +84,9 @@ class WorkerProcess:
         self._log.flush()
         self._since = self.log_path.stat().st_size  # where this process's log starts (the file is appended to)
         return subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "worker.py"), "--embedded", str(self.livekit_server.dir)],
+            [*self.command, "--embedded", str(self.livekit_server.dir)],
             stdout=self._log,
+            env=self.env,
             stderr=subprocess.STDOUT,
             cwd=PROJECT_ROOT,
             start_new_session=True,

@@ -94,4 +94,5 @@ async def test_the_calls_board_says_which_backend_runs_the_functions(app_factory
         a = await ui("desk", "agent_sign_in", identity="agent-a", name="Alice")
         board = await ui("calls", "dashboard", session=a["session"])
     assert board["functions_backend"] == "Modal · app warm-transfer (falls back to local)"
+    assert board["functions"] == []  # no function has run yet: nothing to say where
     assert board["live_transcription"] is False

@@ -84,6 +84,12 @@ async def test_complete_warm_transfer_through_the_ui(world, lk_api, shots):
     # Which backend runs the service functions (FUNCTIONS_BACKEND; local here, no Modal).
     services = board.get_by_test_id("services")
     await expect(services).to_have_text("Service functions: local (in-process) · live transcription off")
+    # Where each function last ran: B's brief was synthesized by the consult job, in the media worker.
+    functions = board.locator(".wt-functions-table")
+    await expect(functions.locator("tr", has_text="synthesize_speech")).to_contain_text(
+        "local (media worker) · media worker", timeout=T
+    )
+    await expect(functions.locator("tr", has_text="synthesize_speech")).to_contain_text("no")
     await shots(w.a.page, "calls-dashboard")
     await w.a.page.get_by_role("tab", name="Agent A").click()
 
