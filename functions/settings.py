@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     whisper_model_path: str = ""
     whisper_compute_type: str = "int8"
     whisper_cpu_threads: int = Field(0, ge=0, le=64, description="CTranslate2 threads per model (0 = cores)")
+    live_whisper_model: str = Field(
+        "tiny.en",
+        description="Whisper model of the workers' live transcription (empty = WHISPER_MODEL_PATH)",
+    )
+    whisper_workers: int = Field(1, ge=1, le=16, description="utterances one Whisper model transcribes at once")
+    whisper_context_s: float = Field(
+        15.0,
+        ge=0,
+        le=30,
+        description="Whisper encoder window for short utterances, seconds (0 = the full 30 s)",
+    )
     piper_voice_path: str = ""
     piper_cpu_threads: int = Field(1, ge=0, le=64, description="ONNX threads of the piper voice (0 = cores)")
     live_transcription: bool = Field(True, description="transcribe every call room live (captions + summary)")
@@ -78,7 +89,9 @@ class Settings(BaseSettings):
     worker_connect_slots: int = Field(
         3, ge=0, le=1000, description="job processes of a worker that may join a room at once (0 = no limit)"
     )
-    worker_model_threads: int = Field(0, ge=0, le=64, description="threads for STT/TTS in a worker (0 = cores)")
+    worker_model_threads: int = Field(
+        0, ge=0, le=64, description="Whisper replicas (one thread each) per worker (0 = cores)"
+    )
     control_url: str = Field("", description="base URL workers report to; empty = http://APP_HOST:APP_PORT")
     media_agent_name: str = Field(
         "warm-transfer-media",

@@ -46,12 +46,38 @@ def _check_pcm(pcm: bytes, sample_rate: int) -> None:
 
 # --- faster-whisper -------------------------------------------------------------------------------
 
-_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS: dict[tuple[str, str, int, float, int], Any] = {}
 _MODELS_LOCK = threading.Lock()
+FRAMES_PER_S = 100  # Whisper's mel frames
 
 
-def _load_whisper(path: str, compute_type: str, threads: int = 0) -> Any:
-    key = (path, compute_type, threads)
+def _windowed(whisper_model_cls: type, context_s: float) -> type:
+    """faster-whisper with a shorter encoder window for short utterances.
+
+    faster-whisper pads every utterance to Whisper's 30 s window, and the encoder's cost grows faster
+    than linearly with it: base on one thread, 3000 frames 1.85 s, 1000 frames 0.28 s (measured). An
+    utterance is a few seconds, so the encoder runs on the utterance plus padding up to `context_s`
+    instead. Below ~10 s Whisper starts looping on digit strings ("5 5 0 0 0 0 ..."), so the window
+    never gets shorter than that (bench/live_transcription.py measures WER for each choice).
+    The padding is where faster-whisper's `pad_or_trim` put exact zeros: real log-mel frames never
+    are zero in all 80 bands."""
+
+    class WindowedWhisper(whisper_model_cls):  # type: ignore[misc, valid-type]
+        def encode(self, features: np.ndarray) -> Any:
+            if context_s and features.shape[-1] > context_s * FRAMES_PER_S:
+                flat = features.reshape(-1, features.shape[-1])
+                used = np.flatnonzero(np.any(flat != 0, axis=0))
+                content = int(used[-1]) + 1 if len(used) else 0
+                frames = max(int(context_s * FRAMES_PER_S), -(-(content + FRAMES_PER_S) // FRAMES_PER_S) * FRAMES_PER_S)
+                if frames < features.shape[-1]:
+                    features = np.ascontiguousarray(features[..., :frames])
+            return super().encode(features)
+
+    return WindowedWhisper
+
+
+def _load_whisper(path: str, compute_type: str, threads: int = 0, context_s: float = 0.0, workers: int = 1) -> Any:
+    key = (path, compute_type, threads, context_s, workers)
     model = _MODELS.get(key)
     if model is not None:
         return model
@@ -62,11 +88,12 @@ def _load_whisper(path: str, compute_type: str, threads: int = 0) -> Any:
             from faster_whisper import WhisperModel
 
             try:
-                model = WhisperModel(
+                model = _windowed(WhisperModel, context_s)(
                     path,
                     device="cpu",
                     compute_type=compute_type,
                     cpu_threads=threads or os.cpu_count() or 2,
+                    num_workers=workers,  # replicas: with several, concurrent utterances do not queue
                     local_files_only=True,
                 )
             except Exception as e:
@@ -92,7 +119,11 @@ class WhisperTranscriber:
 
             path, self.model_name = resolve_whisper_model(self.settings)
             self._model = _load_whisper(
-                str(path), self.settings.whisper_compute_type, self.settings.whisper_cpu_threads
+                str(path),
+                self.settings.whisper_compute_type,
+                self.settings.whisper_cpu_threads,
+                self.settings.whisper_context_s,
+                self.settings.whisper_workers,
             )
             self.name = f"whisper-{self.model_name}"
         return self
@@ -117,6 +148,8 @@ class WhisperTranscriber:
                 word_timestamps=True,
                 condition_on_previous_text=False,
                 vad_filter=False,
+                # A looping decode ("0 0 0 ...") stops at a generous bound on speech: about 8 tokens/s.
+                max_new_tokens=min(400, 40 + int(duration * 8)),
             )
             segments = list(segments)
         except Exception as e:

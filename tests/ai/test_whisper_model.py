@@ -55,3 +55,42 @@ def test_tiny_en_and_a_user_directory_also_work(ai_settings, ai_data_dir, piper)
     user = WhisperTranscriber(offline_settings(ai_data_dir, whisper_model_path=str(base_dir))).load()
     assert user.name == f"whisper-{base_dir.name}"
     assert "technician" in user.transcribe(pcm, rate).text.lower()
+
+
+class EncoderSpy:
+    """CTranslate2's Whisper, recording how many mel frames each encoder call is given."""
+
+    def __init__(self, real, frames: list[int]) -> None:
+        self.real, self.frames = real, frames
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def encode(self, features, *args, **kwargs):
+        self.frames.append(features.shape[-1])
+        return self.real.encode(features, *args, **kwargs)
+
+
+def test_a_short_utterance_is_encoded_in_the_short_window_with_the_same_words(ai_settings, piper) -> None:
+    """WHISPER_CONTEXT_S: a 4 s utterance goes through the encoder as 15 s, not faster-whisper's 30 s,
+    and the words come out the same as with the full window (the speech set's WER for each window is
+    in bench/live_transcription.py)."""
+    from functions.audio import resample
+
+    text = "Please send a technician to fix the connection tomorrow morning."
+    pcm, rate = synth(piper, text)
+    pcm = resample(pcm, rate, 16000)
+    heard = {}
+    for window in (0.0, 15.0):
+        stt = WhisperTranscriber(ai_settings.model_copy(update={"whisper_context_s": window})).load()
+        frames: list[int] = []
+        real = stt._model.model  # CTranslate2's Whisper: what the encoder is actually given
+
+        stt._model.model = EncoderSpy(real, frames)
+        try:
+            heard[window] = stt.transcribe(pcm, 16000).text
+        finally:
+            stt._model.model = real
+        assert frames, "the encoder ran"
+        assert frames[0] == (3000 if window == 0 else 1500), (window, frames)
+    assert heard[0.0].lower().strip(" .") == heard[15.0].lower().strip(" ."), heard
