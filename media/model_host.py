@@ -1,10 +1,15 @@
-"""The worker's model host: the piper voice loaded once per worker, speaking for every job of it.
+"""The worker's model host: the piper voice and the Whisper model loaded once per worker, speaking
+and transcribing for every job of it.
 
 livekit-agents runs one inference process per worker for exactly this (its turn detector uses it):
 models registered as an inference runner load there once, and every job process of the worker
 calls them through the worker's IPC (`ctx.inference_executor.do_inference`). Loading the voice in
 each consult's job process instead cost 2-24 s of CPU per consult on a busy 2-core machine, and B's
-brief came late (measured in CI); here it loads once, before the worker registers.
+brief came late (measured in CI); here it loads once, before the worker registers. Whisper too:
+one model with a one-thread replica per core (`WORKER_MODEL_THREADS`) serves every call of the
+worker, as many utterances at once as there are replicas, instead of a model in each call's process
+(~150 MB a call, each padding every utterance to Whisper's 30 s window: bench/live_transcription.py
+measures both).
 
     register()                                   # in the worker's main process, before AgentServer.run
     backend = HostBackend(lambda: get_job_context().inference_executor)   # in a job process
@@ -34,7 +39,7 @@ from functions.models import SpeechRequest, TranscribeRequest
 log = logging.getLogger(__name__)
 
 METHOD = "warm_transfer.functions"
-HOSTED = frozenset({"synthesize_speech"})  # what the host runs; the rest runs in the job process
+HOSTED = frozenset({"synthesize_speech", "transcribe"})  # what the host runs; the rest runs in the job
 HOST_NICE = 10  # the model host's CPU priority, below the job processes (0)
 HOST_TIMEOUT_S = 30.0  # one brief's synthesis, queued behind at most a few others
 
@@ -72,11 +77,19 @@ class FunctionsRunner(_InferenceRunner):
         os.nice(HOST_NICE)
         try:
             settings = load_settings()
-            self.services = build_services(settings)
+            # One Whisper for the worker, a replica of one thread per core: utterances of different
+            # calls run side by side instead of queueing behind one (bench/live_transcription.py).
+            replicas = settings.worker_model_threads or os.cpu_count() or 2
+            # tiny.en by default: base cannot keep up with 10 calls on 2 cores (bench/live_transcription.py).
+            model = settings.live_whisper_model or settings.whisper_model_path
+            host = settings.model_copy(
+                update={"whisper_cpu_threads": 1, "whisper_workers": replicas, "whisper_model_path": model}
+            )
+            self.services = build_services(host)
             ENTRY_POINTS["synthesize_speech"].run(SpeechRequest(text="Ready."), self.services)  # loads the voice
-            if settings.live_transcription:  # checked on throwaway services: the call jobs load their own Whisper
+            if settings.live_transcription:  # loads Whisper: the first caller's first words are not late
                 silence = TranscribeRequest(audio=b"\0" * 16000, encoding="pcm_s16le", sample_rate=16000)
-                ENTRY_POINTS["transcribe"].run(silence, build_services(settings))
+                ENTRY_POINTS["transcribe"].run(silence, self.services)
         except Exception as e:
             log.error("the media worker's models do not load: %s", e)
             # Not an Exception: livekit-agents would log it and carry on with a broken host.

@@ -69,10 +69,8 @@ def prewarm_process(
     """Runs once in every job process before it takes a job, so it must be cheap: process start-up
     is what limits how fast a worker takes new calls (measured: 2.5-11 s per process on a busy
     2-core machine when the voice was loaded here). The hold clip is read from the file the worker
-    decoded it to; the voice lives in the worker's model host (`media.model_host`), loaded once;
-    Whisper loads on a call job's first utterance, with one thread: the job processes share the
-    cores, and a model with a thread per core in each would oversubscribe them."""
-    settings = settings.model_copy(update={"whisper_cpu_threads": settings.whisper_cpu_threads or 1})
+    decoded it to; the voice and Whisper live in the worker's model host (`media.model_host`),
+    loaded once per worker. (With STT_PROVIDER=openai or on Modal the host only forwards.)"""
     # The job's HTTP session parses the CA bundle once per process (cached by livekit-agents): here,
     # not on the job's loop, where it blocked a starting job for 0.1-0.7 s (its log said so).
     http_context._create_ssl_context()
