@@ -103,6 +103,22 @@ class SegmentReport(BaseModel):
     dropped: int = Field(0, ge=0, description="utterances this room's job dropped so far (too far behind)")
 
 
+class TranscriptionStatus(BaseModel):
+    """How far a room's live transcription is behind, sent when it crosses BEHIND_WARN_S either way,
+    when it drops audio, and every few seconds while behind (`media.listen`)."""
+
+    kind: Literal["transcription"] = "transcription"
+    call_id: str
+    transfer_id: str | None = None
+    behind_s: float = Field(0.0, ge=0, description="now - end of the oldest utterance not yet transcribed")
+    dropped: int = Field(0, ge=0, description="utterances dropped so far (they waited longer than MAX_BEHIND_S)")
+    dropped_s: float = Field(0.0, ge=0, description="seconds of speech dropped so far")
+
+
+BEHIND_WARN_S = 3.0  # captions this far behind are shown as behind, and the brief says it may miss them
+MAX_BEHIND_S = 8.0  # an utterance that waited longer than this is dropped: new speech stays current
+
+
 class MediaEvent(BaseModel):
     kind: Literal["event"] = "event"
     call_id: str
@@ -144,7 +160,9 @@ HEARTBEAT_S = 0.5
 WORKER_SILENT_S = 2.5  # no heartbeat for this long: the worker is gone, its job participants are ghosts
 
 
-MediaReport = Annotated[SegmentReport | MediaEvent | FunctionsReport | WorkerHeartbeat, Field(discriminator="kind")]
+MediaReport = Annotated[
+    SegmentReport | MediaEvent | FunctionsReport | TranscriptionStatus | WorkerHeartbeat, Field(discriminator="kind")
+]
 
 
 class ReportEnvelope(BaseModel):

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 
 from functions.background import Background
-from functions.media_protocol import SegmentReport
+from functions.media_protocol import BEHIND_WARN_S, SegmentReport, TranscriptionStatus
 from functions.models import Call, CallSummary, Notification
 from functions.rooms import Rooms
 from functions.store import Store
@@ -47,6 +47,7 @@ class Transcripts:
         self.summaries: dict[str, RollingSummary] = {}
         self.dropped: dict[str, int] = {}  # call_id → utterances its jobs dropped (too far behind)
         self.lag_s: dict[str, float] = {}  # call_id → the last segment's end-of-utterance → report lag
+        self.backlog: dict[str, TranscriptionStatus] = {}  # call_id → how far its call room's captions lag
         self.background = Background()
 
     def _rolling(self, call_id: str) -> RollingSummary:
@@ -72,12 +73,41 @@ class Transcripts:
         summary = rolling.current
         if not summary.caller_name and call.caller_name:
             summary = summary.model_copy(update={"caller_name": call.caller_name})
+        if gap := self.gap_note(call.call_id):
+            summary = summary.model_copy(update={"brief": f"{summary.brief} {gap}".strip()})
         return summary
+
+    def gap_note(self, call_id: str) -> str:
+        """What the summary may be missing, in words B hears: live transcription behind, or dropped."""
+        status = self.backlog.get(call_id)
+        if status is None:
+            return ""
+        notes = []
+        if status.behind_s > BEHIND_WARN_S:
+            notes.append(f"This summary may miss the last {status.behind_s:.0f} seconds.")
+        if status.dropped_s >= 1:
+            notes.append(f"{status.dropped_s:.0f} seconds of speech were not transcribed.")
+        return " ".join(notes)
+
+    async def on_status(self, report: TranscriptionStatus) -> None:
+        """A job's backlog: kept for the brief, and shown on the call's agent's desk."""
+        if report.transfer_id:
+            return  # a consult's captions lagging changes nothing B is told
+        self.backlog[report.call_id] = report
+        call = self.store.get_call(report.call_id)
+        if call.agent_identity:
+            payload = {
+                "call_id": call.call_id,
+                **report.model_dump(mode="json", include={"behind_s", "dropped", "dropped_s"}),
+            }
+            msg = Notification(type="transcript.status", payload=payload)
+            await self.rooms.send(call.room, msg, [call.agent_identity])
 
     def forget(self, call_id: str) -> None:
         self.summaries.pop(call_id, None)
         self.dropped.pop(call_id, None)
         self.lag_s.pop(call_id, None)
+        self.backlog.pop(call_id, None)
 
     async def add(self, report: SegmentReport) -> None:
         seg = report.segment

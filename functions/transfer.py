@@ -39,6 +39,7 @@ from functions.media_protocol import (
     MediaEvent,
     MediaReport,
     SegmentReport,
+    TranscriptionStatus,
     WorkerHeartbeat,
     briefing_identity,
     media_identity,
@@ -494,6 +495,8 @@ class TransferOrchestrator:
             return  # not ours
         if isinstance(report, SegmentReport):
             await self.transcripts.add(report)
+        elif isinstance(report, TranscriptionStatus):
+            await self.transcripts.on_status(report)
         elif isinstance(report, FunctionsReport):
             self.media_functions.update(
                 (st.function, st) for st in merge_status(self.media_functions.values(), report.functions)

@@ -27,11 +27,18 @@ from livekit.agents.voice.background_audio import BuiltinAudioClip
 
 from functions.audio import read_wav, resample
 from functions.gateway import FunctionsGateway
-from functions.media_protocol import CallJob, CallRoomState, ConsultJob, MediaEvent, SegmentReport
+from functions.media_protocol import (
+    CallJob,
+    CallRoomState,
+    ConsultJob,
+    MediaEvent,
+    SegmentReport,
+    TranscriptionStatus,
+)
 from functions.models import SERVICE_PREFIXES, Notification, SpeechRequest, TranscriptSegment
 from functions.rooms import TOPIC
 from media.function_reports import FunctionReports
-from media.listen import RoomListener
+from media.listen import Backlog, RoomListener
 from media.reporter import Reporter
 from media.slots import ConnectSlots
 
@@ -99,6 +106,16 @@ def _listener(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps, report
         )
         await reporter.send(report)
 
+    def on_status(backlog: Backlog) -> None:
+        status = TranscriptionStatus(
+            call_id=spec.call_id,
+            transfer_id=transfer_id,
+            behind_s=backlog.behind_s,
+            dropped=backlog.dropped,
+            dropped_s=backlog.dropped_s,
+        )
+        reporter.post(status)
+
     def on_listening(identity: str) -> None:
         event = MediaEvent(call_id=spec.call_id, transfer_id=transfer_id, event="listening", detail=identity)
         reporter.post(event)
@@ -109,6 +126,7 @@ def _listener(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps, report
         transcribe=deps.gateway.transcribe,
         on_segment=on_segment,
         on_listening=on_listening,
+        on_status=on_status,
     )
     return listener.start()
 

@@ -3,8 +3,11 @@ segmented (functions.segmenter, 16 kHz mono frames straight from the SDK), each 
 transcribed through the functions gateway (in-process or on Modal), and the segment is reported
 to the control plane, which stores it, captions it and rolls the summary.
 
-Per room: a bounded queue of utterances; when it is full the oldest waiting utterance is dropped,
-counted and logged (never silently), so the captions stay near real time.
+Backpressure, per room: utterances wait in a queue for the worker's one Whisper (the model host);
+one that has waited longer than MAX_BEHIND_S is dropped, counted and logged, never silently, so the
+captions stay near real time when the worker is overloaded. How far behind the room is (and what was
+dropped) is reported to the control plane when it crosses BEHIND_WARN_S either way, on every drop,
+and every STATUS_EVERY_S while behind: the agent's desk shows it, and the brief says what it may miss.
 """
 
 from __future__ import annotations
@@ -13,21 +16,25 @@ import asyncio
 import logging
 import statistics
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from livekit import rtc
 
 from functions.background import Background
+from functions.media_protocol import BEHIND_WARN_S, MAX_BEHIND_S
 from functions.models import SERVICE_PREFIXES, TranscribeRequest, TranscribeResult, TranscriptSegment, Word
 from functions.segmenter import RATE, Segmenter, Utterance
 
 log = logging.getLogger(__name__)
-QUEUE_LIMIT = 32  # utterances waiting per room; beyond that we are far behind real time
+QUEUE_LIMIT = 64  # a hard cap on waiting utterances per room (the age limit normally drops them first)
 FRAME_MS = 100
+STATUS_EVERY_S = 2.0
 
 Transcribe = Callable[[TranscribeRequest], Awaitable[TranscribeResult]]
 OnSegment = Callable[[TranscriptSegment, float], Awaitable[None]]  # (segment, lag seconds)
+OnStatus = Callable[["Backlog"], None]
 
 
 @dataclass
@@ -38,6 +45,7 @@ class Metrics:
     audio_s: float = 0.0
     busy_s: float = 0.0
     dropped: int = 0
+    dropped_s: float = 0.0
     max_queue: int = 0
 
     def summary(self) -> dict[str, float]:
@@ -48,8 +56,93 @@ class Metrics:
             "p95_ms": lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))] * 1000 if lat else 0.0,
             "rtf": self.busy_s / self.audio_s if self.audio_s else 0.0,
             "dropped": self.dropped,
+            "dropped_s": self.dropped_s,
             "max_queue": self.max_queue,
         }
+
+
+@dataclass(frozen=True)
+class Backlog:
+    behind_s: float  # now - end of the oldest utterance not transcribed yet (0: none waiting)
+    dropped: int
+    dropped_s: float
+
+
+class UtteranceQueue:
+    """A room's utterances between the segmenter and Whisper: one transcribed at a time, the ones
+    that waited longer than `max_behind_s` dropped (counted). No LiveKit in here, so the benchmark
+    drives exactly this with utterances it times itself."""
+
+    def __init__(
+        self,
+        name: str,
+        transcribe: Callable[[str, Utterance, float], Awaitable[None]],
+        metrics: Metrics,
+        *,
+        max_behind_s: float = MAX_BEHIND_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._transcribe = transcribe  # (identity, utterance, ended_at)
+        self.metrics = metrics
+        self.max_behind_s = max_behind_s
+        self._clock = clock
+        self._queue: asyncio.Queue[tuple[str, Utterance, float]] = asyncio.Queue(QUEUE_LIMIT)
+        self._in_flight: float | None = None  # ended_at of the utterance being transcribed
+        self._waiting: deque[float] = deque()  # ended_at of each queued utterance, oldest first
+
+    def put(self, identity: str, utt: Utterance) -> None:
+        if self._queue.full():
+            self._drop(*self._take())
+            self._queue.task_done()
+        now = self._clock()
+        self._queue.put_nowait((identity, utt, now))
+        self._waiting.append(now)
+        self.metrics.max_queue = max(self.metrics.max_queue, self._queue.qsize())
+
+    def backlog(self) -> Backlog:
+        oldest = self._in_flight if self._in_flight is not None else (self._waiting[0] if self._waiting else None)
+        behind = self._clock() - oldest if oldest is not None else 0.0
+        return Backlog(round(behind, 1), self.metrics.dropped, round(self.metrics.dropped_s, 1))
+
+    def _drop(self, identity: str, utt: Utterance, ended_at: float) -> None:
+        self.metrics.dropped += 1
+        self.metrics.dropped_s += utt.end - utt.start
+        log.error(
+            "transcription of %s is %.1fs behind; dropped %.1fs from %s (%d dropped so far)",
+            self.name,
+            self._clock() - ended_at,
+            utt.end - utt.start,
+            identity,
+            self.metrics.dropped,
+        )
+
+    def _take(self) -> tuple[str, Utterance, float]:
+        item = self._queue.get_nowait()
+        self._waiting.popleft()
+        return item
+
+    async def run(self) -> None:
+        while True:
+            identity, utt, ended_at = await self._queue.get()
+            self._waiting.popleft()
+            try:
+                if self._clock() - ended_at > self.max_behind_s:
+                    self._drop(identity, utt, ended_at)
+                    continue
+                self._in_flight = ended_at
+                await self._transcribe(identity, utt, ended_at)
+            except Exception as e:  # a failed utterance is logged; the call goes on
+                log.warning("transcription failed in %s: %s", self.name, e)
+            finally:
+                self._in_flight = None
+                self._queue.task_done()
+
+    async def join(self) -> None:
+        await self._queue.join()
+
+    def qsize(self) -> int:
+        return self._queue.qsize()
 
 
 class RoomListener:
@@ -63,14 +156,16 @@ class RoomListener:
         transcribe: Transcribe,
         on_segment: OnSegment,
         on_listening: Callable[[str], None] = lambda _identity: None,
+        on_status: OnStatus = lambda _backlog: None,
     ) -> None:
         self.room = room
         self.caller_identity = caller_identity
         self._transcribe = transcribe
         self._on_segment = on_segment
         self._on_listening = on_listening
+        self._on_status = on_status
         self.metrics = Metrics()
-        self._queue: asyncio.Queue[tuple[str, Utterance, float]] = asyncio.Queue(QUEUE_LIMIT)
+        self.queue = UtteranceQueue(room.name, self._one, self.metrics)
         self._background = Background()
         self._t0 = time.monotonic()
 
@@ -83,15 +178,28 @@ class RoomListener:
             for pub in p.track_publications.values():
                 if pub.track is not None:
                     self._on_track(pub.track, pub, p)
-        self._background.spawn(self._work())
+        self._background.spawn(self.queue.run())
+        self._background.spawn(self._watch())
         return self
+
+    async def _watch(self) -> None:
+        """Reports the backlog when it crosses BEHIND_WARN_S, on drops, and every STATUS_EVERY_S while behind."""
+        shown, shown_at = Backlog(0.0, 0, 0.0), 0.0
+        while True:
+            await asyncio.sleep(0.5)
+            now = self.queue.backlog()
+            was_behind, behind = shown.behind_s > BEHIND_WARN_S, now.behind_s > BEHIND_WARN_S
+            due = time.monotonic() - shown_at >= STATUS_EVERY_S
+            if was_behind != behind or now.dropped != shown.dropped or (behind and due):
+                shown, shown_at = now, time.monotonic()
+                self._on_status(now)
 
     async def aclose(self, *, drain_s: float = 3.0) -> None:
         """Utterances already heard are still transcribed (bounded wait), then everything stops."""
         try:
-            await asyncio.wait_for(self._queue.join(), drain_s)
+            await asyncio.wait_for(self.queue.join(), drain_s)
         except TimeoutError:
-            log.info("%s: %d utterances left untranscribed at close", self.room.name, self._queue.qsize())
+            log.info("%s: %d utterances left untranscribed at close", self.room.name, self.queue.qsize())
         self._background.cancel()
 
     def _on_track(self, track: rtc.Track, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
@@ -118,31 +226,7 @@ class RoomListener:
             await stream.aclose()
 
     def _enqueue(self, identity: str, utt: Utterance, offset: float) -> None:
-        item = (identity, Utterance(utt.pcm, utt.start + offset, utt.end + offset, utt.capped), time.monotonic())
-        if self._queue.full():
-            # Far behind: drop the oldest waiting utterance, never silently, so new speech stays current.
-            old_identity, old, _ = self._queue.get_nowait()
-            self._queue.task_done()
-            self.metrics.dropped += 1
-            log.error(
-                "transcription of %s is %d utterances behind; dropped %.1fs from %s",
-                self.room.name,
-                QUEUE_LIMIT,
-                old.end - old.start,
-                old_identity,
-            )
-        self._queue.put_nowait(item)
-        self.metrics.max_queue = max(self.metrics.max_queue, self._queue.qsize())
-
-    async def _work(self) -> None:
-        while True:
-            identity, utt, ended_at = await self._queue.get()
-            try:
-                await self._one(identity, utt, ended_at)
-            except Exception as e:  # a failed utterance is logged; the call goes on
-                log.warning("transcription failed in %s: %s", self.room.name, e)
-            finally:
-                self._queue.task_done()
+        self.queue.put(identity, Utterance(utt.pcm, utt.start + offset, utt.end + offset, utt.capped))
 
     async def _one(self, identity: str, utt: Utterance, ended_at: float) -> None:
         t = time.monotonic()

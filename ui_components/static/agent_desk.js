@@ -82,6 +82,7 @@
       this.notice = "";
       this.captions = [];       // {call_id, speaker, text, start, end}
       this.rolling = {};        // call_id → rolling summary
+      this.captionLag = {};     // call_id → {behind_s, dropped, dropped_s} from the media worker
       this.summaries = {};      // transfer_id → summary
       this.events = {};         // transfer_id → {seq: event}
       this.transfers = {};      // transfer_id → transfer (last seen)
@@ -241,10 +242,12 @@
         if (this.captions.length > 200) this.captions.splice(0, this.captions.length - 200);
       } else if (type === "summary.updated" && p.call_id) {
         this.rolling[p.call_id] = p.summary;
+      } else if (type === "transcript.status" && p.call_id) {
+        this.captionLag[p.call_id] = p;
       }
       WT.emit("lobby-message", { slot: this.slot, type });
       this.render();
-      if (!["transcript.segment", "summary.updated", "transfer.summary"].includes(type)) this.refresh();
+      if (!["transcript.segment", "summary.updated", "transfer.summary", "transcript.status"].includes(type)) this.refresh();
     }
 
     isMyCall(callId) {
@@ -510,9 +513,20 @@
           WT.summaryCard(rolling || transferSummary, { testid: "live-summary", empty: "The rolling summary appears here while live transcription runs." })),
         el("section", { class: "wt-card" },
           el("h3", {}, "Live captions"),
+          this.lagNotice(callId),
           captions.length ? capList : el("div", { class: "wt-empty" }, "Captions appear here while live transcription runs on the call.")),
       ]);
       capList.scrollTop = capList.scrollHeight;
+    }
+
+    // What the worker said about its backlog: behind (more than 3 s) and what it dropped.
+    lagNotice(callId) {
+      const lag = callId && this.captionLag[callId];
+      if (!lag) return null;
+      const parts = [];
+      if (lag.behind_s > 3) parts.push(`Captions are ${Math.round(lag.behind_s)} s behind: the media worker is busy.`);
+      if (lag.dropped > 0) parts.push(`${Math.round(lag.dropped_s)} s of speech (${lag.dropped} utterances) were not transcribed.`);
+      return parts.length ? el("div", { class: "wt-notice", role: "status", dataset: { testid: "caption-lag" } }, parts.join(" ")) : null;
     }
 
     renderTimeline() {

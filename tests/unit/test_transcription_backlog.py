@@ -1,0 +1,119 @@
+"""Backpressure of live transcription: what is dropped, what the agent's desk is told, what B hears.
+
+Peers: none outside this process. `UtteranceQueue` runs with a transcriber that takes as long as
+the test says (a controlled clock stands for real time); `Transcripts` uses a real SQLite store and a
+recording stand-in for `Rooms.send` (LiveKit's data channel is exercised by the integration tier).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from functions.media_protocol import MAX_BEHIND_S, SegmentReport, TranscriptionStatus
+from functions.models import Call, TranscriptSegment
+from functions.segmenter import Utterance
+from functions.store import Store
+from functions.transcripts import Transcripts
+from media.listen import Metrics, UtteranceQueue
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def utt(seconds: float) -> Utterance:
+    return Utterance(b"\0\0" * int(16000 * seconds), 0.0, seconds)
+
+
+async def test_an_utterance_that_waited_too_long_is_dropped_and_counted() -> None:
+    clock, done, gate = Clock(), [], asyncio.Event()
+
+    async def slow(identity: str, u: Utterance, ended_at: float) -> None:
+        await gate.wait()  # Whisper is busy until the test says so
+        done.append(identity)
+
+    metrics = Metrics()
+    q = UtteranceQueue("call-x", slow, metrics, clock=clock)
+    runner = asyncio.ensure_future(q.run())
+    q.put("first", utt(2.0))
+    await asyncio.sleep(0)  # "first" is in flight
+    q.put("second", utt(3.0))
+    clock.now += 2.0
+    assert q.backlog().behind_s == 2.0  # measured from the end of the one in flight
+    clock.now += MAX_BEHIND_S  # "second" now waited longer than MAX_BEHIND_S
+    q.put("third", utt(1.5))
+    gate.set()
+    await asyncio.wait_for(q.join(), 2)
+    runner.cancel()
+    assert done == ["first", "third"]
+    assert (metrics.dropped, metrics.dropped_s) == (1, 3.0)
+    assert q.backlog().behind_s == 0.0
+    assert q.backlog().dropped == 1
+
+
+async def test_a_failed_utterance_does_not_stop_the_queue() -> None:
+    seen = []
+
+    async def flaky(identity: str, u: Utterance, ended_at: float) -> None:
+        seen.append(identity)
+        if identity == "bad":
+            raise RuntimeError("model host gone")
+
+    q = UtteranceQueue("call-y", flaky, Metrics())
+    runner = asyncio.ensure_future(q.run())
+    q.put("bad", utt(1.0))
+    q.put("good", utt(1.0))
+    await asyncio.wait_for(q.join(), 2)
+    runner.cancel()
+    assert seen == ["bad", "good"]
+
+
+class SentRooms:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object, list[str] | None]] = []
+
+    async def send(self, room: str, msg, identities: list[str] | None = None) -> None:
+        self.sent.append((room, msg, identities))
+
+
+async def test_the_desk_is_told_and_the_brief_says_what_it_may_miss(tmp_path) -> None:
+    store = Store(tmp_path / "t.sqlite3")
+    store.add_call(Call(call_id="c1", room="call-c1", caller_identity="caller-c1", agent_identity="agent-a"))
+    rooms = SentRooms()
+    transcripts = Transcripts(store, rooms)  # type: ignore[arg-type]
+    seg = TranscriptSegment(speaker="caller", text="My order number is 88213 and it never arrived.", start=0, end=3)
+    await transcripts.add(SegmentReport(call_id="c1", segment=seg))
+    call = store.get_call("c1")
+    assert "may miss" not in transcripts.summary_for(call).brief
+
+    await transcripts.on_status(TranscriptionStatus(call_id="c1", behind_s=7.4, dropped=2, dropped_s=9.2))
+    room, msg, to = rooms.sent[-1]
+    assert (room, to, msg.type) == ("call-c1", ["agent-a"], "transcript.status")  # only A's desk
+    assert msg.payload == {"call_id": "c1", "behind_s": 7.4, "dropped": 2, "dropped_s": 9.2}
+    brief = transcripts.summary_for(call).brief
+    assert "This summary may miss the last 7 seconds." in brief
+    assert "9 seconds of speech were not transcribed." in brief
+    assert "88213" in brief or "88213" in str(transcripts.summary_for(call).identifiers)
+
+    # Caught up: no "may miss" any more, the drop is still said.
+    await transcripts.on_status(TranscriptionStatus(call_id="c1", behind_s=0.0, dropped=2, dropped_s=9.2))
+    brief = transcripts.summary_for(call).brief
+    assert "may miss" not in brief and "9 seconds of speech were not transcribed." in brief
+
+
+async def test_a_consult_rooms_backlog_changes_nothing_b_is_told(tmp_path) -> None:
+    store = Store(tmp_path / "t.sqlite3")
+    store.add_call(Call(call_id="c1", room="call-c1", caller_identity="caller-c1", agent_identity="agent-a"))
+    rooms = SentRooms()
+    transcripts = Transcripts(store, rooms)  # type: ignore[arg-type]
+    await transcripts.on_status(TranscriptionStatus(call_id="c1", transfer_id="t1", behind_s=9.0))
+    assert rooms.sent == []
+    assert transcripts.gap_note("c1") == ""
