@@ -13,7 +13,7 @@ Two designs, in the same run, on the same audio:
 - naive (the design before): every call's job process has its own Whisper with one thread and
   faster-whisper's full 30 s encoder window;
 - ours: one Whisper per worker (the model host, `media.model_host`) with a thread per core, and the
-  encoder window WHISPER_CONTEXT_S (15 s) for short utterances.
+  encoder window WHISPER_CONTEXT_S (20 s) for short utterances.
 The engines run in their own processes (as they do in the worker), each request on a thread of it.
 
 Reports per (design, model, calls): lag p50/p95 (utterance queued → text back), RTF (engine busy /
@@ -61,9 +61,9 @@ class Design:
 
 
 NAIVE = Design("naive: a 1-thread model per call, 30 s window", True, 1, 0.0)
-OURS = Design("ours: one model per worker, a replica per core, 15 s window", False, 1, 15.0, os.cpu_count() or 2)
+OURS = Design("ours: one model per worker, a replica per core, 20 s window", False, 1, 20.0, os.cpu_count() or 2)
 OURS_THREADS = Design(
-    "ours-threads: one model per worker, a thread per core, 15 s window", False, os.cpu_count() or 2, 15.0
+    "ours-threads: one model per worker, a thread per core, 20 s window", False, os.cpu_count() or 2, 20.0
 )
 
 

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     )
     whisper_workers: int = Field(1, ge=1, le=16, description="utterances one Whisper model transcribes at once")
     whisper_context_s: float = Field(
-        15.0,
+        20.0,
         ge=0,
         le=30,
         description="Whisper encoder window for short utterances, seconds (0 = the full 30 s)",
