@@ -35,16 +35,29 @@ class Reporter:
 
     async def send(self, report: MediaReport) -> bool:
         body = ReportEnvelope(report=report).model_dump(mode="json")
-        try:
-            async with self._session().post(self._url, json=body, headers=self._headers, timeout=self._timeout) as r:
-                if r.status >= 300:
-                    text = await r.text()
-                    log.warning("report %s refused by the control plane: %s %s", report.kind, r.status, text[:200])
-                    return False
-                return True
-        except (aiohttp.ClientError, TimeoutError) as e:
-            log.warning("report %s not delivered to the control plane: %s", report.kind, e)
-            return False
+        for attempt in (1, 2):
+            try:
+                return await self._post(report, body)
+            except aiohttp.ServerDisconnectedError as e:
+                # Usually a pooled keep-alive connection the control plane had just closed, so the
+                # request never reached it (a transcript segment was lost this way in the integration
+                # tier): one retry on a fresh connection. Only a control plane that died mid-request
+                # could see it twice, and then it is restarting anyway.
+                if attempt == 1:
+                    continue
+                log.warning("report %s not delivered to the control plane: %s", report.kind, e)
+            except (aiohttp.ClientError, TimeoutError) as e:
+                log.warning("report %s not delivered to the control plane: %s", report.kind, e)
+                break
+        return False
+
+    async def _post(self, report: MediaReport, body: dict) -> bool:
+        async with self._session().post(self._url, json=body, headers=self._headers, timeout=self._timeout) as r:
+            if r.status >= 300:
+                text = await r.text()
+                log.warning("report %s refused by the control plane: %s %s", report.kind, r.status, text[:200])
+                return False
+            return True
 
     async def aclose(self) -> None:
         await self._background.wait(timeout=1.0)  # last reports get a moment, never more
