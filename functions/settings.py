@@ -56,9 +56,12 @@ class Settings(BaseSettings):
         "tiny.en",
         description="Whisper model of the workers' live transcription (empty = WHISPER_MODEL_PATH)",
     )
+    live_whisper_context_s: float = Field(
+        20.0, ge=0, le=30, description="WHISPER_CONTEXT_S of the workers' live transcription"
+    )
     whisper_workers: int = Field(1, ge=1, le=16, description="utterances one Whisper model transcribes at once")
     whisper_context_s: float = Field(
-        20.0,
+        0.0,
         ge=0,
         le=30,
         description="Whisper encoder window for short utterances, seconds (0 = the full 30 s)",

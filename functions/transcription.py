@@ -58,7 +58,7 @@ def _windowed(whisper_model_cls: type, context_s: float) -> type:
     than linearly with it: base on one thread, 3000 frames 1.85 s, 1000 frames 0.28 s (measured). An
     utterance is a few seconds, so the encoder runs on the utterance plus padding up to `context_s`
     instead. Below ~10 s Whisper starts looping on digit strings ("5 5 0 0 0 0 ..."), so the window
-    never gets shorter than that; the default is 20 s (bench/live_transcription.py measures WER for each choice).
+    never gets shorter than that; live captions use 20 s (bench/live_transcription.py measures WER for each).
     The padding is where faster-whisper's `pad_or_trim` put exact zeros: real log-mel frames never
     are zero in all 80 bands."""
 

@@ -83,7 +83,12 @@ class FunctionsRunner(_InferenceRunner):
             # tiny.en by default: base cannot keep up with 10 calls on 2 cores (bench/live_transcription.py).
             model = settings.live_whisper_model or settings.whisper_model_path
             host = settings.model_copy(
-                update={"whisper_cpu_threads": 1, "whisper_workers": replicas, "whisper_model_path": model}
+                update={
+                    "whisper_cpu_threads": 1,
+                    "whisper_workers": replicas,
+                    "whisper_model_path": model,
+                    "whisper_context_s": settings.live_whisper_context_s,
+                }
             )
             self.services = build_services(host)
             ENTRY_POINTS["synthesize_speech"].run(SpeechRequest(text="Ready."), self.services)  # loads the voice
