@@ -118,7 +118,7 @@ class AppContext:
         self.rooms = Rooms(settings)
         self.gateway = make_gateway(settings, self.services, wrap_backend=self._wrap_backend)
         log.info("functions backend: %s", self.gateway.backend_label)
-        self.phone = TwilioPhoneLeg(self.services) if settings.twilio_configured else None
+        self.phone = TwilioPhoneLeg(self.services, dial=self.gateway.dial_phone) if settings.twilio_configured else None
         self.orchestrator = TransferOrchestrator(
             self.services, self.store, self.rooms, phone=self.phone, gateway=self.gateway
         )

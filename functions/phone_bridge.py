@@ -327,11 +327,20 @@ class LegStore:
 
 
 class TwilioPhoneLeg:
-    """`PhoneLeg` over Twilio. The dialer comes from `services.dialer` (built on first use)."""
+    """`PhoneLeg` over Twilio. `dial` places the call (the app passes its functions gateway's
+    `dial_phone`, so with FUNCTIONS_BACKEND=modal a transfer dials on Modal); without it, this
+    process's dialer (`services.dialer`, built on first use)."""
 
-    def __init__(self, services: Services, *, db_path: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        db_path: Path | str | None = None,
+        dial: Callable[[DialRequest], Awaitable[DialResult]] | None = None,
+    ) -> None:
         self.services = services
         self.settings = services.settings
+        self._dial = dial
         if self.can_bridge:
             try:
                 sip_target(self.settings.livekit_sip_uri, "call-check")
@@ -368,14 +377,15 @@ class TwilioPhoneLeg:
         """The transfer's one outbound call: placed now if the transfer has no leg yet, else the
         call its leg placed already (waiting for its SID if that dial is still under way).
 
-        `dial` places the call (default: this process's dialer; the API passes the functions
-        gateway's). A dial Twilio refused leaves no call, and is not retried here: the transfer
-        rolls back and a new one dials afresh."""
+        `dial` places the call (default: the one this leg was built with, else this process's
+        dialer; the API passes the functions gateway's). A dial Twilio refused leaves no call, and
+        is not retried here: the transfer rolls back and a new one dials afresh."""
         tid = transfer.transfer_id
         leg = Leg(transfer_id=tid, to=transfer.target, brief=brief or speakable(""))
         if not self.legs.create(leg):
             return await self._existing_call(transfer)
         req = DialRequest(to=transfer.target, transfer_id=tid)
+        dial = dial or self._dial
         try:
             result = await dial(req) if dial is not None else await asyncio.to_thread(dial_phone, req, self.services)
         except BaseException:

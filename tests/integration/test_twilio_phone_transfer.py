@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 
 from functions.errors import InvalidInput
+from functions.gateway import make_gateway
 from functions.models import CallStatus, CallSummary, TransferState
 from functions.phone_bridge import DECLINED, NO_INPUT, NO_SIP, NO_SIP_REASON, PROMPT, REPROMPT, TwilioPhoneLeg
 from functions.rooms import Rooms
@@ -111,9 +112,10 @@ async def _phone_world(settings, recorder, *, sip_uri: str = "", machine_detecti
     )
     services = build_services(s, speaker=EspeakSpeaker(s))
     store, rooms = Store(s.database_path), Rooms(s)
-    leg = TwilioPhoneLeg(services)
+    gateway = make_gateway(s, services)  # the app dials through its functions gateway, as here
+    leg = TwilioPhoneLeg(services, dial=gateway.dial_phone)
     brief = CallSummary(caller_name="Maria Lopez", brief=f"Maria Lopez wants a refund. {INJECTED}")
-    orch = TransferOrchestrator(services, store, rooms, phone=leg, summary_source=lambda _call: brief)
+    orch = TransferOrchestrator(services, store, rooms, phone=leg, summary_source=lambda _call: brief, gateway=gateway)
     await orch.start()
     notes: list = []
     orch.listeners.append(notes.append)
@@ -134,14 +136,14 @@ async def _phone_world(settings, recorder, *, sip_uri: str = "", machine_detecti
 
 
 @pytest.fixture
-async def world(settings, recorder):
+async def world(settings, recorder, media_worker):  # the call jobs play the hold audio
     w, close = await _phone_world(settings, recorder)
     yield w
     await close()
 
 
 @pytest.fixture
-async def sip_world(settings, recorder):
+async def sip_world(settings, recorder, media_worker):
     w, close = await _phone_world(settings, recorder, sip_uri=SIP_URI, machine_detection=True)
     yield w
     await close()
@@ -157,6 +159,9 @@ async def test_phone_transfer_dials_whispers_and_decline_returns_caller_to_a(wor
 
     # What Twilio was asked to do (real SDK → local recorder).
     [create] = world.recorder.creates()
+    # The dial went through the functions gateway (in-process here; on Modal with FUNCTIONS_BACKEND=modal).
+    dialed = [st for st in world.orch.gateway.function_status if st.function == "dial_phone"]
+    assert [(st.kind, st.ok, st.fell_back) for st in dialed] == [("local", True, False)]
     tid = t.transfer_id
     assert create.form == {
         "To": [TARGET],
