@@ -53,11 +53,11 @@ class Settings(BaseSettings):
     whisper_compute_type: str = "int8"
     whisper_cpu_threads: int = Field(0, ge=0, le=64, description="CTranslate2 threads per model (0 = cores)")
     live_whisper_model: str = Field(
-        "tiny.en",
+        "",
         description="Whisper model of the workers' live transcription (empty = WHISPER_MODEL_PATH)",
     )
     live_whisper_context_s: float = Field(
-        20.0, ge=0, le=30, description="WHISPER_CONTEXT_S of the workers' live transcription"
+        0.0, ge=0, le=30, description="WHISPER_CONTEXT_S of the workers' live transcription"
     )
     whisper_workers: int = Field(1, ge=1, le=16, description="utterances one Whisper model transcribes at once")
     whisper_context_s: float = Field(

@@ -80,7 +80,8 @@ class FunctionsRunner(_InferenceRunner):
             # One Whisper for the worker, a replica of one thread per core: utterances of different
             # calls run side by side instead of queueing behind one (bench/live_transcription.py).
             replicas = settings.worker_model_threads or os.cpu_count() or 2
-            # tiny.en by default: base cannot keep up with 10 calls on 2 cores (bench/live_transcription.py).
+            # LIVE_WHISPER_MODEL=tiny.en keeps up with 10 calls on 2 cores, but misheard a caller's name on
+            # WebRTC audio in CI ("Sarah" as "Eric"), so the default stays WHISPER_MODEL_PATH (base).
             model = settings.live_whisper_model or settings.whisper_model_path
             host = settings.model_copy(
                 update={
