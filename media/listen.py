@@ -16,7 +16,6 @@ import asyncio
 import logging
 import statistics
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -88,21 +87,19 @@ class UtteranceQueue:
         self.max_behind_s = max_behind_s
         self._clock = clock
         self._queue: asyncio.Queue[tuple[str, Utterance, float]] = asyncio.Queue(QUEUE_LIMIT)
-        self._in_flight: float | None = None  # ended_at of the utterance being transcribed
-        self._waiting: deque[float] = deque()  # ended_at of each queued utterance, oldest first
+        # ended_at of the utterance being transcribed: the oldest not transcribed yet (the queue is
+        # first in, first out, and `run` takes the next one the moment the last is done).
+        self._in_flight: float | None = None
 
     def put(self, identity: str, utt: Utterance) -> None:
         if self._queue.full():
-            self._drop(*self._take())
+            self._drop(*self._queue.get_nowait())
             self._queue.task_done()
-        now = self._clock()
-        self._queue.put_nowait((identity, utt, now))
-        self._waiting.append(now)
+        self._queue.put_nowait((identity, utt, self._clock()))
         self.metrics.max_queue = max(self.metrics.max_queue, self._queue.qsize())
 
     def backlog(self) -> Backlog:
-        oldest = self._in_flight if self._in_flight is not None else (self._waiting[0] if self._waiting else None)
-        behind = self._clock() - oldest if oldest is not None else 0.0
+        behind = self._clock() - self._in_flight if self._in_flight is not None else 0.0
         return Backlog(round(behind, 1), self.metrics.dropped, round(self.metrics.dropped_s, 1))
 
     def _drop(self, identity: str, utt: Utterance, ended_at: float) -> None:
@@ -117,15 +114,9 @@ class UtteranceQueue:
             self.metrics.dropped,
         )
 
-    def _take(self) -> tuple[str, Utterance, float]:
-        item = self._queue.get_nowait()
-        self._waiting.popleft()
-        return item
-
     async def run(self) -> None:
         while True:
             identity, utt, ended_at = await self._queue.get()
-            self._waiting.popleft()
             try:
                 if self._clock() - ended_at > self.max_behind_s:
                     self._drop(identity, utt, ended_at)
