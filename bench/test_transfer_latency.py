@@ -30,11 +30,9 @@ import pytest
 
 from functions.media_protocol import briefing_identity, media_identity
 from functions.models import CallStatus, TransferState
-from functions.rooms import Rooms
 from functions.services import build_services
-from functions.store import Store
 from functions.transfer import TransferOrchestrator
-from tests.integration.conftest import end_everything
+from tests.integration.conftest import running_orchestrator
 from tests.support.peer import Peer
 
 N = int(os.environ.get("BENCH_N", "10"))
@@ -117,21 +115,14 @@ async def test_transfer_latency_ours_vs_naive(control_settings, control_hub):
     services = build_services(control_settings)
     results: dict[str, dict[str, list[float]]] = {}
     for label, cls in (("overlap (ours)", TransferOrchestrator), ("sequential (naive)", NaiveOrchestrator)):
-        store, rooms = Store(control_settings.data_dir / f"{cls.__name__}.sqlite3"), Rooms(control_settings)
-        orch = cls(services, store, rooms)
-        unregister = control_hub.add(lambda orch=orch: [orch])
-        await orch.start()
-        rows: dict[str, list[float]] = {}
-        try:
+        db_path = control_settings.data_dir / f"{cls.__name__}.sqlite3"
+        async with running_orchestrator(
+            control_settings, control_hub, cls=cls, services=services, db_path=db_path
+        ) as orch:
+            rows: dict[str, list[float]] = {}
             for i in range(N):
                 for k, v in (await one_transfer(orch, i)).items():
                     rows.setdefault(k, []).append(v)
-        finally:
-            await end_everything(orch)
-            unregister()
-            await orch.aclose()
-            await rooms.aclose()
-            store.close()
         results[label] = rows
     print(f"\ntransfer latency across processes, {N} transfers per strategy (2-core machine, one worker)\n")
     print("| ms | strategy | p50 | p95 | max |\n|---|---|---|---|---|")

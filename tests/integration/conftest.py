@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
+from functions.gateway import FunctionsGateway
 from functions.media_protocol import media_identity
 from functions.models import Call, Transfer, TransferState
 from functions.rooms import Rooms
-from functions.services import build_services
+from functions.services import Services, build_services
+from functions.settings import Settings
 from functions.store import Store
 from functions.transfer import LOBBY, TransferOrchestrator
 from tests.support.peer import Peer
@@ -28,20 +32,37 @@ async def end_everything(orch: TransferOrchestrator) -> None:
     await asyncio.wait_for(asyncio.gather(*(orch.rooms.delete_room(r) for r in rooms), return_exceptions=True), 10)
 
 
-@pytest.fixture
-async def orchestrator(control_settings, control_hub):
-    services = build_services(control_settings)
-    store = Store(control_settings.database_path)
-    rooms = Rooms(control_settings)
-    orch = TransferOrchestrator(services, store, rooms)
+@contextlib.asynccontextmanager
+async def running_orchestrator(
+    settings: Settings,
+    control_hub,
+    *,
+    cls: type[TransferOrchestrator] = TransferOrchestrator,
+    services: Services | None = None,
+    db_path: Path | None = None,
+    gateway: Callable[[Services], FunctionsGateway] | None = None,
+) -> AsyncIterator[TransferOrchestrator]:
+    """A started orchestrator (`cls`) reached through the session's hub, and torn down after: its
+    rooms closed, then it, its rooms client and its store. `gateway(services)` builds its gateway."""
+    services = services or build_services(settings)
+    store, rooms = Store(db_path or settings.database_path), Rooms(settings)
+    orch = cls(services, store, rooms, **({"gateway": gateway(services)} if gateway else {}))
     unregister = control_hub.add(lambda: [orch])
     await orch.start()
-    yield orch
-    await end_everything(orch)
-    unregister()
-    await orch.aclose()
-    await rooms.aclose()
-    store.close()
+    try:
+        yield orch
+    finally:
+        await end_everything(orch)
+        unregister()
+        await orch.aclose()
+        await rooms.aclose()
+        store.close()
+
+
+@pytest.fixture
+async def orchestrator(control_settings, control_hub):
+    async with running_orchestrator(control_settings, control_hub) as orch:
+        yield orch
 
 
 class CallWorld:

@@ -22,7 +22,8 @@ from functions.media_protocol import briefing_identity
 from functions.speech import PiperSpeaker
 from tests.ai.helpers import synth
 from tests.fakes.openai_server import OpenAIRecorder
-from tests.support.media_plane import agent_name, own_orchestrator, own_worker, start_call, wait_for, worker_env
+from tests.integration.conftest import running_orchestrator
+from tests.support.media_plane import agent_name, own_worker, start_call, wait_for, worker_env
 from tests.support.peer import Peer
 from tests.support.recording_backend import read_records, recording
 
@@ -91,8 +92,8 @@ async def test_stt_summary_and_speech_of_a_live_call_and_transfer_go_through_the
     llm.chat_script = [{"content": json.dumps(LLM_SUMMARY)}]
     since = time.time()
     wrap = functools.partial(recording, ours, "control plane")
-    async with own_orchestrator(
-        live_settings, control_hub, lambda services: make_gateway(live_settings, services, wrap_backend=wrap)
+    async with running_orchestrator(
+        live_settings, control_hub, gateway=lambda services: make_gateway(live_settings, services, wrap_backend=wrap)
     ) as orch:
         call, caller, a = await start_call(orch, "Sarah Johnson", "agent-a")
         peers = [caller, a]
@@ -148,7 +149,7 @@ async def test_a_hanging_llm_never_delays_initiate_and_b_gets_the_offline_fallba
 ):
     """Peers: see the module. The LLM server hangs (30 s); LLM_TIMEOUT_S is 2 s."""
     llm.chat_script = [{"delay": 30.0, "content": json.dumps(LLM_SUMMARY)}]
-    async with own_orchestrator(live_settings, control_hub) as orch:
+    async with running_orchestrator(live_settings, control_hub) as orch:
         call, caller, a = await start_call(orch, "Sarah Johnson", "agent-a")
         url = live_settings.livekit_url
         b_lobby = await Peer("agent-b").connect(url, orch.agent_token("agent-b", "agents-lobby").token)

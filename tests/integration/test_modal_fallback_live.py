@@ -20,7 +20,8 @@ from functions.gateway import modal_token_problem
 from functions.media_protocol import briefing_identity
 from functions.speech import PiperSpeaker
 from tests.ai.helpers import synth
-from tests.support.media_plane import agent_name, own_orchestrator, own_worker, start_call, wait_for, worker_env
+from tests.integration.conftest import running_orchestrator
+from tests.support.media_plane import agent_name, own_worker, start_call, wait_for, worker_env
 from tests.support.peer import Peer
 from ui_components.backend import UiBackend
 
@@ -60,7 +61,7 @@ async def test_a_live_call_runs_on_the_local_fallback_and_the_status_says_why(mo
     from functions.settings import load_settings
 
     line = synth(PiperSpeaker(load_settings()), LINE)
-    async with own_orchestrator(modal_settings, control_hub) as orch:
+    async with running_orchestrator(modal_settings, control_hub) as orch:
         started = time.monotonic()
         call, caller, a = await start_call(orch, "Sarah Johnson", "agent-a")
         url = modal_settings.livekit_url

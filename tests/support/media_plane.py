@@ -1,4 +1,5 @@
-"""A control plane and a media worker of a test's own, on the session's real livekit-server.
+"""A media worker of a test's own, on the session's real livekit-server (its control plane:
+`tests.integration.conftest.running_orchestrator`).
 
 The worker registers under an agent name of its own (MEDIA_AGENT_NAME), and the test's orchestrator
 dispatches its jobs to that name only, so the session's worker never takes them: a test can run the
@@ -8,24 +9,17 @@ real media plane with other settings (FUNCTIONS_BACKEND=modal) or with its gatew
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-from functions.gateway import FunctionsGateway
 from functions.media_protocol import media_identity
 from functions.models import Call
-from functions.rooms import Rooms
-from functions.services import build_services
-from functions.settings import Settings
-from functions.store import Store
 from functions.transfer import TransferOrchestrator
 from tests.conftest import WorkerProcess
-from tests.integration.conftest import end_everything
 from tests.support.peer import Peer
 
 
@@ -46,26 +40,6 @@ def own_worker(livekit_server, name: str, env: dict[str, str], records: Path | N
 
 def agent_name() -> str:
     return f"wt-test-{uuid.uuid4().hex[:8]}"
-
-
-@contextlib.asynccontextmanager
-async def own_orchestrator(
-    settings: Settings, control_hub, gateway: Callable[[object], FunctionsGateway] | None = None
-) -> AsyncIterator[TransferOrchestrator]:
-    """A started orchestrator reached through the session's hub; `gateway(services)` builds its gateway."""
-    services = build_services(settings)
-    store, rooms = Store(settings.database_path), Rooms(settings)
-    orch = TransferOrchestrator(services, store, rooms, gateway=gateway(services) if gateway else None)
-    unregister = control_hub.add(lambda: [orch])
-    await orch.start()
-    try:
-        yield orch
-    finally:
-        await end_everything(orch)
-        unregister()
-        await orch.aclose()
-        await rooms.aclose()
-        store.close()
 
 
 async def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.1):
