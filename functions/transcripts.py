@@ -66,13 +66,15 @@ class Transcripts:
         return rolling
 
     def summary_for(self, call: Call) -> CallSummary:
-        """Never blocks: the rolling summary as it stands (or the caller's name only)."""
+        """Never blocks: the rolling summary as it stands (or the caller's name only), and what it
+        may be missing when live transcription is behind (also before its first words arrive)."""
         rolling = self._rolling(call.call_id)
         if not rolling.segments:
-            return placeholder_summary(call)
-        summary = rolling.current
-        if not summary.caller_name and call.caller_name:
-            summary = summary.model_copy(update={"caller_name": call.caller_name})
+            summary = placeholder_summary(call)
+        else:
+            summary = rolling.current
+            if not summary.caller_name and call.caller_name:
+                summary = summary.model_copy(update={"caller_name": call.caller_name})
         if gap := self.gap_note(call.call_id):
             summary = summary.model_copy(update={"brief": f"{summary.brief} {gap}".strip()})
         return summary

@@ -109,6 +109,15 @@ async def test_the_desk_is_told_and_the_brief_says_what_it_may_miss(tmp_path) ->
     assert "may miss" not in brief and "9 seconds of speech were not transcribed." in brief
 
 
+async def test_a_brief_with_no_transcript_yet_still_says_it_is_behind(tmp_path) -> None:
+    store = Store(tmp_path / "t.sqlite3")
+    store.add_call(Call(call_id="c1", room="call-c1", caller_identity="c", caller_name="Ann", agent_identity="a"))
+    transcripts = Transcripts(store, SentRooms())  # type: ignore[arg-type]
+    await transcripts.on_status(TranscriptionStatus(call_id="c1", behind_s=12.0))
+    brief = transcripts.summary_for(store.get_call("c1")).brief
+    assert "No transcript yet." in brief and "This summary may miss the last 12 seconds." in brief
+
+
 async def test_a_consult_rooms_backlog_changes_nothing_b_is_told(tmp_path) -> None:
     store = Store(tmp_path / "t.sqlite3")
     store.add_call(Call(call_id="c1", room="call-c1", caller_identity="caller-c1", agent_identity="agent-a"))
