@@ -4,9 +4,11 @@ asserts what each person sees, and the LiveKit server API says who is in which r
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from playwright.async_api import expect
 
+from functions.media_protocol import INTERNAL_PATH, ReportEnvelope, TranscriptionStatus, internal_token
 from functions.models import CallSummary, Notification
 from tests.browser.flow import (
     CALLER,
@@ -29,7 +31,7 @@ async def world(browser, app_server, lk_api, shots):
         yield w
 
 
-async def test_complete_warm_transfer_through_the_ui(world, lk_api, shots):
+async def test_complete_warm_transfer_through_the_ui(world, app_server, lk_api, shots):
     w = world
     # Captions and the rolling summary render from the data messages live transcription
     # sends (its own tests run Whisper; here they go through the real LiveKit data path).
@@ -44,7 +46,28 @@ async def test_complete_warm_transfer_through_the_ui(world, lk_api, shots):
     await expect(w.a.live.get_by_test_id("live-summary")).to_contain_text("Order 4417 arrived damaged")
     await expect(w.caller.panel).not_to_contain_text("4417")  # callers never see summaries
 
+    # The media worker falls behind: the report its call job sends when the room is 7 s behind and
+    # has dropped speech, posted to the app as a job posts it (live transcription is off here, so no
+    # real job's report races it). A's desk says so in words; B's card says what it may miss.
+    ctx = app_server.app.state.ctx
+    status = TranscriptionStatus(call_id=call_id, behind_s=7.2, dropped=2, dropped_s=8.6)
+    secret = ctx.settings.livekit_api_secret.get_secret_value()
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.post(
+            app_server.url.rstrip("/") + INTERNAL_PATH,
+            json=ReportEnvelope(report=status).model_dump(mode="json"),
+            headers={"Authorization": f"Bearer {internal_token(secret)}"},
+        )
+    assert r.status_code < 300, r.text
+    lag = w.a.live.get_by_test_id("caption-lag")
+    await expect(lag).to_contain_text("Captions are 7 s behind", timeout=T)
+    await expect(lag).to_contain_text("9 s of speech (2 utterances) were not transcribed")
+
     consult = await start_consult(w, lk_api, shots)
+    card = w.b.desk.locator(".wt-incoming-transfer")
+    await expect(card.get_by_test_id("incoming-summary")).to_contain_text(
+        "This summary may miss the last 7 seconds.", timeout=T
+    )
 
     await w.b.desk.locator(".wt-incoming-transfer").get_by_role("button", name="Accept").click()
     await expect(w.caller.headline).to_have_text("Now connected to Bob (B)", timeout=T)

@@ -99,8 +99,12 @@ async def test_stt_summary_and_speech_of_a_live_call_and_transfer_go_through_the
         peers = [caller, a]
         try:
             await caller.say(*caller_line)
-            await wait_for(lambda: orch.store.segments(call.call_id), 60, "the caller's words transcribed")
-            rolling = orch.transcripts.summaries[call.call_id]
+            # The segment is stored (and captioned) before it is folded into the rolling summary.
+            rolling = await wait_for(
+                lambda: (r := orch.transcripts.summaries.get(call.call_id)) and r.segments and r,
+                60,
+                "the caller's words transcribed into the rolling summary",
+            )
             await wait_for(lambda: rolling.current.source == "llm", 15, "the LLM refresh answered")
 
             url = live_settings.livekit_url
