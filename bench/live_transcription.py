@@ -9,11 +9,14 @@ segmenter's hangover): every call has speech ~90 % of the time, the worst case f
 Each utterance is queued when it ends, exactly as a media job queues it (`media.listen.UtteranceQueue`:
 one utterance in flight per room, an utterance that waited over MAX_BEHIND_S dropped and counted).
 
-Two designs, in the same run, on the same audio:
+Designs, in the same run, on the same audio:
 - naive (the design before): every call's job process has its own Whisper with one thread and
   faster-whisper's full 30 s encoder window;
-- ours: one Whisper per worker (the model host, `media.model_host`) with a thread per core, and the
-  encoder window WHISPER_CONTEXT_S (20 s) for short utterances.
+- ours: one Whisper per worker (the model host, `media.model_host`) with a replica per core, and a
+  20 s encoder window for short utterances;
+- adaptive (the default): ours with `--models base` while it keeps up, and LIVE_WHISPER_FAST_MODEL
+  (tiny.en) for the utterances that waited for a core (`functions.transcription.LoadAwareTranscriber`,
+  the live settings' windows); the `engines` column says which model made what share.
 The engines run in their own processes (as they do in the worker), each request on a thread of it.
 
 Reports per (design, model, calls): lag p50/p95 (utterance queued → text back), RTF (engine busy /
@@ -33,7 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -52,16 +55,34 @@ TURN_GAP_S = 0.6
 
 
 @dataclass
+class BenchMetrics(Metrics):
+    engines: dict[str, int] = field(default_factory=dict)  # segments per model that made them
+
+
+@dataclass
 class Design:
     name: str
     per_call: bool  # a model per call (naive) or one per worker (ours)
     threads: int
     context_s: float
     workers: int = 1  # model replicas (utterances at once)
+    fast_model: str = ""  # with it: media.model_host.live_transcriber's switch to it under load
+    fast_context_s: float = 20.0
 
 
 NAIVE = Design("naive: a 1-thread model per call, 30 s window", True, 1, 0.0)
 OURS = Design("ours: one model per worker, a replica per core, 20 s window", False, 1, 20.0, os.cpu_count() or 2)
+_LIVE = Settings()
+ADAPTIVE = Design(
+    "adaptive (default): one model per worker, a replica per core, LIVE_WHISPER_CONTEXT_S window;"
+    " LIVE_WHISPER_FAST_MODEL for queued utterances",
+    False,
+    1,
+    _LIVE.live_whisper_context_s,
+    os.cpu_count() or 2,
+    fast_model=_LIVE.live_whisper_fast_model,
+    fast_context_s=_LIVE.live_whisper_fast_context_s,
+)
 OURS_THREADS = Design(
     "ours-threads: one model per worker, a thread per core, 20 s window", False, os.cpu_count() or 2, 20.0
 )
@@ -70,30 +91,40 @@ OURS_THREADS = Design(
 # --- the engine process --------------------------------------------------------------------------------
 
 
-def _serve(conn, data_dir: str, model: str, threads: int, context_s: float, workers: int) -> None:
+def _serve(conn, data_dir: str, model: str, design: Design) -> None:
     """The engine process: one Whisper loaded the way the model host (or a naive job) loads it, and
     requests run on a thread pool, concurrently, the way livekit-agents' inference process runs them."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from functions.transcription import WhisperTranscriber
+    from functions.transcription import LoadAwareTranscriber, WhisperTranscriber
 
     settings = Settings(
         data_dir=Path(data_dir),
         whisper_model_path=model,
-        whisper_cpu_threads=threads,
-        whisper_context_s=context_s,
-        whisper_workers=workers,
+        whisper_cpu_threads=design.threads,
+        whisper_context_s=design.context_s,
+        whisper_workers=design.workers,
     )
     stt = WhisperTranscriber(settings).load()
+    if design.fast_model:
+        fast = settings.model_copy(
+            update={"whisper_model_path": design.fast_model, "whisper_context_s": design.fast_context_s}
+        )
+        stt = LoadAwareTranscriber(
+            stt,
+            WhisperTranscriber(fast).load(),
+            slots=design.workers,
+            fast_after_s=_LIVE.live_whisper_fast_after_s,
+        )
     stt.transcribe(b"\0" * 32000, RATE)
     lock = threading.Lock()
 
     def run(rid: int, pcm: bytes) -> None:
         t = time.perf_counter()
-        text = stt.transcribe(pcm, RATE).text
+        result = stt.transcribe(pcm, RATE)
         with lock:
-            conn.send((rid, text, time.perf_counter() - t))
+            conn.send((rid, (result.text, result.engine), time.perf_counter() - t))
 
     pool = ThreadPoolExecutor(8)
     conn.send((-1, "ready", 0.0))
@@ -111,7 +142,7 @@ class Engine:
 
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        args = (child, data_dir, model, design.threads, design.context_s, design.workers)
+        args = (child, data_dir, model, design)
         self.proc = ctx.Process(target=_serve, args=args, daemon=True)
         self.proc.start()
         self._futures: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
@@ -131,7 +162,7 @@ class Engine:
             loop, fut = self._futures.pop(rid)
             loop.call_soon_threadsafe(fut.set_result, (text, busy))
 
-    async def transcribe(self, pcm: bytes) -> tuple[str, float]:
+    async def transcribe(self, pcm: bytes) -> tuple[tuple[str, str], float]:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         with self._lock:
@@ -168,12 +199,13 @@ def speech_set(settings: Settings) -> list[tuple[str, bytes]]:
 
 
 async def one_call(idx: int, engine: Engine, lines: list[tuple[str, bytes]], until: float, out: dict) -> None:
-    metrics = Metrics()
+    metrics = BenchMetrics()
     refs: dict[int, str] = {}
     pairs: list[tuple[str, str]] = []
 
     async def transcribe(_who: str, utt: Utterance, ended_at: float) -> None:
-        text, busy = await engine.transcribe(utt.pcm)
+        (text, used), busy = await engine.transcribe(utt.pcm)
+        metrics.engines[used] = metrics.engines.get(used, 0) + 1
         metrics.latencies.append(time.monotonic() - ended_at)
         metrics.busy_s += busy
         metrics.audio_s += utt.end - utt.start
@@ -224,6 +256,10 @@ async def level(design: Design, model: str, calls: int, seconds: float, lines, d
     busy = sum(m.busy_s for m, _ in out.values())
     audio = sum(m.audio_s for m, _ in out.values())
     dropped = sum(m.dropped for m, _ in out.values())
+    used: dict[str, int] = {}
+    for m, _ in out.values():
+        for name, n in m.engines.items():
+            used[name] = used.get(name, 0) + n
     row = {
         "design": design.name.split(":")[0],
         "model": model,
@@ -236,6 +272,7 @@ async def level(design: Design, model: str, calls: int, seconds: float, lines, d
         "rss_mb": round(rss),
         "dropped": dropped,
         "wer": round(corpus_wer(pairs), 3) if pairs else None,
+        "engines": " ".join(f"{k} {v / len(lat):.0%}" for k, v in sorted(used.items())) if lat else "",
     }
     row["real_time"] = bool(lat) and dropped == 0 and row["lag_p95_s"] <= 2.0
     print(json.dumps(row), flush=True)
@@ -286,17 +323,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", default="1,5,10,15")
     ap.add_argument("--models", default="tiny.en,base")
-    ap.add_argument("--designs", default="ours,naive")
+    ap.add_argument("--designs", default="adaptive,ours,naive")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--no-wer", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
     data_dir = tempfile.mkdtemp(prefix="bench-live-stt-")
     lines = speech_set(Settings(data_dir=Path(data_dir)))
-    designs = {"ours": OURS, "ours-threads": OURS_THREADS, "naive": NAIVE}
+    designs = {"adaptive": ADAPTIVE, "ours": OURS, "ours-threads": OURS_THREADS, "naive": NAIVE}
     rows = []
     for model in args.models.split(","):
         for d in args.designs.split(","):
+            if designs[d].fast_model == model:
+                continue  # the switch to the model itself
             for calls in [int(c) for c in args.calls.split(",")]:
                 rows.append(asyncio.run(level(designs[d], model, calls, args.seconds, lines, data_dir)))
     wers = [] if args.no_wer else wer_table(args.models.split(","), data_dir)
@@ -312,6 +351,7 @@ def main() -> None:
         "rss_mb",
         "dropped",
         "wer",
+        "engines",
         "real_time",
     ]
     print(f"\n{os.cpu_count()} cores; {args.seconds:g} s per level\n\n{table(rows, keys)}")

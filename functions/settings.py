@@ -57,7 +57,17 @@ class Settings(BaseSettings):
         description="Whisper model of the workers' live transcription (empty = WHISPER_MODEL_PATH)",
     )
     live_whisper_context_s: float = Field(
-        0.0, ge=0, le=30, description="WHISPER_CONTEXT_S of the workers' live transcription"
+        15.0, ge=0, le=30, description="WHISPER_CONTEXT_S of the workers' live transcription"
+    )
+    live_whisper_fast_model: str = Field(
+        "tiny.en",
+        description="Whisper model for live utterances that queued for a core (empty = never switch)",
+    )
+    live_whisper_fast_context_s: float = Field(
+        20.0, ge=0, le=30, description="WHISPER_CONTEXT_S of LIVE_WHISPER_FAST_MODEL"
+    )
+    live_whisper_fast_after_s: float = Field(
+        0.5, ge=0, le=30, description="seconds an utterance waits for a core before the fast model takes it"
     )
     whisper_workers: int = Field(1, ge=1, le=16, description="utterances one Whisper model transcribes at once")
     whisper_context_s: float = Field(

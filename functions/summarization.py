@@ -360,22 +360,29 @@ def parse_summary_json(content: str) -> CallSummary:
         raise InvalidLLMOutput(f"the model's JSON does not match CallSummary: {str(e)[:200]}") from e
 
 
-# A timed-out LLM call keeps its worker until the SDK's own timeout (LLM_TIMEOUT_S) ends it.
-_LLM_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="summary-llm")
-
-
 class FallbackSummarizer:
-    """Primary (LLM) with a hard timeout; the offline summary on any failure."""
+    """Primary (LLM) with a hard timeout; the offline summary on any failure.
 
-    def __init__(self, primary: Summarizer, offline: Summarizer | None = None, *, timeout_s: float = 4.0) -> None:
+    A timed-out LLM call keeps its pool thread until the SDK's own timeout (LLM_TIMEOUT_S) ends it;
+    the pool is this summarizer's (injected or its own), so a test or a caller can bound or replace it."""
+
+    def __init__(
+        self,
+        primary: Summarizer,
+        offline: Summarizer | None = None,
+        *,
+        timeout_s: float = 4.0,
+        pool: ThreadPoolExecutor | None = None,
+    ) -> None:
         self.primary = primary
+        self.pool = pool or ThreadPoolExecutor(max_workers=8, thread_name_prefix="summary-llm")
         self.offline = offline or OfflineSummarizer(source="offline_fallback")
         self.timeout_s = timeout_s
         self.name = f"{primary.name}+offline"
         self.last_error: ServiceError | None = None
 
     def summarize(self, segments: list[TranscriptSegment]) -> CallSummary:
-        future = _LLM_POOL.submit(self.primary.summarize, segments)
+        future = self.pool.submit(self.primary.summarize, segments)
         try:
             result = future.result(timeout=self.timeout_s)
             self.last_error = None

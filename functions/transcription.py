@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -162,6 +164,65 @@ class WhisperTranscriber:
         ]
         text = " ".join(seg.text.strip() for seg in segments if seg.text.strip())
         return TranscribeResult(text=text, words=words, duration_s=round(duration, 3), engine=self.name)
+
+
+class LoadAwareTranscriber:
+    """Two Whisper models sharing one machine's cores: the accurate one while it keeps up, the fast
+    one for an utterance that had to wait for a core (the worker is behind).
+
+    Live captions on 2 cores: base keeps up with about 5 calls, tiny.en with 10 (bench/
+    live_transcription.py), and tiny.en mishears more (a caller's "Sarah" as "Eric" on WebRTC audio).
+    So a lightly loaded worker transcribes every utterance with base, and under load the utterances
+    that queued go to tiny.en instead of falling seconds behind. `slots` bounds the utterances being
+    transcribed at once by either model (one per core: no thread oversubscription). Each segment's
+    `engine` names the model that made it."""
+
+    def __init__(
+        self,
+        accurate: Transcriber,
+        fast: Transcriber,
+        *,
+        slots: int,
+        fast_after_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.accurate = accurate
+        self.fast = fast
+        self.slots = slots
+        self.fast_after_s = fast_after_s
+        self._clock = clock
+        self._free = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._waiting = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.accurate.name}+{self.fast.name}"
+
+    def warm(self) -> None:
+        """Load both models now (a worker's first busy moment must not wait for tiny.en to load)."""
+        for engine in (self.accurate, self.fast):
+            engine.transcribe(b"\0\0" * WHISPER_RATE, WHISPER_RATE)
+
+    def pick(self, waited_s: float, still_waiting: int) -> Transcriber:
+        """The fast model when this utterance waited for a core, or others wait behind it."""
+        if waited_s > self.fast_after_s or still_waiting >= self.slots:
+            return self.fast
+        return self.accurate
+
+    def transcribe(self, pcm: bytes, sample_rate: int, language: str | None = "en") -> TranscribeResult:
+        queued = self._clock()
+        with self._lock:
+            self._waiting += 1
+        self._free.acquire()
+        try:
+            with self._lock:
+                self._waiting -= 1
+                behind = self._waiting
+            engine = self.pick(self._clock() - queued, behind)
+            return engine.transcribe(pcm, sample_rate, language)
+        finally:
+            self._free.release()
 
 
 # --- OpenAI ---------------------------------------------------------------------------------------

@@ -35,6 +35,9 @@ from functions import errors
 from functions.errors import ProviderError, ProviderTimeout, ServiceError
 from functions.gateway import ENTRY_POINTS, EntryPoint, from_wire, to_wire
 from functions.models import SpeechRequest, TranscribeRequest
+from functions.protocols import Transcriber
+from functions.settings import Settings
+from functions.transcription import LoadAwareTranscriber, WhisperTranscriber, make_transcriber
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +83,6 @@ class FunctionsRunner(_InferenceRunner):
             # One Whisper for the worker, a replica of one thread per core: utterances of different
             # calls run side by side instead of queueing behind one (bench/live_transcription.py).
             replicas = settings.worker_model_threads or os.cpu_count() or 2
-            # LIVE_WHISPER_MODEL=tiny.en keeps up with 10 calls on 2 cores, but misheard a caller's name on
-            # WebRTC audio in CI ("Sarah" as "Eric"), so the default stays WHISPER_MODEL_PATH (base).
             model = settings.live_whisper_model or settings.whisper_model_path
             host = settings.model_copy(
                 update={
@@ -91,11 +92,13 @@ class FunctionsRunner(_InferenceRunner):
                     "whisper_context_s": settings.live_whisper_context_s,
                 }
             )
-            self.services = build_services(host)
+            self.services = build_services(host, transcriber=live_transcriber(settings, host, replicas))
             ENTRY_POINTS["synthesize_speech"].run(SpeechRequest(text="Ready."), self.services)  # loads the voice
             if settings.live_transcription:  # loads Whisper: the first caller's first words are not late
                 silence = TranscribeRequest(audio=b"\0" * 16000, encoding="pcm_s16le", sample_rate=16000)
                 ENTRY_POINTS["transcribe"].run(silence, self.services)
+                if isinstance(self.services.transcriber, LoadAwareTranscriber):
+                    self.services.transcriber.warm()
         except Exception as e:
             log.error("the media worker's models do not load: %s", e)
             # Not an Exception: livekit-agents would log it and carry on with a broken host.
@@ -113,6 +116,23 @@ class FunctionsRunner(_InferenceRunner):
             log.exception("model host: %s failed", data[:80])
             failure = HostFailure(kind="ProviderError", message=f"{type(e).__name__}: {e}", retryable=False)
         return HostReply(error=failure).model_dump_json().encode()
+
+
+def live_transcriber(settings: Settings, host: Settings, replicas: int) -> Transcriber:
+    """The live captions' transcriber: base (WHISPER_MODEL_PATH) while the worker keeps up, tiny.en
+    (LIVE_WHISPER_FAST_MODEL) for utterances that queued for a core. tiny.en alone keeps up with 10
+    calls on 2 cores but misheard a caller's name on WebRTC audio in CI ("Sarah" as "Eric"); base
+    alone falls behind at about 5 (bench/live_transcription.py)."""
+    accurate = make_transcriber(host)
+    fast_model = settings.live_whisper_fast_model
+    if not fast_model or fast_model == host.whisper_model_path or not isinstance(accurate, WhisperTranscriber):
+        return accurate
+    fast = WhisperTranscriber(
+        host.model_copy(
+            update={"whisper_model_path": fast_model, "whisper_context_s": settings.live_whisper_fast_context_s}
+        )
+    )
+    return LoadAwareTranscriber(accurate, fast, slots=replicas, fast_after_s=settings.live_whisper_fast_after_s)
 
 
 def register() -> None:
