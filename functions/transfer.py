@@ -692,12 +692,11 @@ class TransferOrchestrator:
             payload["summary"] = summary.model_dump(mode="json")
         msg = Notification(type=f"transfer.{t.state.value}", payload=payload)
         agents = [t.from_agent] + ([t.target] if t.target_kind is TargetKind.agent else [])
-        # In-process listeners (the UI) first: they must not wait on LiveKit.
+        # In-process listeners (the UI) first; the LiveKit sends are queued (Rooms.post), never waited for.
         self._emit(msg)
-        sends = [self.rooms.send(LOBBY, msg, agents)]
+        self.rooms.post(LOBBY, msg, agents)
         if t.state in (S.consulting, S.completing, *ROLLBACK_STATES, S.caller_left):
-            sends.append(self.rooms.send(t.consult_room, msg))
-        await asyncio.gather(*sends)
+            self.rooms.post(t.consult_room, msg)  # delivered before the rollback deletes the room
 
     async def _notify_call(self, call: Call) -> None:
         """What the caller's side may know: status and who they talk to, never the summary."""
@@ -706,7 +705,7 @@ class TransferOrchestrator:
             payload={"call_id": call.call_id, "status": call.status.value, "agent": call.agent_identity},
         )
         self._emit(msg)
-        await self.rooms.send(call.room, msg)
+        self.rooms.post(call.room, msg)
 
     def _emit(self, msg: Notification) -> None:
         for listener in self.listeners:
