@@ -21,6 +21,7 @@ import uvicorn
 from functions.livekit_server import EmbeddedLiveKit, die_with_parent, free_port
 from functions.media_protocol import WEBHOOK_PATH
 from functions.settings import PROJECT_ROOT, Settings, load_settings
+from media.priority import drop_realtime_scheduling
 from tests.support.control_hub import ControlHub
 
 ARTIFACTS = PROJECT_ROOT / "artifacts"
@@ -159,6 +160,13 @@ def settings(livekit_server, tmp_path) -> Settings:
 def control_settings(settings, control_hub, media_worker) -> Settings:
     """`settings` with the media plane behind it: jobs report to the session's hub."""
     return settings.model_copy(update={"control_url": control_hub.url})
+
+
+def pytest_configure(config):
+    # As root (CI), the realtime-SDK peers' and Chromium's audio threads would take real-time
+    # priority and run ahead of the livekit-server, workers and control plane under test, which on 2
+    # cores turned busy moments into seconds of stall. Every process the session starts inherits it.
+    drop_realtime_scheduling()
 
 
 def pytest_unconfigure(config):
