@@ -142,6 +142,11 @@ class MediaControl:
         finally:
             self._checking.discard(identity)
 
+    def replacing(self, identity: str) -> None:
+        """The control plane takes this job out on purpose, for a new one (a queue transfer's next
+        offer): its worker no longer listing it is not a loss to repair."""
+        self._joined_at[identity] = time.monotonic()
+
     # --- hold audio -----------------------------------------------------------------------------------
     async def set_hold(self, call: Call, on: bool, *, wait_s: float = 0.0, speech: CallRoomState | None = None) -> bool:
         """Ask the call job for hold audio (or silence), with what it says to the caller (`speech`:

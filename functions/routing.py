@@ -174,6 +174,7 @@ class CallQueue:
         self._calls: dict[str, WaitingCall] = {}
         self._timers: dict[str, asyncio.Task] = {}
         self._waits: deque[float] = deque(maxlen=WAITS_KEPT)  # seconds callers waited before an answer
+        self._told: dict[str, dict] = {}  # call_id → what its caller's page was last told
         self._lock = asyncio.Lock()
         self._background = Background()
         presence.on_change.append(self.dispatch)
@@ -228,6 +229,7 @@ class CallQueue:
 
     async def _drop(self, w: WaitingCall, *, reason: str) -> None:
         self._calls.pop(w.call_id, None)
+        self._told.pop(w.call_id, None)
         if timer := self._timers.pop(w.call_id, None):
             timer.cancel()
         if w.agent:
@@ -307,17 +309,19 @@ class CallQueue:
         taking = sum(1 for v in self.presence.views().values() if v.state.value not in ("offline", "away"))
         per_caller = sum(self._waits) / len(self._waits) if self._waits else QUEUE_WAIT_PRIOR_S
         wait = None if taking == 0 else round(math.ceil(place / taking) * per_caller)
-        return {"place": place, "of": len(order), "estimated_wait_s": wait}
+        return {"place": place, "estimated_wait_s": wait}
 
     def _incoming(self, w: WaitingCall) -> Notification:
         payload = {"call_id": w.call_id, "caller_name": w.caller_name, "offered_to": w.agent}
         return Notification(type="call.incoming", payload=payload)
 
     async def _tell_callers(self) -> None:
-        """Every waiting caller's page: who it rings now, its place and the estimated wait."""
+        """Each waiting caller's page, when what it shows changed: who it rings, its place, the wait."""
         for w in self.waiting():
             payload = {"call_id": w.call_id, "ringing": w.agent, "queue": self.place(w.call_id)}
-            await self.rooms.send(w.room, Notification(type="call.queue", payload=payload))
+            if self._told.get(w.call_id) != payload:
+                self._told[w.call_id] = payload
+                await self.rooms.send(w.room, Notification(type="call.queue", payload=payload))
 
     async def recover(self, calls: list[Call]) -> None:
         """After a restart: calls still waiting for an agent queue again, in their order."""

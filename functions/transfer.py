@@ -584,8 +584,26 @@ class TransferOrchestrator:
             )
         elif isinstance(report, MediaEvent):
             self.media.on_event(report)
+            if report.event == "joined" and report.transfer_id and report.detail:
+                self._check_briefing_target(report.transfer_id, report.detail)
             if report.event in ("hold_started", "brief_failed"):
                 log.info("media %s: %s %s", report.call_id, report.event, report.detail)
+
+    def _check_briefing_target(self, transfer_id: str, target: str) -> None:
+        """A consult job briefs one agent. One dispatched for an earlier offer of a queue or hunt list
+        (it joined late, after the offer moved on) is taken out; its leaving dispatches the right one."""
+        try:
+            t = self.store.get_transfer(transfer_id)
+        except NotFound:
+            return
+        if t.state is S.consulting and t.target_kind is TargetKind.agent and target != t.target:
+            log.info(
+                "consult job of %s briefs %s, but the offer is %s's now: replacing it", transfer_id, target, t.target
+            )
+            self.media.replacing(briefing_identity(transfer_id))
+            self._background.spawn(
+                self._safe(self.rooms.remove_participant(t.consult_room, briefing_identity(transfer_id)))
+            )
 
     async def _watch_workers(self) -> None:
         """Workers that stopped beating (killed, frozen, cut off): their jobs are lost."""
@@ -733,6 +751,7 @@ class TransferOrchestrator:
                     self._cancel_timers(transfer_id)
                     self._arm_timeouts(transfer_id, ring=True, routed=True)
                     await self._safe(self.rooms.remove_participant(t.consult_room, target))
+                    self.media.replacing(briefing_identity(transfer_id))
                     await self._safe(self.rooms.remove_participant(t.consult_room, briefing_identity(transfer_id)))
             if moved is not None:
                 log.info("transfer %s: %s (%s); offered to %s", transfer_id, cause, target, moved.target)

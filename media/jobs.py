@@ -398,7 +398,9 @@ async def run_job(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps) ->
             else:
                 media = await BriefSpeaker(ctx.room, spec, deps, reporter).start()
         log.info("media job joined %s (waited %.2f s for a connect slot)", ctx.room.name, waited)
-        await reporter.send(MediaEvent(call_id=spec.call_id, transfer_id=transfer_id, event="joined"))
+        # A consult job says whom it briefs: the control plane replaces one dispatched for an earlier offer.
+        target = spec.target if isinstance(spec, ConsultJob) else ""
+        await reporter.send(MediaEvent(call_id=spec.call_id, transfer_id=transfer_id, event="joined", detail=target))
         if spec.transcribe:
             if isinstance(media, BriefSpeaker):
                 # The brief first: its synthesis must not share the cores with Whisper loading for the

@@ -156,12 +156,12 @@ async def test_queued_calls_ring_agents_who_become_available_oldest_first(world)
     clock[0] += 1
     w2 = await q.add(await _call(store, 2))
     assert (w1.agent, w2.agent) == (None, None)
-    assert q.place("c2") == {"place": 2, "of": 2, "estimated_wait_s": None}  # nobody takes calls: no estimate
+    assert q.place("c2") == {"place": 2, "estimated_wait_s": None}  # nobody takes calls: no estimate
     await join_lobby(p, rooms, "agent-b")
     await p.set_ready("agent-b", True)
     await asyncio.sleep(0.2)  # presence announces, the queue dispatches
     assert (w1.agent, w2.agent) == ("agent-b", None)
-    assert q.place("c2") == {"place": 2, "of": 2, "estimated_wait_s": 120}  # 2 callers per agent × 60 s
+    assert q.place("c2") == {"place": 2, "estimated_wait_s": 120}  # 2 callers per agent × 60 s
     # The ringing agent closes the browser: the call moves on at once (nobody else: it waits).
     await leave_lobby(p, rooms, "agent-b")
     await asyncio.sleep(0.2)
