@@ -82,6 +82,9 @@ class Presence:
         self._credentialed = set(settings.agent_credentials())
         self._online: dict[str, float] = {}  # identity → since when its lobby participant is there
         self._lobby_names: dict[str, str] = {}  # identity → the name its lobby participant carries
+        # identity → the sid of its lobby participant: a second sign-in replaces the first connection, and
+        # the first one's `participant_left` (which may come after the second's join) is not the agent leaving.
+        self._lobby_sids: dict[str, str] = {}
         self._fact_at: dict[str, float] = {}  # identity → when a webhook last changed `_online` (monotonic)
         self._in_consult: set[tuple[str, str]] = set()  # (consult room, identity) present
         self._ringing: dict[str, str] = {}  # identity → the waiting call ringing it (the call queue's)
@@ -115,13 +118,17 @@ class Presence:
         lobby = {p.identity: p for p in await self.rooms.list_participants(LOBBY) if is_agent_identity(p.identity)}
         changed = False
         for identity, p in lobby.items():
-            if identity not in self._online and self._fact_at.get(identity, 0.0) < asked:
+            if self._fact_at.get(identity, 0.0) >= asked:
+                continue  # a webhook since the question: it is newer
+            self._lobby_sids[identity] = getattr(p, "sid", "")
+            if identity not in self._online:
                 self._online[identity] = self.clock()
                 self._lobby_names[identity] = p.name
                 changed = True
         for identity in [i for i in self._online if i not in lobby]:
             if self._fact_at.get(identity, 0.0) < asked:
                 del self._online[identity]
+                self._lobby_sids.pop(identity, None)
                 changed = True
         consults: set[tuple[str, str]] = set()
         for t in self.store.list_transfers(open_only=True):
@@ -143,12 +150,17 @@ class Presence:
         joined, left = event.event == "participant_joined", event.event == "participant_left"
         if room == LOBBY and (joined or left):
             self._fact_at[identity] = time.monotonic()
+            sid = event.participant.sid
             if joined:
                 self._online.setdefault(identity, self.clock())
                 self._lobby_names[identity] = event.participant.name
-            else:
+                self._lobby_sids[identity] = sid
+            elif not sid or self._lobby_sids.get(identity, sid) == sid:
                 self._online.pop(identity, None)
+                self._lobby_sids.pop(identity, None)
                 log.info("agent %s left the lobby: offline", identity)
+            else:
+                return  # an earlier connection of an agent who is connected again
             self.changed()
         elif room.startswith("consult-") and (joined or left):
             self._fact_at[identity] = time.monotonic()

@@ -172,10 +172,12 @@ class UiBackend:
         queue, and what they are told on hold (never summaries)."""
         waiting = self.orch.calls.get(call.call_id)
         ringing = waiting.agent if waiting else None
-        note = ""
-        if call.status is CallStatus.on_hold:
-            held = self.ctx.store.list_transfers(call_id=call.call_id, open_only=True)
-            note = hold_announcement(self.ctx.settings, held[0]) if held else ""
+        note, joining = "", None
+        open_ = self.ctx.store.list_transfers(call_id=call.call_id, open_only=True)
+        if call.status is CallStatus.on_hold and open_:
+            note = hold_announcement(self.ctx.settings, open_[0])
+        elif open_ and open_[0].state.value == "introducing" and call.status is CallStatus.active:
+            joining = open_[0].target  # three-way: the caller talks to A and B
         return {
             "status": call.status.value,
             "agent": call.agent_identity,
@@ -184,6 +186,8 @@ class UiBackend:
             "ringing_name": self.presence.name_of(ringing),
             "queue": self.orch.calls.place(call.call_id) if waiting else None,
             "note": note,
+            "with": joining,
+            "with_name": self.presence.name_of(joining),
         }
 
     @_safe

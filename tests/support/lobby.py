@@ -31,11 +31,10 @@ class RoomsDouble:
         return [(room, payload, to) for room, t, payload, to in self.sent if t == kind]
 
 
-def webhook(event: str, room: str, identity: str, name: str = "") -> api.WebhookEvent:
+def webhook(event: str, room: str, identity: str, name: str = "", sid: str = "") -> api.WebhookEvent:
     """A LiveKit webhook as `WebhookReceiver` hands it over."""
-    return api.WebhookEvent(
-        event=event, room=api.Room(name=room), participant=api.ParticipantInfo(identity=identity, name=name)
-    )
+    participant = api.ParticipantInfo(identity=identity, name=name, sid=sid)
+    return api.WebhookEvent(event=event, room=api.Room(name=room), participant=participant)
 
 
 async def join_lobby(presence, rooms: RoomsDouble, identity: str, name: str = "") -> None:

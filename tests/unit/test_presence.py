@@ -152,6 +152,13 @@ async def test_roomservice_catches_a_lost_webhook_but_not_a_stale_answer(world):
             await join_lobby(p, rooms, "agent-b")  # arrives while the question is out
             return answer
 
+    # A second sign-in replaced the first connection: the first one's leaving comes after the new join.
+    await p.on_livekit_event(webhook("participant_joined", LOBBY, "agent-a", "Alice", sid="PA_2"))
+    await p.on_livekit_event(webhook("participant_left", LOBBY, "agent-a", sid="PA_1"))
+    assert p.is_online("agent-a")
+    await p.on_livekit_event(webhook("participant_left", LOBBY, "agent-a", sid="PA_2"))
+    assert not p.is_online("agent-a")
+
     p.rooms = Slow()
     p.rooms.members = rooms.members
     rooms.members[LOBBY].pop("agent-b", None)
