@@ -5,6 +5,8 @@ API says who is in which room."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.async_api import expect
 
@@ -105,7 +107,10 @@ async def test_three_way_introduction_then_a_leaves(browser, app_server, lk_api,
 
         await w.a.desk.get_by_role("button", name="Leave the call").click()
         await expect(w.caller.headline).to_have_text("Now connected to Bob (B)", timeout=T)
-        await expect(w.a.call_room.get_by_test_id("room-state")).to_have_text("Disconnected", timeout=T)
+        # A's desk leaves the room itself (the server would remove it anyway).
+        await expect(w.a.call_room.get_by_test_id("room-state")).to_have_text(
+            re.compile("Not connected|Disconnected"), timeout=T
+        )
         await expect(w.b.desk.get_by_test_id("call-caller")).to_have_text("Maria Lopez", timeout=T)
         await expect(w.a.timeline).to_contain_text("Completed", timeout=T)
         media = "media-" + w.call_room.removeprefix("call-")
