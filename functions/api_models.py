@@ -214,7 +214,7 @@ class AgentsResponse(BaseModel):
 
 
 class AvailabilityRequest(_Strict):
-    available: bool = Field(description="take calls (offered while connected to the lobby) or not")
+    available: bool = Field(strict=True, description="take calls (offered while connected to the lobby) or not")
 
 
 class WaitingCallView(BaseModel):

@@ -159,12 +159,19 @@ def _snapshot(ctx, call_id: str) -> str:
 class World:
     """One call of agent-a with a consulting transfer to agent-b, rebuilt after a change."""
 
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, client: httpx.Client, ctx) -> None:
         self.client = client
+        self.ctx = ctx
         self.t: dict | None = None
 
     def fresh(self) -> dict:
         c = self.client
+        # Callers the schema fuzzing started wait in the queue and ring B (available) in turn: they hang
+        # up first (a waiting caller is offered to B like any other call; B ringing takes no transfer).
+        orch = self.ctx.orchestrator
+        for waiting in orch.calls.waiting():
+            ended = orch.end_call(waiting.call_id, actor="fuzz")
+            asyncio.run_coroutine_threadsafe(ended, self.ctx.loop).result(30)
         # B takes the next transfer once free again (an earlier world's accepted transfer may still be
         # completing: B never joins here, so it fails after JOIN_TIMEOUT_S).
         deadline = time.monotonic() + 30
@@ -197,7 +204,7 @@ def world(served):
         r = client.post("/api/agents/availability", json={"available": True}, headers=agent_headers(B))
         assert r.status_code == 200, r.text
         try:
-            yield World(client)
+            yield World(client, served.app.state.ctx)
         finally:
             asyncio.run_coroutine_threadsafe(b_lobby.disconnect(), loop).result(15)
 
