@@ -321,7 +321,7 @@ class Presence:
         await asyncio.sleep(0.05)
         self._pending = None
         msg = Notification(type="presence.changed", payload={"agents": self.agents()})
-        await self.rooms.send(LOBBY, msg)
+        self.rooms.post(LOBBY, msg)
         for listener in self.on_change:
             try:
                 await listener()

@@ -3,10 +3,16 @@ data messages, room metadata and job dispatch to the media plane.
 
 The `LiveKitAPI` client must be created inside a running event loop, so it is
 built on first use. Every twirp error becomes a `LiveKitError` (or `NotFound`).
+
+Notifications go out through a per-room outbox (`post`): in order within a room, never on the
+path of the action that caused them (each send is two RoomService calls, and under load those
+took seconds that `initiate` used to wait for), and delivered before the room is deleted.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 
@@ -18,6 +24,8 @@ from functions.settings import Settings
 
 log = logging.getLogger(__name__)
 TOPIC = "warm-transfer"
+OUTBOX_LIMIT = 200  # messages waiting for one room; beyond it the oldest are dropped (a stuck room)
+FLUSH_S = 2.0  # a room's pending messages get this long before it is deleted or the app stops
 
 
 def http_url(ws_url: str) -> str:
@@ -28,6 +36,8 @@ class Rooms:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._api: api.LiveKitAPI | None = None
+        self._outbox: dict[str, list[tuple[Notification, list[str] | None]]] = {}  # room → pending, oldest first
+        self._senders: dict[str, asyncio.Task] = {}  # room → the task draining its outbox
 
     @property
     def _lk(self) -> api.LiveKitAPI:
@@ -43,6 +53,7 @@ class Rooms:
         return self._lk.room
 
     async def aclose(self) -> None:
+        await self._flush(list(self._senders.values()))
         if self._api is not None:
             await self._api.aclose()
             self._api = None
@@ -96,6 +107,9 @@ class Rooms:
         return any(r.name == name for r in await self.list_rooms([name]))
 
     async def delete_room(self, name: str) -> None:
+        """Idempotent. What was posted to the room is sent first (bounded), then the room goes."""
+        if sender := self._senders.get(name):
+            await self._flush([sender])
         try:
             await self._call(f"delete room {name}", self._room.delete_room(api.DeleteRoomRequest(room=name)))
         except NotFound:
@@ -144,6 +158,34 @@ class Rooms:
         return res.id
 
     # --- data --------------------------------------------------------------------------
+    def post(self, room: str, message: Notification, identities: list[str] | None = None) -> None:
+        """Queue a notification for `room` and return at once: sent in order by the room's sender."""
+        pending = self._outbox.setdefault(room, [])
+        pending.append((message, identities))
+        if len(pending) > OUTBOX_LIMIT:
+            dropped = pending.pop(0)[0]
+            log.warning("outbox of %s full: dropped %s", room, dropped.type)
+        if room not in self._senders:
+            self._senders[room] = asyncio.ensure_future(self._drain(room))
+
+    async def _drain(self, room: str) -> None:
+        try:
+            while pending := self._outbox.get(room):
+                message, identities = pending.pop(0)
+                await self.send(room, message, identities)
+        finally:
+            self._outbox.pop(room, None)
+            self._senders.pop(room, None)
+
+    async def _flush(self, senders: list[asyncio.Task]) -> None:
+        if not senders:
+            return
+        _done, late = await asyncio.wait(senders, timeout=FLUSH_S)
+        for task in late:  # LiveKit is not answering: the notifications are lost, the caller goes on
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def send(self, room: str, message: Notification, identities: list[str] | None = None) -> bool:
         """Best effort: a notification that cannot be delivered is logged, never fatal."""
         # livekit-server answers SendData for a room that does not exist only after a 3 s

@@ -195,7 +195,7 @@ class CallQueue:
         async with self._lock:
             w = WaitingCall(call.call_id, call.room, call.caller_name, since=call.created_at)
             self._calls[call.call_id] = w
-            await self._route(w, prefer=pick)
+            self._route(w, prefer=pick)
         return w
 
     async def accept(self, call_id: str, agent: str) -> Call:
@@ -211,15 +211,15 @@ class CallQueue:
                 raise Conflict("you are on another call: finish it first")
             call = await self.assign(call_id, agent)
             self._waits.append(max(0.0, time.time() - w.since))
-            await self._drop(w, reason=f"answered by {agent}")
+            self._drop(w, reason=f"answered by {agent}")
             for other in [o for o in self._calls.values() if o.agent == agent]:
-                await self._move(other, agent, reason=f"{agent} answered another call")
+                self._move(other, agent, reason=f"{agent} answered another call")
         return call
 
     async def withdraw(self, call_id: str, *, reason: str) -> None:
         async with self._lock:
             if w := self._calls.get(call_id):
-                await self._drop(w, reason=reason)
+                self._drop(w, reason=reason)
 
     def on_notification(self, msg: Notification) -> None:
         """The orchestrator's: a call answered or ended some other way is no longer waiting."""
@@ -227,7 +227,7 @@ class CallQueue:
         if answered and msg.payload.get("call_id") in self._calls:
             self._background.spawn(self.withdraw(msg.payload["call_id"], reason=msg.payload["status"]))
 
-    async def _drop(self, w: WaitingCall, *, reason: str) -> None:
+    def _drop(self, w: WaitingCall, *, reason: str) -> None:
         self._calls.pop(w.call_id, None)
         self._told.pop(w.call_id, None)
         if timer := self._timers.pop(w.call_id, None):
@@ -235,11 +235,11 @@ class CallQueue:
         if w.agent:
             self.presence.set_ringing(w.agent, None)
         msg = Notification(type="call.withdrawn", payload={"call_id": w.call_id, "reason": reason})
-        await self.rooms.send(LOBBY, msg, [w.agent] if w.agent else None)
-        await self._tell_callers()
+        self.rooms.post(LOBBY, msg, [w.agent] if w.agent else None)
+        self._tell_callers()
 
     # --- ringing ----------------------------------------------------------------------------------------
-    async def _route(self, w: WaitingCall, *, prefer: str | None = None) -> None:
+    def _route(self, w: WaitingCall, *, prefer: str | None = None) -> None:
         """Ring `prefer` if available, else the agent idle longest who has not missed this call;
         nobody: the call waits in the queue (every available agent sees it)."""
         free = self.presence.available(exclude=w.missed)
@@ -249,8 +249,8 @@ class CallQueue:
             self.presence.set_ringing(agent, w.call_id)
             self._timers[w.call_id] = asyncio.ensure_future(self._ring_timeout(w.call_id, agent))
             log.info("call %s rings %s", w.call_id, agent)
-        await self.rooms.send(LOBBY, self._incoming(w), [agent] if agent else None)
-        await self._tell_callers()
+        self.rooms.post(LOBBY, self._incoming(w), [agent] if agent else None)
+        self._tell_callers()
 
     async def _ring_timeout(self, call_id: str, agent: str) -> None:
         await asyncio.sleep(self.settings.offer_timeout_s)
@@ -260,16 +260,16 @@ class CallQueue:
                 return
             self._timers.pop(call_id, None)
             log.info("call %s: %s did not answer in %.0fs; moving on", call_id, agent, self.settings.offer_timeout_s)
-            await self._move(w, agent, reason="no answer")
+            self._move(w, agent, reason="no answer")
 
-    async def _move(self, w: WaitingCall, agent: str, *, reason: str) -> None:
+    def _move(self, w: WaitingCall, agent: str, *, reason: str) -> None:
         w.missed.add(agent)
         self.presence.set_ringing(agent, None)
         if (timer := self._timers.pop(w.call_id, None)) and timer is not asyncio.current_task():
             timer.cancel()
         msg = Notification(type="call.withdrawn", payload={"call_id": w.call_id, "reason": reason})
-        await self.rooms.send(LOBBY, msg, [agent])
-        await self._route(w)
+        self.rooms.post(LOBBY, msg, [agent])
+        self._route(w)
 
     async def dispatch(self) -> None:
         """Presence changed: a call ringing an agent who went offline or away moves on; queued calls
@@ -277,10 +277,10 @@ class CallQueue:
         async with self._lock:
             for w in sorted(self._calls.values(), key=lambda c: c.since):
                 if w.agent and not (self.presence.is_online(w.agent) and self.presence.is_ready(w.agent)):
-                    await self._move(w, w.agent, reason="agent went away")
+                    self._move(w, w.agent, reason="agent went away")
             for w in sorted(self._calls.values(), key=lambda c: c.since):
                 if w.agent is None and self.presence.available(exclude=w.missed):
-                    await self._route(w)
+                    self._route(w)
 
     # --- what agents and callers see -------------------------------------------------------------
     def get(self, call_id: str) -> WaitingCall | None:
@@ -315,13 +315,13 @@ class CallQueue:
         payload = {"call_id": w.call_id, "caller_name": w.caller_name, "offered_to": w.agent}
         return Notification(type="call.incoming", payload=payload)
 
-    async def _tell_callers(self) -> None:
+    def _tell_callers(self) -> None:
         """Each waiting caller's page, when what it shows changed: who it rings, its place, the wait."""
         for w in self.waiting():
             payload = {"call_id": w.call_id, "ringing": w.agent, "queue": self.place(w.call_id)}
             if self._told.get(w.call_id) != payload:
                 self._told[w.call_id] = payload
-                await self.rooms.send(w.room, Notification(type="call.queue", payload=payload))
+                self.rooms.post(w.room, Notification(type="call.queue", payload=payload))
 
     async def recover(self, calls: list[Call]) -> None:
         """After a restart: calls still waiting for an agent queue again, in their order."""

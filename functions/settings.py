@@ -149,6 +149,13 @@ class Settings(BaseSettings):
     worker_model_threads: int = Field(
         0, ge=0, le=64, description="Whisper replicas (one thread each) per worker (0 = cores)"
     )
+    worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="nice of a worker and its job processes: below the control plane and livekit-server on a shared "
+        "machine (0 = as started)",
+    )
     control_url: str = Field("", description="base URL workers report to; empty = http://APP_HOST:APP_PORT")
     media_agent_name: str = Field(
         "warm-transfer-media",

@@ -103,7 +103,7 @@ class Transcripts:
                 **report.model_dump(mode="json", include={"behind_s", "dropped", "dropped_s"}),
             }
             msg = Notification(type="transcript.status", payload=payload)
-            await self.rooms.send(call.room, msg, [call.agent_identity])
+            self.rooms.post(call.room, msg, [call.agent_identity])
 
     def forget(self, call_id: str) -> None:
         self.summaries.pop(call_id, None)
@@ -121,9 +121,9 @@ class Transcripts:
         if report.transfer_id:
             transfer = self.store.get_transfer(report.transfer_id)
             payload["transfer_id"] = report.transfer_id
-            await self.rooms.send(transfer.consult_room, Notification(type="transcript.segment", payload=payload))
+            self.rooms.post(transfer.consult_room, Notification(type="transcript.segment", payload=payload))
             return
-        await self.rooms.send(call.room, Notification(type="transcript.segment", payload=payload))
+        self.rooms.post(call.room, Notification(type="transcript.segment", payload=payload))
         rolling = self._rolling(call.call_id)
         summary = await asyncio.to_thread(rolling.update, [seg])
         call = self.store.get_call(call.call_id)
@@ -131,4 +131,4 @@ class Transcripts:
             msg = Notification(
                 type="summary.updated", payload={"call_id": call.call_id, "summary": summary.model_dump(mode="json")}
             )
-            await self.rooms.send(call.room, msg, [call.agent_identity])
+            self.rooms.post(call.room, msg, [call.agent_identity])

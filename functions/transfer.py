@@ -759,7 +759,7 @@ class TransferOrchestrator:
                 summary = self.summary_source(self.store.get_call(moved.call_id))
                 await self._notify(moved, summary=summary)
                 withdrawn = Notification(type="transfer.offer_moved", payload={"transfer_id": transfer_id, "to": nxt})
-                await self.rooms.send(LOBBY, withdrawn, [target])
+                self.rooms.post(LOBBY, withdrawn, [target])
                 return moved
             if self.store.get_transfer(transfer_id).target != target:
                 return None
@@ -910,12 +910,11 @@ class TransferOrchestrator:
             payload["summary"] = summary.model_dump(mode="json")
         msg = Notification(type=f"transfer.{t.state.value}", payload=payload)
         agents = [t.from_agent] + ([t.target] if t.target_kind is TargetKind.agent else [])
-        # In-process listeners (the UI) first: they must not wait on LiveKit.
+        # In-process listeners (the UI) first; the LiveKit sends are queued (Rooms.post), never waited for.
         self._emit(msg)
-        sends = [self.rooms.send(LOBBY, msg, agents)]
+        self.rooms.post(LOBBY, msg, agents)
         if t.state in (S.consulting, S.completing, S.introducing, *ROLLBACK_STATES, S.caller_left):
-            sends.append(self.rooms.send(t.consult_room, msg))
-        await asyncio.gather(*sends)
+            self.rooms.post(t.consult_room, msg)  # delivered before the rollback deletes the room
 
     async def _notify_call(self, call: Call) -> None:
         """What the caller's side may know: status and who they talk to, never the summary."""
@@ -924,7 +923,7 @@ class TransferOrchestrator:
             payload={"call_id": call.call_id, "status": call.status.value, "agent": call.agent_identity},
         )
         self._emit(msg)
-        await self.rooms.send(call.room, msg)
+        self.rooms.post(call.room, msg)
 
     def _emit(self, msg: Notification) -> None:
         for listener in self.listeners:

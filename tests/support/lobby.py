@@ -24,8 +24,11 @@ class RoomsDouble:
         return set(self.members[room])
 
     async def send(self, room: str, message, identities: list[str] | None = None) -> bool:
-        self.sent.append((room, message.type, message.payload, identities))
+        self.post(room, message, identities)
         return True
+
+    def post(self, room: str, message, identities: list[str] | None = None) -> None:
+        self.sent.append((room, message.type, message.payload, identities))
 
     def of(self, kind: str) -> list[tuple[str, dict, list[str] | None]]:
         return [(room, payload, to) for room, t, payload, to in self.sent if t == kind]

@@ -80,7 +80,7 @@ class SentRooms:
     def __init__(self) -> None:
         self.sent: list[tuple[str, object, list[str] | None]] = []
 
-    async def send(self, room: str, msg, identities: list[str] | None = None) -> None:
+    def post(self, room: str, msg, identities: list[str] | None = None) -> None:
         self.sent.append((room, msg, identities))
 
 

@@ -1,0 +1,103 @@
+"""The media plane stays below the control plane and livekit-server on a shared machine, and
+leaves nothing behind when it stops.
+
+Measured with bench/test_capacity.py (25 calls put on hold at once on 2 cores): the control plane
+itself needed little CPU (0.03 cores) but waited for it. Its event loop lagged up to 8 s at a time,
+and that lag was time spent runnable on the run queue (from /proc/self/schedstat), behind a hundred
+job-process threads. Every RoomService call and webhook waited with it, and so did initiate. So:
+
+- `below_the_control_plane(nice)`: the worker and the job processes it forks run at a lower
+  priority (WORKER_NICE). The control plane and the SFU are light and every call depends on them;
+  the media plane is the heavy part and gets what they leave.
+
+- Real-time scheduling is refused. WebRTC (inside the LiveKit SDK) asks for it for its audio threads
+(`AudioEncoderQueue`, `SyntheticAudioDevice`, `AudioSourceCapture`: SCHED_FIFO 49, seen with
+`ps -eLo cls,rtprio` during the capacity bench). Unprivileged, the request fails and they run as
+normal threads. As root (containers, CI, `make run` on a dev box) it succeeds, and on a 2-core
+machine a hundred job processes' FIFO threads run ahead of everything else: the SFU that forwards
+every caller's audio, and the control plane whose RoomService calls and webhooks then wait
+seconds. Dropping CAP_SYS_NICE at worker start (bounding, permitted, effective and inheritable
+sets, before any thread or child exists) makes those requests fail as they would for any user;
+the job processes inherit it. Nothing else the worker does needs the capability. (A nice level
+means nothing to a SCHED_FIFO thread, so without this the first point would not hold as root.)
+- `end_descendants()`: livekit-agents' forkserver and its idle job processes outlived a stopped
+  worker as orphans; the worker ends them on its way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+CAP_SYS_NICE = 23
+PR_CAPBSET_DROP = 24
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_realtime_scheduling() -> bool:
+    """Drop CAP_SYS_NICE from this process (and so from every process it starts).
+
+    Returns True when the process can no longer take real-time scheduling (already unprivileged, or
+    dropped now). False (logged) when the kernel refused: the worker still runs, as before."""
+    if os.geteuid() != 0 and not _has_sys_nice():
+        return True
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.prctl(PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0) != 0:
+        log.warning("could not drop CAP_SYS_NICE from the bounding set: %s", os.strerror(ctypes.get_errno()))
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        log.warning("capget failed: %s; audio threads may take real-time priority", os.strerror(ctypes.get_errno()))
+        return False
+    bit = ~(1 << CAP_SYS_NICE) & 0xFFFFFFFF  # CAP_SYS_NICE (23) is in the first 32-bit word
+    data[0].effective &= bit
+    data[0].permitted &= bit
+    data[0].inheritable &= bit
+    if libc.capset(ctypes.byref(header), data) != 0:
+        log.warning("capset failed: %s; audio threads may take real-time priority", os.strerror(ctypes.get_errno()))
+        return False
+    return not _has_sys_nice()
+
+
+def _has_sys_nice() -> bool:
+    """Whether this thread still has CAP_SYS_NICE in its effective set (from /proc)."""
+    try:
+        with open("/proc/thread-self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << CAP_SYS_NICE))
+    except OSError:
+        pass
+    return False
+
+
+def below_the_control_plane(nice: int) -> None:
+    """Call once at worker start, before any thread or child exists (both inherit it)."""
+    if not drop_realtime_scheduling():
+        log.warning("audio threads of this worker may run at real-time priority (CAP_SYS_NICE kept)")
+    if nice > 0:
+        os.nice(nice)
+
+
+def end_descendants() -> None:
+    """SIGKILL every process this one started, however deep (the worker's last step: its jobs have
+    left their rooms, or had their bounded time to)."""
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
