@@ -14,6 +14,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from app import create_app
+from bench.test_capacity import PER_PROCESS, CallerProcess
+from functions.presence import LOBBY
 from functions.speech import EspeakSpeaker
 from tests.api.conftest import agent_headers, with_auth
 from tests.integration.conftest import end_everything
@@ -66,6 +68,25 @@ async def test_fifty_parallel_transfers_keep_their_own_state(busy_client):
     call_ids = [c["call"]["call_id"] for c in calls]
     assert len(set(call_ids)) == N
 
+    # The 50 B agents are online (lobby connections in processes of their own, as their browsers would
+    # be) and taking calls: a transfer's target must be.
+    url = ctx.settings.livekit_url
+    b_specs = []
+    for agent in b:
+        lobby = await post("/api/tokens", {"role": "agent", "room": LOBBY}, agent)
+        b_specs.append({"identity": agent, "token": lobby["token"], "listen": False})
+    agents = [CallerProcess(url, b_specs[i : i + PER_PROCESS]) for i in range(0, N, PER_PROCESS)]
+    try:
+        await asyncio.gather(*(g.ask() for g in agents))
+        for i in range(N):
+            await post("/api/agents/availability", {"available": True}, b[i])
+        await ctx.orchestrator.presence.sync()
+        await _transfers(client, ctx, post, a, b, call_ids, calls, timings)
+    finally:
+        await asyncio.gather(*(asyncio.to_thread(g.close) for g in agents))
+
+
+async def _transfers(client, ctx, post, a, b, call_ids, calls, timings) -> None:
     # 2. 50 initiates in parallel (hold audio starts and a consult job is dispatched for each).
     t0 = time.monotonic()
     gate = asyncio.Semaphore(INITIATES_IN_FLIGHT)

@@ -40,6 +40,7 @@ import pytest
 
 from functions.livekit_server import die_with_parent
 from functions.media_protocol import media_identity
+from functions.presence import LOBBY
 from functions.rooms import Rooms
 from functions.services import build_services
 from functions.settings import PROJECT_ROOT
@@ -152,9 +153,22 @@ async def run_level(orch: TransferOrchestrator, n: int, usages: dict[str, Usage]
         for i, c in enumerate(calls)
     ]
     groups = [CallerProcess(url, specs[i : i + PER_PROCESS]) for i in range(0, n, PER_PROCESS)]
+    agents: list[CallerProcess] = []
     try:
+        # The B agents are online and taking calls, as a transfer's target must be: their lobby
+        # connections in processes of their own too (not counted as callers; a real agent's browser
+        # runs on its own machine).
+        b_specs = [
+            {"identity": f"agent-b{i}", "token": orch.agent_token(f"agent-b{i}", LOBBY).token, "listen": False}
+            for i in range(n)
+        ]
+        agents += [CallerProcess(url, b_specs[i : i + PER_PROCESS]) for i in range(0, n, PER_PROCESS)]
         ready = await asyncio.gather(*(g.ask() for g in groups))  # every caller connected, or gave up
         callers_failed = sum(r["failed"] for r in ready)
+        await asyncio.gather(*(g.ask() for g in agents))
+        for i in range(n):
+            await orch.presence.set_ready(f"agent-b{i}", True)
+        await orch.presence.sync()
         usages["callers"] = Usage(*(g.proc.pid for g in groups))
         # A call on hold was a conversation with A first: its call job has joined. How long a burst of
         # N new calls takes to get all their jobs is reported on its own (`call_jobs_s`).
@@ -208,7 +222,7 @@ async def run_level(orch: TransferOrchestrator, n: int, usages: dict[str, Usage]
             "callers_failed": callers_failed,
         }
     finally:
-        await asyncio.gather(*(asyncio.to_thread(g.close) for g in groups))
+        await asyncio.gather(*(asyncio.to_thread(g.close) for g in groups + agents))
         # Deleting 2N rooms on a saturated machine takes longer than a test's 10 s teardown.
         rooms = [c.room for c in calls] + [t.consult_room for t in orch.store.list_transfers()]
         await asyncio.wait_for(asyncio.gather(*(orch.rooms.delete_room(r) for r in rooms), return_exceptions=True), 120)

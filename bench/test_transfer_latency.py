@@ -32,7 +32,7 @@ from functions.media_protocol import briefing_identity, media_identity
 from functions.models import CallStatus, TransferState
 from functions.services import build_services
 from functions.transfer import TransferOrchestrator
-from tests.integration.conftest import running_orchestrator
+from tests.integration.conftest import available_agent, running_orchestrator
 from tests.support.peer import Peer
 
 N = int(os.environ.get("BENCH_N", "10"))
@@ -70,6 +70,7 @@ async def one_transfer(orch: TransferOrchestrator, i: int) -> dict[str, float]:
     caller, a = Peer(call.caller_identity, tone_hz=440), Peer(a_id, tone_hz=660)
     b_consult, b_call = Peer(b_id, tone_hz=880), Peer(b_id, tone_hz=880)
     hold = media_identity(call.call_id)
+    b_lobby = await available_agent(orch, b_id)  # a transfer's target is online and taking calls
     try:
         await caller.connect(url, orch.caller_token(call.call_id, call.caller_identity).token)
         await a.connect(url, orch.agent_token(a_id, call.room).token)
@@ -100,7 +101,7 @@ async def one_transfer(orch: TransferOrchestrator, i: int) -> dict[str, float]:
             "silence_gap": gap_ms,
         }
     finally:
-        for p in (caller, a, b_consult, b_call):
+        for p in (caller, a, b_consult, b_call, b_lobby):
             await p.disconnect()
         await orch.end_call(call.call_id, actor="bench")
 

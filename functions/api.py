@@ -46,8 +46,11 @@ from functions.api_models import (
     MAX_BODY_BYTES,
     MAX_TRANSCRIPT_BODY_BYTES,
     ROOM_PATTERN,
+    AgentsResponse,
     AgentTokenRequest,
+    AgentView,
     ApiInfo,
+    AvailabilityRequest,
     CallerTokenRequest,
     CompleteResponse,
     CreateCallRequest,
@@ -65,6 +68,8 @@ from functions.api_models import (
     SummaryRequest,
     TokenApiRequest,
     TransferAction,
+    WaitingCallsResponse,
+    WaitingCallView,
 )
 from functions.audio import read_wav
 from functions.body_limit import read_body
@@ -370,6 +375,8 @@ def api_router(ctx: Any) -> APIRouter:
     async def assign(agent: Agent, room_name: Annotated[str, Path(pattern=ROOM_PATTERN, max_length=64)]) -> Call:
         o = orch()
         call = _call_by_room(o, room_name)
+        if o.calls.get(call.call_id) is not None:  # ringing someone else: 409; waiting in the queue: yours
+            return await o.calls.accept(call.call_id, agent)
         return await o.assign_agent(call.call_id, agent)
 
     @router.post(
@@ -395,7 +402,7 @@ def api_router(ctx: Any) -> APIRouter:
     )
     async def initiate(agent: Agent, req: InitiateRequest, key: IdempotencyKey = None) -> Transfer:
         async def run() -> Transfer:
-            return await orch().initiate(req.call_id, agent, req.target, kind=req.target_kind)
+            return await orch().initiate(req.call_id, agent, req.target, kind=req.target_kind, targets=req.targets)
 
         return await once(agent, key, "initiate", req, 201, run)
 
@@ -437,6 +444,26 @@ def api_router(ctx: Any) -> APIRouter:
     async def decline(agent: Agent, req: DeclineRequest) -> Transfer:
         return await orch().decline(req.transfer_id, actor=agent, reason=req.reason)
 
+    @router.post(
+        "/transfer/introduce",
+        response_model=Transfer,
+        responses=_errors(*AGENT_ERRORS, 404, 409),
+        summary="Three-way: B joins the caller while A is still there (agent A only); then A leaves",
+    )
+    async def introduce(agent: Agent, req: TransferAction) -> Transfer:
+        """Instead of complete: B is let into the caller's room; once B's microphone is there the hold
+        stops and caller, A and B talk. `POST /transfer/leave` (or INTRO_LIMIT_S) ends it: completed."""
+        return await orch().introduce(req.transfer_id, actor=agent)
+
+    @router.post(
+        "/transfer/leave",
+        response_model=Transfer,
+        responses=_errors(*AGENT_ERRORS, 404, 409),
+        summary="A leaves a three-way introduction: the caller stays with B (agent A only)",
+    )
+    async def leave(agent: Agent, req: TransferAction) -> Transfer:
+        return await orch().leave(req.transfer_id, actor=agent)
+
     @router.get(
         "/transfer/{transfer_id}",
         response_model=Transfer,
@@ -450,6 +477,58 @@ def api_router(ctx: Any) -> APIRouter:
         if agent not in (t.from_agent, t.target):
             raise Forbidden(f"{agent} is not part of transfer {transfer_id}")
         return t
+
+    # --- presence and queues ------------------------------------------------------------------------
+    @router.get(
+        "/agents",
+        response_model=AgentsResponse,
+        responses=_errors(*AGENT_ERRORS),
+        summary="Every agent's presence, and the queues (skills) with how many are available",
+    )
+    async def agents(agent: Agent) -> AgentsResponse:
+        p = orch().presence
+        free = set(p.available())
+        return AgentsResponse(
+            agents=[AgentView(**a) for a in p.agents()],
+            queues=[
+                {"name": q, "agents": m, "available": sum(1 for i in m if i in free)} for q, m in p.queues().items()
+            ],
+        )
+
+    @router.post(
+        "/agents/availability",
+        response_model=AgentView,
+        responses=_errors(*AGENT_ERRORS),
+        summary="Take calls or not (the requesting agent); available also needs its lobby connection",
+    )
+    async def availability(agent: Agent, req: AvailabilityRequest) -> AgentView:
+        """An agent is offered calls and transfers while it is `available`: connected to the lobby
+        (`agents-lobby`, a token from POST /api/tokens), taking calls (this), and not busy."""
+        view = await orch().presence.set_ready(agent, req.available)
+        return AgentView(**view.public())
+
+    @router.get(
+        "/calls/waiting",
+        response_model=WaitingCallsResponse,
+        responses=_errors(*AGENT_ERRORS),
+        summary="Calls waiting for an agent that the requesting agent may answer (POST /rooms/{room}/assign)",
+    )
+    async def waiting_calls(agent: Agent) -> WaitingCallsResponse:
+        calls = orch().calls
+        return WaitingCallsResponse(
+            calls=[
+                WaitingCallView(
+                    call_id=w.call_id,
+                    room=w.room,
+                    caller_name=w.caller_name,
+                    ringing=w.agent,
+                    waiting_since=w.since,
+                    place=(calls.place(w.call_id) or {}).get("place", 0),
+                )
+                for w in calls.waiting()
+                if w.agent in (None, agent)
+            ]
+        )
 
     # --- summaries and speech ------------------------------------------------------------------------
     @router.post(

@@ -16,9 +16,9 @@ from functions.errors import InvalidInput
 from functions.models import (
     IDENTITY_RE,
     ROOM_RE,
+    AgentState,
     Call,
     CallStatus,
-    TargetKind,
     TokenResponse,
     Transfer,
     TransferState,
@@ -150,14 +150,32 @@ class AssignRequest(_Strict):
 class InitiateRequest(_Strict):
     call_id: ObjectId
     target: str = Field(
-        min_length=1,
+        "",
         max_length=64,
-        description="an agent identity, or an E.164 phone number (needs Twilio)",
-        examples=["agent-b", "+14155550123"],
+        description="an agent identity, a queue (skill) name, or an E.164 phone number (needs Twilio); "
+        "empty for a hunt list",
+        examples=["agent-b", "billing", "+14155550123"],
     )
-    target_kind: TargetKind | None = Field(None, description="default: phone if target starts with '+', else agent")
+    target_kind: Literal["agent", "phone", "queue", "hunt"] | None = Field(
+        None,
+        description="default: hunt if `targets` is given, phone if target starts with '+', queue if it starts "
+        "with 'queue:', else agent. A queue is offered to its longest-idle available agent; a decline or no "
+        "answer (OFFER_TIMEOUT_S) offers it to the next",
+    )
+    targets: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list,
+        max_length=10,
+        description="a hunt list: agent ids and `queue:<name>`, offered in this order",
+        examples=[["agent-b", "queue:billing"]],
+    )
 
     _v_target = field_validator("target")(_one_line)
+
+    @model_validator(mode="after")
+    def _has_target(self) -> InitiateRequest:
+        if not self.target and not self.targets:
+            raise ValueError("give a target (or targets, for a hunt list)")
+        return self
 
 
 class TransferAction(_Strict):
@@ -169,6 +187,47 @@ class DeclineRequest(_Strict):
     reason: str = Field("", max_length=200)
 
     _v_reason = field_validator("reason")(_one_line)
+
+
+class AgentView(BaseModel):
+    """An agent's presence, derived from facts: its lobby connection, its calls and offers."""
+
+    identity: str
+    name: str
+    state: AgentState
+    label: str = Field(description="the state as the UI shows it")
+    available: bool
+    busy: bool
+    queues: list[str] = Field(description="the queues (skills) it answers, from AGENT_SKILLS")
+    idle_since: float | None = Field(None, description="available since (Unix time); the longest idle is offered first")
+
+
+class QueueView(BaseModel):
+    name: str
+    agents: list[str]
+    available: int
+
+
+class AgentsResponse(BaseModel):
+    agents: list[AgentView]
+    queues: list[QueueView]
+
+
+class AvailabilityRequest(_Strict):
+    available: bool = Field(strict=True, description="take calls (offered while connected to the lobby) or not")
+
+
+class WaitingCallView(BaseModel):
+    call_id: str
+    room: str
+    caller_name: str
+    ringing: str | None = Field(description="the agent it rings now; null: waiting in the queue")
+    waiting_since: float
+    place: int
+
+
+class WaitingCallsResponse(BaseModel):
+    calls: list[WaitingCallView]
 
 
 class CompleteResponse(BaseModel):

@@ -142,13 +142,20 @@ class MediaControl:
         finally:
             self._checking.discard(identity)
 
+    def replacing(self, identity: str) -> None:
+        """The control plane takes this job out on purpose, for a new one (a queue transfer's next
+        offer): its worker no longer listing it is not a loss to repair."""
+        self._joined_at[identity] = time.monotonic()
+
     # --- hold audio -----------------------------------------------------------------------------------
-    async def set_hold(self, call: Call, on: bool, *, wait_s: float = 0.0) -> bool:
-        """Ask the call job for hold audio (or silence). With `wait_s`, wait until it plays."""
+    async def set_hold(self, call: Call, on: bool, *, wait_s: float = 0.0, speech: CallRoomState | None = None) -> bool:
+        """Ask the call job for hold audio (or silence), with what it says to the caller (`speech`:
+        the texts of a `CallRoomState`). With `wait_s`, wait until it plays."""
         ev = self._hold_on.setdefault(call.call_id, asyncio.Event())
         if on:
             ev.clear()
-        await self.rooms.set_metadata(call.room, CallRoomState(hold=on).model_dump_json())
+        state = (speech or CallRoomState()).model_copy(update={"hold": on, "at": time.time()})
+        await self.rooms.set_metadata(call.room, state.model_dump_json())
         if not on or wait_s <= 0:
             return True
         try:

@@ -88,10 +88,21 @@ class JobEnvelope(BaseModel):
 
 
 class CallRoomState(BaseModel):
-    """The call room's metadata: what the call job should be doing."""
+    """The call room's metadata: what the call job should be doing, and saying to the caller.
+
+    Level-triggered like `hold`: a job that (re)joins reads it. The texts belong to one hold
+    `episode` (its transfer's id): the job says `announce` when that hold starts, `remind` every
+    `remind_every_s` of it, and `say` when it ends (the caller back with A), each once per episode,
+    and only while fresh (`at`), so a job re-dispatched later does not repeat old news."""
 
     v: int = 1
     hold: bool = False
+    episode: str = Field("", max_length=64)
+    announce: str = Field("", max_length=300)
+    remind: str = Field("", max_length=300)
+    remind_every_s: float = Field(0.0, ge=0)
+    say: str = Field("", max_length=300)
+    at: float = Field(0.0, description="when the control plane wrote it (Unix time)")
 
 
 class SegmentReport(BaseModel):

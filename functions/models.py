@@ -71,6 +71,7 @@ class TransferState(StrEnum):
     idle = "idle"
     consulting = "consulting"
     completing = "completing"
+    introducing = "introducing"  # three-way: B joins the caller with A still there; A leaves to complete
     completed = "completed"
     cancelled = "cancelled"
     declined = "declined"
@@ -116,6 +117,18 @@ class TargetKind(StrEnum):
     phone = "phone"
 
 
+class AgentState(StrEnum):
+    """What an agent is doing, derived from facts (functions.presence)."""
+
+    offline = "offline"  # no live connection (not in the agents' lobby)
+    away = "away"  # connected, but not taking calls (the agent's choice)
+    available = "available"
+    ringing = "ringing"  # offered a waiting call, or a transfer's consult not joined yet
+    on_call = "on_call"
+    consulting = "consulting"  # in a consult: as A (the caller on hold) or as B
+    wrap_up = "wrap_up"  # WRAP_UP_S after a call
+
+
 class TransferEvent(BaseModel):
     transfer_id: str
     seq: int
@@ -133,7 +146,10 @@ class Transfer(BaseModel):
     consult_room: str
     from_agent: str
     target_kind: TargetKind = TargetKind.agent
-    target: str  # agent identity or E.164 phone number
+    target: str  # agent identity or E.164 phone number; in a queue or hunt list, the agent offered now
+    # A queue or hunt-list transfer: the ordered entries it was asked for (agent ids, `queue:<name>`);
+    # empty for a transfer to one agent or number. A decline or no answer offers it to the next.
+    route: list[str] = Field(default_factory=list)
     state: TransferState = TransferState.idle
     reason: str = ""
     created_at: float = Field(default_factory=time.time)
@@ -143,6 +159,12 @@ class Transfer(BaseModel):
     @property
     def is_open(self) -> bool:
         return self.state not in TERMINAL_STATES
+
+    @property
+    def queue(self) -> str:
+        """The queue a queue transfer goes to ("" otherwise): what the caller is told."""
+        queues = [e.removeprefix("queue:") for e in self.route if e.startswith("queue:")]
+        return queues[0] if len(self.route) == 1 and queues else ""
 
 
 # --- transcripts and summaries -----------------------------------------------------------

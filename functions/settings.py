@@ -15,6 +15,26 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from functions.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+QUEUE_RE = r"[a-z0-9][a-z0-9_-]{0,31}"  # a queue (skill) name: it is spoken and shown, so kept plain
+# The fields each announcement may use (anything else is refused at startup, naming the variable).
+_ANNOUNCEMENT_FIELDS = {
+    "announce_hold": set(),
+    "announce_hold_queue": {"queue"},
+    "announce_reminder": set(),
+    "announce_back": {"agent"},
+}
+
+
+def _check_template(var: str, text: str, allowed: set[str]) -> None:
+    import string
+
+    try:
+        used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+    except ValueError as e:
+        raise ValueError(f"{var.upper()}: {e}") from None
+    if bad := sorted(used - allowed):
+        fields = ", ".join("{" + f + "}" for f in sorted(allowed)) or "none"
+        raise ValueError(f"{var.upper()}: unknown field {{{bad[0]}}} (allowed: {fields})")
 
 
 class Settings(BaseSettings):
@@ -33,6 +53,30 @@ class Settings(BaseSettings):
     ring_timeout_s: float = Field(30.0, gt=0, le=600, description="B must join the consult within this")
     accept_timeout_s: float = Field(180.0, gt=0, le=3600, description="B must accept within this after initiate")
     join_timeout_s: float = Field(15.0, gt=0, le=120, description="B must reach the caller's room within this")
+
+    # --- presence, queues and offers (functions.presence, functions.routing) ------------
+    offer_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        le=600,
+        description="a ringing offer (a waiting call offered to one agent, or a queue or hunt-list transfer "
+        "offered to one agent who has not joined the consult) moves on after this",
+    )
+    wrap_up_s: float = Field(10.0, ge=0, le=3600, description="after a call, an agent is in wrap-up this long")
+    agent_skills: str = Field(
+        "",
+        description="queues (skills) per agent: 'agent-b:billing|returns,agent-c:billing'",
+    )
+    intro_limit_s: float = Field(
+        120.0, gt=0, le=3600, description="a three-way introduction: A leaves by itself after this"
+    )
+    # What the caller hears (the call job speaks it through the gateway) and reads on the caller page.
+    # Empty: not said. {queue} and {agent} are filled in.
+    announce_hold: str = Field("Please hold while I bring in a colleague.", max_length=300)
+    announce_hold_queue: str = Field("Please hold while I bring in a colleague from {queue}.", max_length=300)
+    announce_reminder: str = Field("Still connecting you, thanks for waiting.", max_length=300)
+    announce_reminder_s: float = Field(20.0, ge=0, le=600, description="0 = no reminder")
+    announce_back: str = Field("You're back with {agent}.", max_length=300)
 
     # --- storage -----------------------------------------------------------------
     data_dir: Path = PROJECT_ROOT / "data"
@@ -153,7 +197,28 @@ class Settings(BaseSettings):
         if self.openai_base_url and not self.openai_base_url.startswith(("http://", "https://")):
             raise ValueError("OPENAI_BASE_URL must be an http(s) URL")
         self.agent_credentials()  # raises, naming AGENTS, on a malformed entry
+        self.skills()  # raises, naming AGENT_SKILLS
+        for var, fields in _ANNOUNCEMENT_FIELDS.items():
+            _check_template(var, getattr(self, var), fields)
         return self
+
+    def skills(self) -> dict[str, frozenset[str]]:
+        """AGENT_SKILLS as identity → the queues (skills) the agent answers."""
+        import re
+
+        from functions.models import is_agent_identity
+
+        out: dict[str, frozenset[str]] = {}
+        for n, entry in enumerate((e.strip() for e in self.agent_skills.split(",") if e.strip()), start=1):
+            identity, sep, names = entry.partition(":")
+            identity = identity.strip()
+            queues = frozenset(q.strip().lower() for q in names.split("|") if q.strip())
+            if not sep or not is_agent_identity(identity) or not queues:
+                raise ValueError(f"AGENT_SKILLS entry {n} must be 'agent-id:queue|queue'")
+            if bad := [q for q in queues if not re.fullmatch(QUEUE_RE, q)]:
+                raise ValueError(f"AGENT_SKILLS entry {n}: '{bad[0]}' is not a queue name (1-32 of a-z 0-9 _ -)")
+            out[identity] = out.get(identity, frozenset()) | queues
+        return out
 
     def agent_credentials(self) -> dict[str, str]:
         """AGENTS as identity → sha256 hex digest of that agent's secret."""

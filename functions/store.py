@@ -1,5 +1,5 @@
-"""SQLite persistence for calls, transfers, the transfer event log, transcripts and the
-API's idempotency keys.
+"""SQLite persistence for calls, transfers, the transfer event log, transcripts, agents (their
+display name and whether they take calls) and the API's idempotency keys.
 
 One connection guarded by a lock: writes are tiny and the app is one process, so
 this is simpler and faster than a pool. WAL mode keeps readers off the writer.
@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE TABLE IF NOT EXISTS transfers (
     transfer_id TEXT PRIMARY KEY, call_id TEXT NOT NULL REFERENCES calls(call_id), call_room TEXT NOT NULL,
     consult_room TEXT NOT NULL, from_agent TEXT NOT NULL, target_kind TEXT NOT NULL, target TEXT NOT NULL,
-    state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, updated_at REAL NOT NULL
+    state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    route TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS transfers_by_call ON transfers(call_id);
 CREATE TABLE IF NOT EXISTS transfer_events (
@@ -61,7 +62,12 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     created_at REAL NOT NULL, PRIMARY KEY (agent, key)
 );
 CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency_keys(created_at);
+CREATE TABLE IF NOT EXISTS agents (
+    identity TEXT PRIMARY KEY, name TEXT NOT NULL, ready INTEGER NOT NULL DEFAULT 0, changed_at REAL NOT NULL
+);
 """
+# Columns added after a database may have been created: (table, column, definition).
+MIGRATIONS = [("transfers", "route", "TEXT NOT NULL DEFAULT '[]'")]
 
 IDEMPOTENCY_TTL_S = 24 * 3600  # a key is remembered this long, then forgotten (and may be reused)
 # A key claimed but never finished (the process died mid-request) is free again after this.
@@ -102,6 +108,16 @@ def sqlite_errors() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class AgentRecord:
+    """What an agent declared: its display name, and whether it takes calls (`ready`) since when."""
+
+    identity: str
+    name: str
+    ready: bool
+    changed_at: float
+
+
+@dataclass(frozen=True)
 class IdempotencyClaim:
     """What `Store.claim_idempotency_key` found: `new` (the caller runs the request and then
     finishes or releases the key), `pending` (the first request with this key still runs),
@@ -132,6 +148,9 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            for table, column, definition in MIGRATIONS:
+                if column not in {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -204,7 +223,8 @@ class Store:
                 if busy:
                     raise Conflict(f"call '{t.call_id}' already has an open transfer '{busy[0]}'")
                 self._db.execute(
-                    "INSERT INTO transfers VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO transfers (transfer_id, call_id, call_room, consult_room, from_agent, target_kind, "
+                    "target, state, reason, created_at, updated_at, route) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         t.transfer_id,
                         t.call_id,
@@ -217,6 +237,7 @@ class Store:
                         t.reason,
                         t.created_at,
                         t.updated_at,
+                        json.dumps(t.route),
                     ),
                 )
                 self._db.execute("COMMIT")
@@ -235,7 +256,7 @@ class Store:
                 "SELECT * FROM transfer_events WHERE transfer_id=? ORDER BY seq", (transfer_id,)
             ).fetchall()
         return Transfer(
-            **dict(row),
+            **{**dict(row), "route": json.loads(row["route"] or "[]")},
             events=[TransferEvent(**{**dict(e), "detail": json.loads(e["detail"])}) for e in events],
         )
 
@@ -289,6 +310,121 @@ class Store:
                     self._db.execute("ROLLBACK")
                 raise
         return self.get_transfer(transfer_id)
+
+    def retarget(
+        self, transfer_id: str, *, expected: str, target: str, actor: str, events: list[dict]
+    ) -> Transfer | None:
+        """Offer a consulting transfer to `target` instead of `expected` (a queue or hunt list moving on),
+        with `events` (their `detail`s) appended, atomically. None, changing nothing, when the transfer is
+        no longer consulting or no longer offered to `expected` (a race another action won)."""
+        with self._locked():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT state, target FROM transfers WHERE transfer_id=?", (transfer_id,)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"no transfer '{transfer_id}'")
+                if row["state"] != TransferState.consulting.value or row["target"] != expected:
+                    self._db.execute("ROLLBACK")
+                    return None
+                now = time.time()
+                self._db.execute(
+                    "UPDATE transfers SET target=?, updated_at=? WHERE transfer_id=?", (target, now, transfer_id)
+                )
+                self._append_events(transfer_id, TransferState.consulting, actor, events, now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        return self.get_transfer(transfer_id)
+
+    def note(self, transfer_id: str, *, actor: str, detail: dict) -> Transfer:
+        """Append an event that changes no state (e.g. the introduction began: B is with the caller)."""
+        with self._locked():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT state FROM transfers WHERE transfer_id=?", (transfer_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"no transfer '{transfer_id}'")
+                self._append_events(transfer_id, TransferState(row[0]), actor, [detail], time.time())
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        return self.get_transfer(transfer_id)
+
+    def _append_events(self, transfer_id: str, state: TransferState, actor: str, details: list[dict], now: float):
+        seq = self._db.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM transfer_events WHERE transfer_id=?", (transfer_id,)
+        ).fetchone()[0]
+        for i, detail in enumerate(details, start=1):
+            self._db.execute(
+                "INSERT INTO transfer_events VALUES (?,?,?,?,?,?,?)",
+                (transfer_id, seq + i, now, state.value, state.value, actor, json.dumps(detail)),
+            )
+
+    # --- agents --------------------------------------------------------------------------------
+    def get_agent(self, identity: str) -> AgentRecord | None:
+        with self._locked():
+            row = self._db.execute("SELECT * FROM agents WHERE identity=?", (identity,)).fetchone()
+        return AgentRecord(row["identity"], row["name"], bool(row["ready"]), row["changed_at"]) if row else None
+
+    def list_agents(self) -> list[AgentRecord]:
+        with self._locked():
+            rows = self._db.execute("SELECT * FROM agents ORDER BY identity").fetchall()
+        return [AgentRecord(r["identity"], r["name"], bool(r["ready"]), r["changed_at"]) for r in rows]
+
+    def save_agent(
+        self, identity: str, *, name: str | None = None, ready: bool | None = None, at: float | None = None
+    ) -> AgentRecord:
+        """Remember an agent (its name, whether it takes calls); `changed_at` (`at`, default now) moves
+        only when `ready` does."""
+        with self._locked():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT * FROM agents WHERE identity=?", (identity,)).fetchone()
+                now = time.time() if at is None else at
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO agents VALUES (?,?,?,?)", (identity, name or "", int(bool(ready)), now)
+                    )
+                else:
+                    changed = ready is not None and bool(row["ready"]) != ready
+                    self._db.execute(
+                        "UPDATE agents SET name=?, ready=?, changed_at=? WHERE identity=?",
+                        (
+                            name or row["name"],
+                            int(ready) if ready is not None else row["ready"],
+                            now if changed else row["changed_at"],
+                            identity,
+                        ),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        record = self.get_agent(identity)
+        assert record is not None
+        return record
+
+    def work_ended(self) -> dict[str, float]:
+        """Per agent, when its latest piece of work ended: a call it was on ended, or it handed its
+        caller over (a completed transfer). Wrap-up is counted from here."""
+        with self._locked():
+            rows = self._db.execute(
+                "SELECT agent_identity AS agent, MAX(updated_at) AS at FROM calls "
+                "WHERE status='ended' AND agent_identity IS NOT NULL GROUP BY agent_identity "
+                "UNION ALL SELECT from_agent, MAX(updated_at) FROM transfers WHERE state='completed' "
+                "GROUP BY from_agent"
+            ).fetchall()
+        out: dict[str, float] = {}
+        for r in rows:
+            out[r["agent"]] = max(out.get(r["agent"], 0.0), r["at"])
+        return out
 
     # --- transcripts --------------------------------------------------------------------------
     def add_segment(self, call_id: str, seg: TranscriptSegment, transfer_id: str | None = None) -> int:

@@ -11,7 +11,11 @@ One transfer (see ARCHITECTURE in the README):
   accept    → B may join the caller's room; once B's microphone is published there
               (webhook), hold audio stops, A is removed, the consult room is deleted.
   decline / cancel / timeout / B leaves → consult deleted, hold stops, A's permissions
-              restored: the caller is back with A.
+              restored: the caller is back with A. A queue or hunt-list transfer is first offered
+              to the next agent (functions.routing); only when nobody is left does it end.
+  introduce → three-way: B joins the caller's room with A still there; once B's microphone is
+              in, hold stops and A hears and talks again; A leaves (or INTRO_LIMIT_S passes):
+              completed.
 The caller never changes room. Every transition is persisted (with its event) before
 anyone is told about it. Actions on one call are serialized (one lock per call).
 """
@@ -19,6 +23,7 @@ anyone is told about it. Actions on one call are serialized (one lock per call).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -28,6 +33,7 @@ from typing import Protocol
 
 from livekit import api
 
+from functions.announcements import back_speech, hold_speech
 from functions.background import Background
 from functions.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, LiveKitError, NotFound, ServiceError
 from functions.gateway import FunctionsGateway, make_gateway, merge_status
@@ -60,9 +66,11 @@ from functions.models import (
     is_agent_identity,
 )
 from functions.names import normalize_name
+from functions.presence import LOBBY, Presence
 from functions.rooms import Rooms
+from functions.routing import CallQueue, destination, first_target, next_target
 from functions.services import Services
-from functions.state_machine import ROLLBACK_STATES
+from functions.state_machine import ROLLBACK_STATES, check_transition
 from functions.store import Store
 from functions.summarization import OfflineSummarizer, Refresh
 from functions.tokens import mint_token
@@ -70,7 +78,6 @@ from functions.transcripts import Transcripts
 
 log = logging.getLogger(__name__)
 S = TransferState
-LOBBY = "agents-lobby"
 
 SummarySource = Callable[[Call], CallSummary]
 
@@ -121,6 +128,7 @@ class TransferOrchestrator:
         phone: PhoneLeg | None = None,
         retry: RetryPolicy = RetryPolicy(),
         gateway: FunctionsGateway | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self.services = services
         self.settings = services.settings
@@ -143,6 +151,10 @@ class TransferOrchestrator:
         self._background = Background()
         self.listeners: list[Callable[[Notification], None]] = []
         self.removed_joins = 0  # participants removed because the state did not allow them in
+        # Who is available (from the lobby, the store and the offers), and the calls waiting for an agent.
+        self.presence = presence or Presence(self.settings, store, rooms)
+        self.calls = CallQueue(self.settings, self.presence, rooms, self.assign_agent)
+        self.listeners += [self.presence.on_notification, self.calls.on_notification]
 
     def _summary_refresh(self) -> Refresh | None:
         """The rolling summaries' LLM refresh, through the gateway (on Modal with FUNCTIONS_BACKEND=modal,
@@ -165,6 +177,7 @@ class TransferOrchestrator:
     async def start(self) -> None:
         """Create the agents' lobby and re-attach to calls and transfers left open by a previous run."""
         await self.ensure_lobby()
+        await self.presence.start()
         await self.recover()
         self._background.spawn(self._watch_workers())
 
@@ -174,6 +187,8 @@ class TransferOrchestrator:
                 t.cancel()
         self._background.cancel()
         self.transcripts.background.cancel()
+        await self.calls.aclose()
+        await self.presence.aclose()
 
     async def recover(self) -> None:
         """After a restart of the control plane. Calls and consults lived on in LiveKit (the media
@@ -183,11 +198,15 @@ class TransferOrchestrator:
             if t.state is S.idle:  # crashed mid-initiate: nothing reliable was set up
                 await self._finish(t.transfer_id, S.failed, actor="system", reason="interrupted by a restart")
             elif t.state is S.consulting:
-                self._arm_timeouts(t.transfer_id, ring=False)
+                self._arm_timeouts(t.transfer_id, ring=False, routed=bool(t.route))
                 if t.target_kind is TargetKind.agent and t.consult_room in live:
                     self._background.spawn(self._ensure_consult_job(t))
             elif t.state is S.completing:
                 self._background.spawn(self._finish_handoff(t.transfer_id))
+            elif t.state is S.introducing:
+                self._background.spawn(self._finish_introduction(t.transfer_id))
+        waiting = [c for c in self.store.list_calls() if c.status is CallStatus.waiting and c.room in live]
+        await self.calls.recover(waiting)
         for call in self.store.list_calls():
             if call.room not in live:
                 self._background.spawn(self.end_call(call.call_id, actor="system", reason="call room gone"))
@@ -195,10 +214,16 @@ class TransferOrchestrator:
                 self._background.spawn(self._ensure_call_job(call))
 
     # --- calls ----------------------------------------------------------------------------
-    async def start_call(self, caller_name: str = "", *, agent_identity: str | None = None) -> Call:
+    async def start_call(
+        self, caller_name: str = "", *, agent_identity: str | None = None, pick: str | None = None
+    ) -> Call:
+        """A new call: with `agent_identity` (an agent starting it), else it waits for an agent and
+        rings one (`pick`, the caller's choice, or the agent idle longest: `functions.routing.CallQueue`)."""
         caller_name = normalize_name(caller_name, field="caller name")
         if agent_identity is not None:
             _check_agent(agent_identity)
+        else:
+            self.calls.check_pick(pick)  # refused before anything exists
         call_id = _new_id()
         room = f"call-{call_id}"
         call = Call(
@@ -222,6 +247,8 @@ class TransferOrchestrator:
         # webhook would tell: checked once its grace period is over, re-dispatched if missing.
         self._background.spawn(self._ensure_call_job(call))
         await self._notify_call(call)
+        if agent_identity is None:
+            await self.calls.add(call, pick)
         return call
 
     async def assign_agent(self, call_id: str, agent: str) -> Call:
@@ -277,7 +304,7 @@ class TransferOrchestrator:
             # The call's agent, or the target of the hand-off under way (a target of an earlier
             # transfer is the call's agent or nobody: the call may have moved on since).
             allowed = call.agent_identity == agent or any(
-                t.target == agent and t.state is S.completing
+                t.target == agent and t.state in (S.completing, S.introducing)
                 for t in self.store.list_transfers(call_id=call.call_id, open_only=True)
             )
             if not allowed:
@@ -296,18 +323,31 @@ class TransferOrchestrator:
         return mint_token(req, self.settings)
 
     # --- transfers ----------------------------------------------------------------------------
-    async def initiate(self, call_id: str, from_agent: str, target: str, *, kind: TargetKind | None = None) -> Transfer:
-        kind = kind or (TargetKind.phone if target.startswith("+") else TargetKind.agent)
-        if kind is TargetKind.agent:
+    async def initiate(
+        self,
+        call_id: str,
+        from_agent: str,
+        target: str = "",
+        *,
+        kind: TargetKind | str | None = None,
+        targets: list[str] | None = None,
+    ) -> Transfer:
+        """Start a warm transfer to an agent, a queue (`kind="queue"`, or `target="queue:<name>"`), a hunt
+        list (`kind="hunt"`, `targets` in order) or a phone number. A target nobody can take (an unknown
+        or unavailable agent, an empty queue) is refused before anything changes (functions.routing)."""
+        dest = destination(target, kind.value if isinstance(kind, TargetKind) else kind, targets)
+        kind = TargetKind.phone if dest.kind == "phone" else TargetKind.agent
+        target = dest.target
+        if dest.kind == "agent":
             _check_agent(target)
             if target == from_agent:
                 raise InvalidInput("cannot transfer a call to yourself")
-        elif self.phone is None:
+        elif dest.kind == "phone" and self.phone is None:
             raise InvalidInput(
                 "phone transfers need Twilio: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER"
             )
-        else:
-            target = self.phone.normalize(target)  # E.164 or InvalidInput, before anything changes
+        elif dest.kind == "phone":
+            target = self.phone.normalize(target)  # type: ignore[union-attr]  # E.164 or InvalidInput
         async with self._lock(call_id):
             call = self.store.get_call(call_id)
             if call.status is CallStatus.ended:
@@ -316,6 +356,8 @@ class TransferOrchestrator:
                 raise Forbidden(f"{from_agent} is not the agent on call {call_id}")
             if open_ := self.store.list_transfers(call_id=call_id, open_only=True):
                 raise Conflict(f"call {call_id} already has an open transfer ({open_[0].transfer_id})")
+            if kind is TargetKind.agent:  # who is offered first; nobody available: refused, nothing changed
+                target = await first_target(dest, self.presence, from_agent)
             tid = _new_id()
             transfer = self.store.add_transfer(
                 Transfer(
@@ -326,6 +368,7 @@ class TransferOrchestrator:
                     from_agent=from_agent,
                     target_kind=kind,
                     target=target,
+                    route=list(dest.route),
                 )
             )
             try:
@@ -341,12 +384,13 @@ class TransferOrchestrator:
                 # The two rooms are independent: put the caller on hold while the consult job is dispatched.
                 # Both finish before any failure is raised, so the rollback finds everything they set up.
                 for outcome in await asyncio.gather(
-                    self._hold_caller(call, from_agent), reach_target, return_exceptions=True
+                    self._hold_caller(call, from_agent, transfer), reach_target, return_exceptions=True
                 ):
                     if isinstance(outcome, BaseException):
                         raise outcome
                 self.store.update_call(call_id, status=CallStatus.on_hold)
-                transfer = self.store.transition(tid, S.consulting, actor=from_agent, detail={"target": target})
+                detail = {"target": target, **({"route": list(dest.route)} if dest.route else {})}
+                transfer = self.store.transition(tid, S.consulting, actor=from_agent, detail=detail)
             except Exception as e:
                 failure = e
             else:
@@ -358,16 +402,19 @@ class TransferOrchestrator:
                 raise failure
             raise LiveKitError(f"transfer could not start: {failure}", retryable=True) from failure
         # A phone leg's ringing is bounded by the dialer's own ring timeout.
-        self._arm_timeouts(tid, ring=kind is TargetKind.agent)
+        self._arm_timeouts(tid, ring=kind is TargetKind.agent, routed=bool(dest.route))
         if kind is TargetKind.agent:
             self._background.spawn(self._ensure_consult_job(transfer))  # as for the call job (start_call)
         await self._notify(transfer, summary=summary)
         await self._notify_call(self.store.get_call(call_id))
         return transfer
 
-    async def _hold_caller(self, call: Call, agent: str) -> None:
-        """Hold audio first (bounded wait until it plays), then A is silenced: the caller never hears silence."""
-        if not await self._retry(lambda: self.media.set_hold(call, True, wait_s=self.settings.hold_ack_timeout_s)):
+    async def _hold_caller(self, call: Call, agent: str, t: Transfer) -> None:
+        """Hold audio first (the announcement, then music; bounded wait until it plays), then A is
+        silenced: the caller never hears silence."""
+        speech = hold_speech(self.settings, t)
+        wait_s = self.settings.hold_ack_timeout_s
+        if not await self._retry(lambda: self.media.set_hold(call, True, wait_s=wait_s, speech=speech)):
             log.warning("hold audio in %s not confirmed within %.1fs", call.room, self.settings.hold_ack_timeout_s)
             self._background.spawn(self._ensure_call_job(call))
         try:
@@ -388,10 +435,36 @@ class TransferOrchestrator:
         return t
 
     async def decline(self, transfer_id: str, *, actor: str, reason: str = "") -> Transfer:
+        """B says no (with a reason B picks). A queue or hunt-list transfer is offered to the next agent."""
         t = self.store.get_transfer(transfer_id)
         if actor != t.target:
             raise Forbidden("only the transfer's target can decline it")
-        return await self._finish(transfer_id, S.declined, actor=actor, reason=reason[:200])
+        check_transition(t.state, S.declined)  # illegal: raises, changes nothing
+        moved = await self._offer_failed(transfer_id, S.declined, target=actor, actor=actor, reason=reason[:200])
+        return moved or self.store.get_transfer(transfer_id)
+
+    async def introduce(self, transfer_id: str, *, actor: str) -> Transfer:
+        """Three-way introduction (A only, during the consult): B joins the caller's room while A is
+        still there; once B's microphone is in, the hold stops and all three talk. A then leaves
+        (`leave`), or is taken out after INTRO_LIMIT_S."""
+        t = self.store.get_transfer(transfer_id)
+        if actor != t.from_agent:
+            raise Forbidden("only the agent who started the transfer can introduce the caller")
+        if t.target_kind is not TargetKind.agent:
+            raise InvalidInput("a phone target is bridged by accepting on its keypad; introduce is for agents")
+        async with self._lock(t.call_id):
+            t = self.store.transition(transfer_id, S.introducing, actor=actor)
+        self._cancel_timers(transfer_id)
+        await self._notify(t, extra={"join_room": t.call_room})
+        self._background.spawn(self._finish_introduction(transfer_id))
+        return t
+
+    async def leave(self, transfer_id: str, *, actor: str) -> Transfer:
+        """A leaves a three-way introduction: B stays with the caller (completed)."""
+        t = self.store.get_transfer(transfer_id)
+        if actor != t.from_agent:
+            raise Forbidden("only the agent who introduced the caller can leave")
+        return await self._end_introduction(transfer_id, actor=actor)
 
     async def cancel(self, transfer_id: str, *, actor: str) -> Transfer:
         t = self.store.get_transfer(transfer_id)
@@ -411,6 +484,7 @@ class TransferOrchestrator:
         """Webhooks from the LiveKit server: quick decisions here, slow work in the background."""
         room, identity = event.room.name, event.participant.identity
         call, transfer = self._room_owner(room)
+        await self.presence.on_livekit_event(event)
         if call is None and transfer is None:
             return  # not ours
         if event.event == "participant_joined" and not self._may_be_in(room, identity, call, transfer):
@@ -442,11 +516,18 @@ class TransferOrchestrator:
                 self._caller_lost[call.call_id] = self._background.spawn(self._end_if_not_back(call, identity))
             elif identity == media_identity(call.call_id):
                 self._background.spawn(self._ensure_call_job(call))
+            else:
+                self._left_introduction(call, identity)
         elif event.event == "participant_left" and transfer is not None and transfer.state is S.consulting:
             if identity == transfer.target:
                 self._background.spawn(
-                    self._finish_quietly(
-                        transfer.transfer_id, S.target_left, actor=identity, reason="target left the consult"
+                    self._offer_failed(
+                        transfer.transfer_id,
+                        S.target_left,
+                        target=identity,
+                        actor=identity,
+                        reason="target left the consult",
+                        quietly=True,
                     )
                 )
             elif identity == briefing_identity(transfer.transfer_id):
@@ -462,7 +543,7 @@ class TransferOrchestrator:
             if identity in (call.caller_identity, call.agent_identity, media_identity(call.call_id)):
                 return True
             return any(
-                t.state is S.completing and identity in (t.target, self._phone_identity(t))
+                t.state in (S.completing, S.introducing) and identity in (t.target, self._phone_identity(t))
                 for t in self.store.list_transfers(call_id=call.call_id, open_only=True)
             )
         assert transfer is not None
@@ -503,8 +584,26 @@ class TransferOrchestrator:
             )
         elif isinstance(report, MediaEvent):
             self.media.on_event(report)
+            if report.event == "joined" and report.transfer_id and report.detail:
+                self._check_briefing_target(report.transfer_id, report.detail)
             if report.event in ("hold_started", "brief_failed"):
                 log.info("media %s: %s %s", report.call_id, report.event, report.detail)
+
+    def _check_briefing_target(self, transfer_id: str, target: str) -> None:
+        """A consult job briefs one agent. One dispatched for an earlier offer of a queue or hunt list
+        (it joined late, after the offer moved on) is taken out; its leaving dispatches the right one."""
+        try:
+            t = self.store.get_transfer(transfer_id)
+        except NotFound:
+            return
+        if t.state is S.consulting and t.target_kind is TargetKind.agent and target != t.target:
+            log.info(
+                "consult job of %s briefs %s, but the offer is %s's now: replacing it", transfer_id, target, t.target
+            )
+            self.media.replacing(briefing_identity(transfer_id))
+            self._background.spawn(
+                self._safe(self.rooms.remove_participant(t.consult_room, briefing_identity(transfer_id)))
+            )
 
     async def _watch_workers(self) -> None:
         """Workers that stopped beating (killed, frozen, cut off): their jobs are lost."""
@@ -617,6 +716,118 @@ class TransferOrchestrator:
         await self._notify(t)
         await self._notify_call(call)
 
+    # --- internals: queues and hunt lists, the three-way introduction ------------------------------
+    async def _offer_failed(
+        self,
+        transfer_id: str,
+        state: TransferState,
+        *,
+        target: str,
+        actor: str,
+        reason: str = "",
+        quietly: bool = False,
+    ) -> Transfer | None:
+        """`target` did not take the transfer (declined, no answer, left the consult). A queue or hunt
+        list offers it to the next agent; otherwise, or with nobody left, it ends in `state` (the
+        caller back with A). None when the transfer had already moved on from `target` (a race)."""
+        t = self.store.get_transfer(transfer_id)
+        if t.target != target:
+            return None  # about an earlier offer: the transfer was offered to someone else since
+        moved = None
+        if t.route and t.state is S.consulting:
+            async with self._lock(t.call_id):
+                t = self.store.get_transfer(transfer_id)
+                nxt = next_target(t, self.presence) if t.state is S.consulting else None
+                if nxt is not None:
+                    cause = {S.declined: "offer_declined", S.target_left: "offer_left"}.get(state, "offer_timed_out")
+                    events = [
+                        {"event": cause, "agent": target, **({"reason": reason} if reason else {})},
+                        {"event": "offered", "from": target, "to": nxt},
+                    ]
+                    moved = self.store.retarget(transfer_id, expected=target, target=nxt, actor=actor, events=events)
+                if moved is not None:
+                    # The next agent gets a consult job of its own (only the target may hear the brief): the
+                    # old job is taken out, and the same check that replaces a lost job dispatches the new one.
+                    self._cancel_timers(transfer_id)
+                    self._arm_timeouts(transfer_id, ring=True, routed=True)
+                    await self._safe(self.rooms.remove_participant(t.consult_room, target))
+                    self.media.replacing(briefing_identity(transfer_id))
+                    await self._safe(self.rooms.remove_participant(t.consult_room, briefing_identity(transfer_id)))
+            if moved is not None:
+                log.info("transfer %s: %s (%s); offered to %s", transfer_id, cause, target, moved.target)
+                self._background.spawn(self._ensure_consult_job(moved))
+                summary = self.summary_source(self.store.get_call(moved.call_id))
+                await self._notify(moved, summary=summary)
+                withdrawn = Notification(type="transfer.offer_moved", payload={"transfer_id": transfer_id, "to": nxt})
+                self.rooms.post(LOBBY, withdrawn, [target])
+                return moved
+            if self.store.get_transfer(transfer_id).target != target:
+                return None
+        if quietly:
+            await self._finish_quietly(transfer_id, state, actor=actor, reason=reason)
+            return None
+        return await self._finish(transfer_id, state, actor=actor, reason=reason)
+
+    async def _finish_introduction(self, transfer_id: str) -> None:
+        """B reaches the caller's room (bounded), then: hold off (B is audible already), A hears and
+        talks again, the consult room is closed. A leaves by `leave`, or after INTRO_LIMIT_S."""
+        t = self.store.get_transfer(transfer_id)
+        if not await self._wait_for_microphone(t.call_room, t.target, self.settings.join_timeout_s):
+            reason = "target did not reach the caller's room"
+            await self._finish_quietly(transfer_id, S.failed, actor="system", reason=reason)
+            return
+        async with self._lock(t.call_id):
+            t = self.store.get_transfer(transfer_id)
+            if t.state is not S.introducing:
+                return  # cancelled, or the caller hung up meanwhile: that path cleaned up
+            call = self.store.get_call(t.call_id)
+            await self._safe(self._retry(lambda: self.media.set_hold(call, False)))
+            await self._safe(self._restore_agent(t))
+            await self._safe(self._retry(lambda: self.rooms.delete_room(t.consult_room)))
+            call = self.store.update_call(t.call_id, status=CallStatus.active)
+            if not _introduced(t):
+                t = self.store.note(transfer_id, actor="system", detail={"event": "introduced"})
+        self._timers[transfer_id] = {"intro": asyncio.ensure_future(self._intro_limit(transfer_id))}
+        await self._notify(t)
+        await self._notify_call(call)
+
+    async def _intro_limit(self, transfer_id: str) -> None:
+        await asyncio.sleep(self.settings.intro_limit_s)
+        with contextlib.suppress(Conflict):  # IllegalTransition too: it ended some other way
+            await self._end_introduction(transfer_id, actor="timer", reason="introduction time limit")
+
+    async def _end_introduction(self, transfer_id: str, *, actor: str, reason: str = "") -> Transfer:
+        """A is out, B stays with the caller: completed. Only once B is with the caller."""
+        t = self.store.get_transfer(transfer_id)
+        check_transition(t.state, S.completed)
+        if not _introduced(t):
+            raise Conflict(f"{t.target} has not joined the caller yet: wait a moment, or cancel the transfer")
+        async with self._lock(t.call_id):
+            t = self.store.transition(transfer_id, S.completed, actor=actor, reason=reason)
+            call = self.store.update_call(t.call_id, agent_identity=t.target, status=CallStatus.active)
+            self._cancel_timers(transfer_id)
+            await self._safe(self._retry(lambda: self.rooms.remove_participant(t.call_room, t.from_agent)))
+        await self._notify(t)
+        await self._notify_call(call)
+        return t
+
+    def _left_introduction(self, call: Call, identity: str) -> None:
+        """Someone left the caller's room during an introduction: B (the caller stays with A), or A
+        once B is there (A's way out: B stays with the caller)."""
+        for t in self.store.list_transfers(call_id=call.call_id, open_only=True):
+            if t.state is not S.introducing:
+                continue
+            if identity == t.target:
+                reason = "target left the caller"
+                finish = self._finish_quietly(t.transfer_id, S.target_left, actor=identity, reason=reason)
+                self._background.spawn(finish)
+            elif identity == t.from_agent and _introduced(t):
+                self._background.spawn(self._end_quietly(t.transfer_id, actor=identity))
+
+    async def _end_quietly(self, transfer_id: str, *, actor: str) -> None:
+        with contextlib.suppress(Conflict):
+            await self._end_introduction(transfer_id, actor=actor, reason="left the call")
+
     async def _finish(self, transfer_id: str, state: TransferState, *, actor: str, reason: str = "") -> Transfer:
         """End a transfer in `state` and undo what it set up. Illegal → raises, changes nothing."""
         call_id = self.store.get_transfer(transfer_id).call_id
@@ -641,9 +852,11 @@ class TransferOrchestrator:
         if call.status is CallStatus.ended:
             await self._safe(self.rooms.delete_room(t.call_room))
         elif t.state in ROLLBACK_STATES:
-            await self._safe(self.media.set_hold(call, False))
-            # B may have got into the caller's room before the hand-off failed.
-            if t.state is S.failed:
+            held = any(e.to_state is S.consulting for e in t.events)  # the caller was on hold: say they're back
+            speech = back_speech(self.settings, t, self.presence.name_of(t.from_agent)) if held else None
+            await self._safe(self.media.set_hold(call, False, speech=speech))
+            # B may have got into the caller's room before the hand-off failed (or during an introduction).
+            if any(e.to_state in (S.completing, S.introducing) for e in t.events):
                 await self._safe(self.rooms.remove_participant(t.call_room, t.target))
             await self._safe(self._restore_agent(t))
 
@@ -659,17 +872,22 @@ class TransferOrchestrator:
         if ring := self._timers.get(transfer_id, {}).pop("ring", None):
             ring.cancel()
 
-    def _arm_timeouts(self, transfer_id: str, *, ring: bool) -> None:
-        accept_s, ring_s = self.settings.accept_timeout_s, self.settings.ring_timeout_s
-        timers = {"accept": self._timer(transfer_id, accept_s, "target did not accept in time")}
+    def _arm_timeouts(self, transfer_id: str, *, ring: bool, routed: bool = False) -> None:
+        """The offer's timers. A queue or hunt-list offer rings OFFER_TIMEOUT_S before it moves on."""
+        accept_s = self.settings.accept_timeout_s
+        ring_s = self.settings.offer_timeout_s if routed else self.settings.ring_timeout_s
+        target = self.store.get_transfer(transfer_id).target
+        timers = {"accept": self._timer(transfer_id, target, accept_s, "target did not accept in time")}
         if ring:
-            timers["ring"] = self._timer(transfer_id, ring_s, "target did not join the consult")
+            timers["ring"] = self._timer(transfer_id, target, ring_s, "target did not join the consult")
         self._timers[transfer_id] = timers
 
-    def _timer(self, transfer_id: str, seconds: float, reason: str) -> asyncio.Task:
+    def _timer(self, transfer_id: str, target: str, seconds: float, reason: str) -> asyncio.Task:
         async def fire() -> None:
             await asyncio.sleep(seconds)
-            await self._finish_quietly(transfer_id, S.timed_out, actor="timer", reason=reason)
+            await self._offer_failed(
+                transfer_id, S.timed_out, target=target, actor="timer", reason=reason, quietly=True
+            )
 
         return asyncio.ensure_future(fire())
 
@@ -695,7 +913,7 @@ class TransferOrchestrator:
         # In-process listeners (the UI) first; the LiveKit sends are queued (Rooms.post), never waited for.
         self._emit(msg)
         self.rooms.post(LOBBY, msg, agents)
-        if t.state in (S.consulting, S.completing, *ROLLBACK_STATES, S.caller_left):
+        if t.state in (S.consulting, S.completing, S.introducing, *ROLLBACK_STATES, S.caller_left):
             self.rooms.post(t.consult_room, msg)  # delivered before the rollback deletes the room
 
     async def _notify_call(self, call: Call) -> None:
@@ -738,6 +956,11 @@ class TransferOrchestrator:
 def _check_agent(identity: str) -> None:
     if not is_agent_identity(identity):
         raise InvalidInput(f"'{identity[:64]}' is not a valid agent identity")
+
+
+def _introduced(t: Transfer) -> bool:
+    """B reached the caller's room in this introduction (its event log says so)."""
+    return any(e.detail.get("event") == "introduced" for e in t.events)
 
 
 def _last_event(t: Transfer) -> dict | None:

@@ -1,7 +1,8 @@
 """The two jobs of the media plane, one per room.
 
 - the call job, in `call-<id>` for the whole call. Plays hold audio while the room's metadata
-  says `hold` (livekit-agents' BackgroundAudioPlayer with its bundled hold-music clip), and
+  says `hold` (livekit-agents' bundled hold-music clip), tells the caller what is happening in
+  speech (the announcement, reminders, "you're back with A": TTS through the gateway), and
   transcribes the caller and the agent when transcription is on.
 - the consult job, in `consult-<tid>`. Its track may be subscribed by B only; it sends B the
   summary card and speaks the brief the moment B subscribes; it transcribes the consult.
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,8 +150,21 @@ async def load_hold_clip(min_dbfs: float = -45.0) -> np.ndarray:
     return pcm[loud[0] : loud[-1] + step].copy() if loud else pcm
 
 
+def _chunks(samples: np.ndarray) -> list[np.ndarray]:
+    return [samples[i : i + PUSH] for i in range(0, len(samples), PUSH)]
+
+
+ANNOUNCE_WAIT_S = 1.0  # the hold starts with its announcement if it is synthesized by then, else with music
+STALE_S = 15.0  # a text written longer ago than this (a job that joined late) is not said any more
+
+
 class HoldAudio:
-    """Follows the room's `CallRoomState.hold`: a level, so a job that (re)joins resumes it.
+    """Follows the room's `CallRoomState`: a level, so a job that (re)joins resumes it.
+
+    While `hold`: the announcement (synthesized through the gateway), then the music, with the
+    reminder spoken every `remind_every_s`; when the hold ends, `say` ("you're back with A"). Each
+    text once per hold episode. Speech goes out on the same track as the music, so the caller (and
+    a caller bridged in by phone) hears it exactly where it would hear the music, and nobody else.
 
     The track is published once for the whole call and stays silent (no frames, so nothing is
     encoded) until hold: starting hold is then only a matter of pushing frames, with no track
@@ -157,13 +172,18 @@ class HoldAudio:
     encodes silence continuously: ~2 % of a core per idle call, measured, which 50 calls cannot
     afford; its bundled clip is what plays here.)"""
 
-    def __init__(self, room: rtc.Room, spec: CallJob, reporter: Reporter, clip: np.ndarray) -> None:
+    def __init__(
+        self, room: rtc.Room, spec: CallJob, reporter: Reporter, clip: np.ndarray, gateway: FunctionsGateway
+    ) -> None:
         self.room = room
         self.spec = spec
         self.reporter = reporter
         self.clip = clip
+        self.gateway = gateway
         self.source = rtc.AudioSource(RATE, 1, queue_size_ms=200)
         self._playing: asyncio.Task | None = None
+        self._speaking: asyncio.Task | None = None  # `say` after a hold
+        self._said: set[tuple[str, str]] = set()  # (episode, which text) already said
 
     async def start(self) -> HoldAudio:
         track = rtc.LocalAudioTrack.create_audio_track("Hold audio", self.source)
@@ -176,30 +196,85 @@ class HoldAudio:
 
     def follow(self, metadata: str) -> None:
         try:
-            want = CallRoomState.model_validate_json(metadata or "{}").hold
+            state = CallRoomState.model_validate_json(metadata or "{}")
         except ValueError:
             log.warning("%s: unreadable room metadata %r", self.room.name, metadata[:100])
             return
-        if want and self._playing is None:
-            self._playing = asyncio.ensure_future(self._loop())
-            self.reporter.post(MediaEvent(call_id=self.spec.call_id, event="hold_started"))
-        elif not want and self._playing is not None:
+        if state.hold and self._playing is None:
+            if self._speaking:
+                self._speaking.cancel()
+            self._playing = asyncio.ensure_future(self._hold(state))  # reports hold_started with its first frame
+        elif not state.hold and self._playing is not None:
             self._playing.cancel()
             self._playing = None
             self.source.clear_queue()  # stop now, not after what is buffered
             self.reporter.post(MediaEvent(call_id=self.spec.call_id, event="hold_stopped"))
+        if not state.hold and state.say and self._once(state, "say"):
+            self._speaking = asyncio.ensure_future(self._say(state.say))
 
-    async def _loop(self) -> None:
+    def _once(self, state: CallRoomState, which: str) -> bool:
+        """True the first time a fresh text of this episode comes up."""
+        key = (state.episode, which)
+        if key in self._said or time.time() - state.at > STALE_S:
+            return False
+        self._said.add(key)
+        return True
+
+    async def _hold(self, state: CallRoomState) -> None:
+        """The announcement (if synthesized within ANNOUNCE_WAIT_S; else it cuts in when ready), then
+        the music, with a reminder every `remind_every_s`."""
+        started = False
+        speech: list[asyncio.Task] = []
+        if state.announce and self._once(state, "announce"):
+            speech.append(asyncio.ensure_future(self._synthesize(state.announce)))
+            await asyncio.wait(speech, timeout=ANNOUNCE_WAIT_S)
+        loop = asyncio.get_running_loop()
+        every = state.remind_every_s if state.remind else 0.0
+        remind_at = loop.time() + every
         clip = self.clip
         usable = len(clip) - len(clip) % FRAME
-        while True:
-            for i in range(0, usable, PUSH):
-                chunk = clip[i : min(i + PUSH, usable)]
-                await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk)))
+        pos = 0
+        try:
+            while True:
+                if speech and speech[0].done():
+                    samples = speech.pop(0).result()
+                    chunks = _chunks(samples) if samples is not None else []
+                elif every and loop.time() >= remind_at:
+                    remind_at += every
+                    speech.append(asyncio.ensure_future(self._synthesize(state.remind)))
+                    continue
+                else:
+                    chunks = [clip[pos : min(pos + PUSH, usable)]]
+                    pos = pos + PUSH if pos + PUSH < usable else 0
+                for chunk in chunks:
+                    await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk)))
+                    if not started:
+                        started = True
+                        self.reporter.post(MediaEvent(call_id=self.spec.call_id, event="hold_started"))
+        finally:
+            for task in speech:
+                task.cancel()
+
+    async def _say(self, text: str) -> None:
+        samples = await self._synthesize(text)
+        for chunk in _chunks(samples) if samples is not None else []:
+            await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk)))
+
+    async def _synthesize(self, text: str) -> np.ndarray | None:
+        """48 kHz speech in whole frames, or None: a failing TTS leaves the caller with the music only."""
+        try:
+            result = await self.gateway.synthesize_speech(SpeechRequest(text=text))
+            pcm, rate = read_wav(result.audio_wav)
+            samples = np.frombuffer(resample(pcm, rate, RATE), dtype="<i2")
+        except Exception as e:
+            log.warning("%s: caller announcement not synthesized, music only: %s", self.room.name, e)
+            return None
+        return np.concatenate([samples, np.zeros((-len(samples)) % FRAME, dtype="<i2")])
 
     async def aclose(self) -> None:
-        if self._playing:
-            self._playing.cancel()
+        for task in (self._playing, self._speaking):
+            if task:
+                task.cancel()
         with contextlib.suppress(Exception):
             await self.source.aclose()
 
@@ -319,11 +394,13 @@ async def run_job(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps) ->
             subscribe = AutoSubscribe.AUDIO_ONLY if spec.transcribe else AutoSubscribe.SUBSCRIBE_NONE
             await ctx.connect(auto_subscribe=subscribe)
             if isinstance(spec, CallJob):
-                media = await HoldAudio(ctx.room, spec, reporter, deps.hold_clip).start()
+                media = await HoldAudio(ctx.room, spec, reporter, deps.hold_clip, deps.gateway).start()
             else:
                 media = await BriefSpeaker(ctx.room, spec, deps, reporter).start()
         log.info("media job joined %s (waited %.2f s for a connect slot)", ctx.room.name, waited)
-        await reporter.send(MediaEvent(call_id=spec.call_id, transfer_id=transfer_id, event="joined"))
+        # A consult job says whom it briefs: the control plane replaces one dispatched for an earlier offer.
+        target = spec.target if isinstance(spec, ConsultJob) else ""
+        await reporter.send(MediaEvent(call_id=spec.call_id, transfer_id=transfer_id, event="joined", detail=target))
         if spec.transcribe:
             if isinstance(media, BriefSpeaker):
                 # The brief first: its synthesis must not share the cores with Whisper loading for the

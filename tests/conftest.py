@@ -152,6 +152,7 @@ def settings(livekit_server, tmp_path) -> Settings:
             twilio_account_sid="",
             live_transcription=False,  # on in the tests of live transcription, which need Whisper's CPU
             workers=0,
+            wrap_up_s=0,  # agents are free again at once (the presence tests set their own)
         )
     )
 

@@ -20,11 +20,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from functions.announcements import hold_announcement
 from functions.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from functions.models import Call, CallStatus, Notification, Transfer, is_agent_identity
 from functions.names import NAME_MAX_CHARS, normalize_name
-from functions.presence import Presence
-from functions.transfer import LOBBY
+from functions.presence import LOBBY, Presence
 
 log = logging.getLogger(__name__)
 NAME_MAX = NAME_MAX_CHARS
@@ -79,7 +79,6 @@ def _text(args: dict, key: str, limit: int = NAME_MAX) -> str:
 class UiBackend:
     def __init__(self, ctx) -> None:
         self.ctx = ctx
-        self.presence = Presence(busy=self._busy, send=self._send_lobby)
         self._sessions: dict[str, AgentSession] = {}
         self._summaries: dict[str, dict] = {}  # transfer_id → CallSummary (json)
         self._tasks: set[asyncio.Task] = set()
@@ -96,12 +95,8 @@ class UiBackend:
         p = msg.payload
         if msg.type == "transfer.consulting" and "summary" in p:
             self._summaries[p["transfer"]["transfer_id"]] = p["summary"]
-        if msg.type == "call.status" and p.get("status") in ("active", "ended"):
-            self._spawn(self.presence.withdraw(p["call_id"], reason=p["status"]))
-        # Agents' dashboards and presence lists follow every change.
+        # Agents' dashboards follow every change (presence announces its own: `presence.changed`).
         self._spawn(self._send_lobby(Notification(type="calls.changed", payload={"cause": msg.type}), None))
-        if msg.type == "call.status":
-            self._spawn(self.presence.announce())
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -118,8 +113,10 @@ class UiBackend:
             raise ServiceError("the server is still starting; try again in a moment", retryable=True)
         return self.ctx.orchestrator
 
-    def _busy(self, identity: str) -> bool:
-        return self.ctx.store is not None and self._current_call(identity) is not None
+    @property
+    def presence(self) -> Presence:
+        """The control plane's presence (the orchestrator's, shared with the HTTP API)."""
+        return self.orch.presence
 
     def _current_call(self, identity: str) -> Call | None:
         calls = [c for c in self.ctx.store.list_calls() if c.agent_identity == identity]
@@ -142,20 +139,16 @@ class UiBackend:
     # --- caller functions ----------------------------------------------------------------------
     @_safe
     async def caller_agents(self, _args: dict) -> dict:
-        """Agents a caller may pick: available and not on a call (names only)."""
-        self.orch  # noqa: B018 — started?
-        free = self.presence.available(free_only=True)
-        return {"agents": [{"identity": a.identity, "name": a.name} for a in free]}
+        """Agents a caller may pick: available now (names only)."""
+        free = self.presence.available()
+        return {"agents": [{"identity": a, "name": self.presence.name_of(a)} for a in free]}
 
     @_safe
     async def caller_start(self, args: dict) -> dict:
+        """A new call: it rings the picked agent (or the one idle longest), else waits in the queue."""
         name = _name(args, "name")
         pick = _text(args, "agent", 64)
-        if pick and not self.presence.is_available(pick):
-            raise InvalidInput(f"{self.presence.name_of(pick)} is not available any more; pick another agent")
-        agent = pick or self.presence.first_available()
-        call = await self.orch.start_call(name)
-        await self.presence.offer(call.call_id, call.caller_name, agent)
+        call = await self.orch.start_call(name, pick=pick or None)
         ticket = self.ctx.auth.caller_ticket(call.call_id, call.caller_identity)
         token = self.orch.caller_token(call.call_id, call.caller_identity)
         self._spawn(self._send_lobby(Notification(type="calls.changed", payload={"cause": "call.new"}), None))
@@ -175,15 +168,26 @@ class UiBackend:
         return self.ctx.store.get_call(call_id)
 
     def _caller_view(self, call: Call) -> dict:
-        """What a caller may know: status and who they talk to (never summaries)."""
-        offer = self.presence.offer_of(call.call_id)
-        ringing = offer.agent if offer else None
+        """What a caller may know: status, who they talk to or whose phone rings, their place in the
+        queue, and what they are told on hold (never summaries)."""
+        waiting = self.orch.calls.get(call.call_id)
+        ringing = waiting.agent if waiting else None
+        note, joining = "", None
+        open_ = self.ctx.store.list_transfers(call_id=call.call_id, open_only=True)
+        if call.status is CallStatus.on_hold and open_:
+            note = hold_announcement(self.ctx.settings, open_[0])
+        elif open_ and open_[0].state.value == "introducing" and call.status is CallStatus.active:
+            joining = open_[0].target  # three-way: the caller talks to A and B
         return {
             "status": call.status.value,
             "agent": call.agent_identity,
             "agent_name": self.presence.name_of(call.agent_identity),
             "ringing": ringing,
             "ringing_name": self.presence.name_of(ringing),
+            "queue": self.orch.calls.place(call.call_id) if waiting else None,
+            "note": note,
+            "with": joining,
+            "with_name": self.presence.name_of(joining),
         }
 
     @_safe
@@ -199,7 +203,7 @@ class UiBackend:
     async def caller_hangup(self, args: dict) -> dict:
         call = self._caller(args)
         call = await self.orch.end_call(call.call_id, actor=call.caller_identity)
-        await self.presence.withdraw(call.call_id, reason="caller hung up")
+        await self.orch.calls.withdraw(call.call_id, reason="caller hung up")
         return self._caller_view(call)
 
     # --- agent functions ----------------------------------------------------------------------
@@ -226,7 +230,7 @@ class UiBackend:
         await self.orch.ensure_lobby()
         session = secrets.token_urlsafe(24)
         self._sessions[session] = AgentSession(identity, name, time.time())
-        await self.presence.sign_in(identity, name)
+        await self.presence.sign_in(identity, name)  # not taking calls until the agent says so
         agent = self._sessions[session]
         return {"session": session, "identity": identity, "name": name, "lobby": self._token(agent, LOBBY)}
 
@@ -235,7 +239,7 @@ class UiBackend:
         agent = self._agent(args)
         self._sessions.pop(args["session"], None)
         if not any(s.identity == agent.identity for s in self._sessions.values()):
-            await self.presence.sign_out(agent.identity)
+            await self.presence.set_ready(agent.identity, False)  # offline once its lobby connection is gone
         return {"ok": True}
 
     @_safe
@@ -245,19 +249,14 @@ class UiBackend:
     @_safe
     async def agent_available(self, args: dict) -> dict:
         agent = self._agent(args)
-        await self.presence.sign_in(agent.identity, agent.name)  # after a server restart
-        await self.presence.set_available(agent.identity, bool(args.get("available")))
+        await self.presence.set_ready(agent.identity, bool(args.get("available")), name=agent.name)
         return self._snapshot(agent)
 
     @_safe
     async def agent_accept_call(self, args: dict) -> dict:
         agent = self._agent(args)
         call_id = _text(args, "call_id", 64)
-        offer = self.presence.offer_of(call_id)
-        if offer is None or offer.agent not in (None, agent.identity):
-            raise InvalidInput("this call is no longer waiting for you")
-        call = await self.orch.assign_agent(call_id, agent.identity)
-        await self.presence.withdraw(call_id, reason=f"answered by {agent.identity}")
+        call = await self.orch.calls.accept(call_id, agent.identity)
         return {"call": self._call_view(call), "token": self._token(agent, call.room), **self._snapshot(agent)}
 
     @_safe
@@ -282,9 +281,8 @@ class UiBackend:
         agent = self._agent(args)
         call_id, target = _text(args, "call_id", 64), _text(args, "target", 64)
         if not target:
-            raise InvalidInput("pick an agent or enter a phone number")
-        if not target.startswith("+") and not self.presence.is_available(target):
-            raise InvalidInput(f"{self.presence.name_of(target)} is not available")
+            raise InvalidInput("pick an agent or a queue, or enter a phone number")
+        # "queue:<name>" is a queue; the orchestrator refuses an unavailable agent or an empty queue.
         t = await self.orch.initiate(call_id, agent.identity, target)
         return {"transfer": self._transfer_view(t), **self._snapshot(agent)}
 
@@ -294,6 +292,10 @@ class UiBackend:
         tid, action = _text(args, "transfer_id", 64), _text(args, "action", 16)
         if action in ("accept", "complete"):
             t = await self.orch.accept(tid, actor=agent.identity)
+        elif action == "introduce":
+            t = await self.orch.introduce(tid, actor=agent.identity)
+        elif action == "leave":
+            t = await self.orch.leave(tid, actor=agent.identity)
         elif action == "decline":
             t = await self.orch.decline(tid, actor=agent.identity, reason=_text(args, "reason", 200))
         elif action == "cancel":
@@ -319,6 +321,7 @@ class UiBackend:
             "functions": self.function_status(),
             "live_transcription": self.ctx.settings.live_transcription,
             "agents": self.presence.agents(),
+            "queues": self._queues(),
             "calls": [self._call_view(c) for c in calls],
             "transfers": [self._transfer_view(t, with_summary=False) for t in transfers],
         }
@@ -337,11 +340,21 @@ class UiBackend:
             "agent_name": self.presence.name_of(call.agent_identity),
         }
 
+    def _queues(self) -> list[dict]:
+        """Queues (skills) with their agents and how many are available now."""
+        available = set(self.presence.available())
+        return [
+            {"name": q, "agents": members, "available": sum(1 for m in members if m in available)}
+            for q, members in self.presence.queues().items()
+        ]
+
     def _transfer_view(self, t: Transfer, *, with_summary: bool = True) -> dict:
         view = t.model_dump(mode="json")
         view["from_name"] = self.presence.name_of(t.from_agent)
         view["target_name"] = self.presence.name_of(t.target) if t.target_kind.value == "agent" else t.target
         view["open"] = t.is_open
+        view["queue"] = t.queue
+        view["introduced"] = any(e.detail.get("event") == "introduced" for e in t.events)
         if t.target_kind.value == "phone":
             leg = self.ctx.phone.leg(t.transfer_id) if self.ctx.phone else None
             view["phone_leg"] = {"status": leg.status, "answered_by": leg.answered_by} if leg else None
@@ -365,16 +378,20 @@ class UiBackend:
             on_call = store.list_transfers(call_id=call.call_id)
             latest = on_call[-1] if on_call else None
         phone = self.ctx.phone
-        try:
-            available = self.presence.get(me).available
-        except NotFound:
-            available = False
+        view = self.presence.view(me)
         return {
-            "me": {"identity": me, "name": agent.name, "available": available, "busy": call is not None},
+            "me": {
+                "identity": me,
+                "name": agent.name,
+                "state": view.state.value,
+                "ready": self.presence.is_ready(me),
+                **{k: v for k, v in view.public().items() if k in ("label", "available", "busy", "queues")},
+            },
             "agents": self.presence.agents(),
+            "queues": self._queues(),
             "incoming": [
-                {"call_id": o.call_id, "caller_name": o.caller_name, "offered_to": o.agent, "at": o.at}
-                for o in self.presence.offers_for(me)
+                {"call_id": w.call_id, "caller_name": w.caller_name, "offered_to": w.agent, "at": w.since}
+                for w in self.orch.calls.offers_for(me)
             ],
             "call": self._call_view(call) if call else None,
             "transfer_out": self._transfer_view(out) if out else None,

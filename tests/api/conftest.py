@@ -17,6 +17,7 @@ from app import create_app
 from functions.settings import Settings
 from functions.speech import EspeakSpeaker
 from tests.integration.conftest import end_everything
+from tests.support.peer import Peer
 
 API_KEY = "test-api-key-0123456789"
 PASSCODE = "test-passcode"
@@ -67,6 +68,37 @@ async def client(api_app):
 @pytest.fixture
 def ctx(api_app):
     return api_app.state.ctx
+
+
+async def make_online(client: httpx.AsyncClient, ctx, identity: str, *, key: str = API_KEY) -> Peer:
+    """The agent as an API client makes it available, over HTTP only: connected to the lobby (a token
+    from POST /api/tokens) and taking calls (POST /api/agents/availability). A transfer's target must
+    be. Returns its lobby peer (the caller disconnects it)."""
+    headers = agent_headers(identity, key=key)
+    r = await client.post("/api/tokens", json={"role": "agent", "room": "agents-lobby"}, headers=headers)
+    assert r.status_code == 200, r.text
+    peer = await Peer(identity).connect(r.json()["url"], r.json()["token"])
+    r = await client.post("/api/agents/availability", json={"available": True}, headers=headers)
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 10
+    while not ctx.orchestrator.presence.is_online(identity):  # its webhook, or the next RoomService sync
+        assert time.monotonic() < deadline, f"{identity} never showed up online"
+        await asyncio.sleep(0.05)
+    return peer
+
+
+@pytest.fixture
+async def online(client, ctx):
+    """online(identity): `make_online` for this test's app; the lobby peers leave after the test."""
+    peers: list[Peer] = []
+
+    async def make(identity: str) -> Peer:
+        peers.append(peer := await make_online(client, ctx, identity))
+        return peer
+
+    yield make
+    for peer in peers:
+        await peer.disconnect()
 
 
 async def wait_transfer_state(client: httpx.AsyncClient, transfer_id: str, agent: str, state: str, timeout=15.0):

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from app import create_app
 from functions.speech import EspeakSpeaker
-from tests.api.conftest import API_KEY, agent_headers, with_auth
+from tests.api.conftest import API_KEY, agent_headers, make_online, with_auth
 from tests.api.test_api_auth import snapshot
 from tests.integration.conftest import end_everything
 from ui_components.backend import UiBackend
@@ -60,11 +60,13 @@ async def test_an_agent_acts_only_as_itself(client, app):
     )
     assert r.status_code == 201, r.text
     call = r.json()["call"]
+    b_lobby = await make_online(client, ctx, "agent-b", key=B_SECRET)  # B, with its own secret
     r = await client.post(
         "/api/transfer/initiate",
         json={"call_id": call["call_id"], "target": "agent-b"},
         headers=agent_headers("agent-a", key=A_SECRET),
     )
+    await b_lobby.disconnect()
     assert r.status_code == 201, r.text
     tid = r.json()["transfer_id"]
     before = snapshot(ctx)

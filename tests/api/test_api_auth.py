@@ -27,21 +27,22 @@ def snapshot(ctx) -> str:
 
 
 @pytest.fixture
-async def world(client, ctx):
+async def world(client, ctx, online):
     """call1: agent-a with a consulting transfer t1 to agent-b; call2: a caller waiting."""
     r = await client.post(
         "/api/rooms/create", json={"caller_name": "Ann", "agent_identity": A}, headers=agent_headers(A)
     )
     assert r.status_code == 201, r.text
     call1 = r.json()
-    r = await client.post("/api/rooms/create", json={"caller_name": "Bob"})
-    assert r.status_code == 201, r.text
-    call2 = r.json()
+    await online(B)  # a transfer's target is online and taking calls
     r = await client.post(
         "/api/transfer/initiate", json={"call_id": call1["call"]["call_id"], "target": B}, headers=agent_headers(A)
     )
     assert r.status_code == 201, r.text
-    return {"call1": call1, "call2": call2, "t1": r.json()}
+    t1 = r.json()
+    r = await client.post("/api/rooms/create", json={"caller_name": "Bob"})  # B is consulting: it waits
+    assert r.status_code == 201, r.text
+    return {"call1": call1, "call2": r.json(), "t1": t1}
 
 
 def agent_requests(w: dict) -> list[tuple[str, str, dict | None]]:

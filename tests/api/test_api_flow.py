@@ -96,6 +96,8 @@ class HttpWorld:
         self.a = await self.peer(A, A_HZ).connect(self.url, tok["token"])
         lobby = await token(c, {"role": "agent", "room": "agents-lobby"}, agent_headers(B))
         self.b_lobby = await self.peer(B, None).connect(self.url, lobby["token"])
+        r = await c.post("/api/agents/availability", json={"available": True}, headers=agent_headers(B))
+        assert r.status_code == 200 and r.json()["queues"] == [], r.text  # B takes calls (transfers) now
         await self.caller.wait_hears(A)
         await self.a.wait_hears(self.caller_id)
         await wait_members(c, self.room, A, {self.caller_id: "caller", A: "agent", self.media_id: "service"})

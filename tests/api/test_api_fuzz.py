@@ -10,8 +10,10 @@ Bounded for CI: a few dozen examples per operation, no shrinking, no example dat
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from collections import Counter
 from types import SimpleNamespace
 
@@ -32,6 +34,7 @@ from schemathesis.specs.openapi.checks import (
 from app import create_app
 from functions.settings import load_settings
 from tests.api.conftest import API_KEY, agent_headers, with_auth
+from tests.support.peer import Peer
 from tests.support.served import Served
 
 pytestmark = pytest.mark.integration
@@ -156,12 +159,28 @@ def _snapshot(ctx, call_id: str) -> str:
 class World:
     """One call of agent-a with a consulting transfer to agent-b, rebuilt after a change."""
 
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, client: httpx.Client, ctx) -> None:
         self.client = client
+        self.ctx = ctx
         self.t: dict | None = None
 
     def fresh(self) -> dict:
         c = self.client
+        # Callers the schema fuzzing started wait in the queue and ring B (available) in turn: they hang
+        # up first (a waiting caller is offered to B like any other call; B ringing takes no transfer).
+        orch = self.ctx.orchestrator
+        for waiting in orch.calls.waiting():
+            ended = orch.end_call(waiting.call_id, actor="fuzz")
+            asyncio.run_coroutine_threadsafe(ended, self.ctx.loop).result(30)
+        # B takes the next transfer once free again (an earlier world's accepted transfer may still be
+        # completing: B never joins here, so it fails after JOIN_TIMEOUT_S).
+        deadline = time.monotonic() + 30
+        while not any(
+            a["identity"] == B and a["available"]
+            for a in c.get("/api/agents", headers=agent_headers(A)).json()["agents"]
+        ):
+            assert time.monotonic() < deadline, "agent-b never became available again"
+            time.sleep(0.1)
         r = c.post("/api/rooms/create", json={"caller_name": "Fuzz", "agent_identity": A}, headers=agent_headers(A))
         assert r.status_code == 201, r.text
         self.call = r.json()["call"]
@@ -175,8 +194,19 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(served):
+    """B is online (its lobby peer runs on the app's loop) and taking calls, as a transfer's target must be."""
+    loop = served.app.state.ctx.loop
     with httpx.Client(base_url=served.url, timeout=120) as client:
-        yield World(client)
+        r = client.post("/api/tokens", json={"role": "agent", "room": "agents-lobby"}, headers=agent_headers(B))
+        assert r.status_code == 200, r.text
+        b_lobby = Peer(B)
+        asyncio.run_coroutine_threadsafe(b_lobby.connect(r.json()["url"], r.json()["token"]), loop).result(30)
+        r = client.post("/api/agents/availability", json={"available": True}, headers=agent_headers(B))
+        assert r.status_code == 200, r.text
+        try:
+            yield World(client, served.app.state.ctx)
+        finally:
+            asyncio.run_coroutine_threadsafe(b_lobby.disconnect(), loop).result(15)
 
 
 def _request(world: World, action: str, actor: str, reason: str) -> httpx.Response:

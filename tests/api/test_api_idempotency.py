@@ -99,8 +99,9 @@ async def test_idempotency_key_replays_initiate_and_dial(phone_client, phone_app
     assert len(recorder.creates()) == 1 and snapshot(ctx) == before
 
 
-async def test_idempotency_key_replays_complete_and_is_per_agent(client, ctx):
+async def test_idempotency_key_replays_complete_and_is_per_agent(client, ctx, online):
     call = await start_call(client)
+    await online(B)
     r = await client.post(
         "/api/transfer/initiate", json={"call_id": call["call_id"], "target": B}, headers=agent_headers(A)
     )
@@ -129,9 +130,11 @@ async def test_idempotency_key_replays_complete_and_is_per_agent(client, ctx):
     assert r.status_code == 409 and "Idempotent-Replayed" not in r.headers
 
 
-async def test_a_refused_request_is_not_remembered(client, ctx):
+async def test_a_refused_request_is_not_remembered(client, ctx, online):
     """Only successes are kept: a refused request changed nothing, so its repeat runs again."""
     call = await start_call(client)
+    await online(B)
+    await online(C)
     r = await client.post(
         "/api/transfer/initiate", json={"call_id": call["call_id"], "target": B}, headers=agent_headers(A)
     )

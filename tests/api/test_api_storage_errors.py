@@ -34,12 +34,13 @@ def assert_unavailable(r, *words: str) -> None:
         assert w in body["detail"], body["detail"]
 
 
-async def test_read_only_database_answers_503_json_and_recovers(client, ctx):
+async def test_read_only_database_answers_503_json_and_recovers(client, ctx, online):
     r = await client.post(
         "/api/rooms/create", json={"caller_name": "Ann", "agent_identity": A}, headers=agent_headers(A)
     )
     assert r.status_code == 201, r.text
     call = r.json()["call"]
+    await online(B)
     pragma(ctx.store, "PRAGMA query_only=ON")
     try:
         r = await client.post("/api/rooms/create", json={"caller_name": "Bob"})

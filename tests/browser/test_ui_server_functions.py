@@ -3,9 +3,13 @@ checks who is asking. No Chromium needed."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from pydantic import SecretStr
+
+from tests.support.peer import Peer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -44,6 +48,26 @@ async def test_every_function_checks_who_is_asking(ui):
     b = await ui("desk", "agent_sign_in", identity="agent-b", name="Bob", passcode="s3cret")
     assert a["lobby"]["room"] == "agents-lobby" and "session" in b
     await ui("desk", "agent_available", session=a["session"], available=True)
+    # Available takes a live connection too: Alice's desk joins the lobby with the token it got.
+    assert await ui("caller", "caller_agents") == {"agents": []}
+    lobby = await Peer("agent-a").connect(a["lobby"]["url"], a["lobby"]["token"])
+    try:
+        alice = [{"identity": "agent-a", "name": "Alice"}]
+        await _until(lambda: ui("caller", "caller_agents"), lambda r: r["agents"] == alice)
+        await _calls_and_rooms(ui, a, b)
+    finally:
+        await lobby.disconnect()
+
+
+async def _until(call, ok, timeout: float = 10.0) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not ok(result := await call()):
+        assert asyncio.get_running_loop().time() < deadline, result
+        await asyncio.sleep(0.1)
+    return result
+
+
+async def _calls_and_rooms(ui, a: dict, b: dict) -> None:
 
     assert "longer than 80" in (await ui("caller", "caller_start", name="x" * 81))["error"]
     assert "not available" in (await ui("caller", "caller_start", name="Bo", agent="agent-b"))["error"]
@@ -65,7 +89,7 @@ async def test_every_function_checks_who_is_asking(ui):
 
     # Agents only take calls offered to them, and only reach rooms they are on.
     taken = await ui("desk", "agent_accept_call", session=b["session"], call_id=one["call_id"])
-    assert "no longer waiting for you" in taken["error"]
+    assert "this call is ringing Alice, not you" in taken["error"]
     accepted = await ui("desk", "agent_accept_call", session=a["session"], call_id=one["call_id"])
     assert accepted["call"]["agent_identity"] == "agent-a" and accepted["token"]["room"] == one["token"]["room"]
     assert (

@@ -59,6 +59,20 @@ async def running_orchestrator(
         store.close()
 
 
+async def available_agent(orch: TransferOrchestrator, identity: str, *, name: str = "") -> Peer:
+    """An agent as its desk makes it: connected to the lobby (the live connection presence counts) and
+    taking calls. Returns its lobby peer (the caller of this disconnects it)."""
+    url = orch.settings.livekit_url
+    peer = await Peer(identity).connect(url, orch.agent_token(identity, LOBBY, name).token)
+    await orch.presence.set_ready(identity, True, name=name or None)
+    deadline = asyncio.get_running_loop().time() + 10
+    while not orch.presence.is_online(identity):  # its webhook, or the next RoomService sync
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{identity} never showed up online")
+        await asyncio.sleep(0.05)
+    return peer
+
+
 @pytest.fixture
 async def orchestrator(control_settings, control_hub):
     async with running_orchestrator(control_settings, control_hub) as orch:
@@ -68,8 +82,12 @@ async def orchestrator(control_settings, control_hub):
 class CallWorld:
     """One call with a caller (440 Hz) talking to agent A (660 Hz); B (880 Hz) on standby."""
 
-    def __init__(self, orch: TransferOrchestrator, a: str = "agent-a", b: str = "agent-b") -> None:
+    def __init__(
+        self, orch: TransferOrchestrator, a: str = "agent-a", b: str = "agent-b", *, record_hold: bool = False
+    ) -> None:
+        """`record_hold`: the caller keeps everything the call job plays (hold audio, announcements)."""
         self.orch = orch
+        self.record_hold = record_hold
         self.a_id, self.b_id = a, b
         self.peers: list[Peer] = []
         self.call: Call
@@ -87,9 +105,13 @@ class CallWorld:
         url = self.orch.settings.livekit_url
         self.call = await self.orch.start_call("Maria Lopez", agent_identity=self.a_id)
         tok = self.orch.caller_token(self.call.call_id, self.call.caller_identity)
-        self.caller = await self._peer(self.call.caller_identity, CALLER_HZ).connect(url, tok.token)
+        record = (media_identity(self.call.call_id),) if self.record_hold else ()
+        self.caller = Peer(self.call.caller_identity, tone_hz=CALLER_HZ, record=record)
+        self.peers.append(self.caller)
+        await self.caller.connect(url, tok.token)
         self.a = await self._peer(self.a_id, A_HZ).connect(url, self.orch.agent_token(self.a_id, self.call.room).token)
-        self.b_lobby = await self._peer(self.b_id, None).connect(url, self.orch.agent_token(self.b_id, LOBBY).token)
+        self.b_lobby = await available_agent(self.orch, self.b_id)  # B's desk: online, taking calls
+        self.peers.append(self.b_lobby)
         await self.caller.wait_hears(self.a_id)
         await self.a.wait_hears(self.call.caller_identity)
         return self

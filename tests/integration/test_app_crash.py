@@ -170,6 +170,7 @@ async def test_app_killed_mid_consult_keeps_the_caller_and_its_successor_complet
             caller = await peer(created["caller_identity"], 440.0).connect(url, tok["token"])
             await peer(A, 660.0).connect(url, await agent_token(client, app, A, call["room"]))
             await peer(B, None).connect(url, await agent_token(client, app, B, "agents-lobby"))
+            await post(client, app, "/api/agents/availability", {"available": True}, B)  # B takes calls
             await caller.wait_hears(A, timeout=20)
 
             t = await post(client, app, "/api/transfer/initiate", {"call_id": call["call_id"], "target": B}, A)

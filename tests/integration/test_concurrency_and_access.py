@@ -15,7 +15,7 @@ from functions.models import SERVICE_PREFIXES, CallStatus, TransferState
 from functions.rooms import Rooms
 from functions.store import Store
 from functions.transfer import TransferOrchestrator
-from tests.integration.conftest import CallWorld
+from tests.integration.conftest import CallWorld, available_agent
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +82,7 @@ async def test_agents_get_only_rooms_of_their_calls(orchestrator):
     call = await orchestrator.start_call("Ann", agent_identity="agent-a")
     with pytest.raises(Forbidden):
         orchestrator.agent_token("agent-z", call.room)
+    b_lobby = await available_agent(orchestrator, "agent-b")
     t = await orchestrator.initiate(call.call_id, "agent-a", "agent-b")
     orchestrator.agent_token("agent-b", t.consult_room)  # B may join the consult
     with pytest.raises(Forbidden):
@@ -91,6 +92,7 @@ async def test_agents_get_only_rooms_of_their_calls(orchestrator):
     await orchestrator.cancel(t.transfer_id, actor="agent-a")
     with pytest.raises(Forbidden):
         orchestrator.agent_token("agent-b", t.consult_room)  # consult over
+    await b_lobby.disconnect()
 
 
 async def test_restarted_orchestrator_can_cancel_an_open_transfer(world, control_settings, control_hub):

@@ -22,7 +22,7 @@ from functions.media_protocol import briefing_identity
 from functions.speech import PiperSpeaker
 from tests.ai.helpers import synth
 from tests.fakes.openai_server import OpenAIRecorder
-from tests.integration.conftest import running_orchestrator
+from tests.integration.conftest import available_agent, running_orchestrator
 from tests.support.media_plane import agent_name, own_worker, start_call, wait_for, worker_env
 from tests.support.peer import Peer
 from tests.support.recording_backend import read_records, recording
@@ -108,7 +108,7 @@ async def test_stt_summary_and_speech_of_a_live_call_and_transfer_go_through_the
             await wait_for(lambda: rolling.current.source == "llm", 15, "the LLM refresh answered")
 
             url = live_settings.livekit_url
-            b_lobby = await Peer("agent-b").connect(url, orch.agent_token("agent-b", "agents-lobby").token)
+            b_lobby = await available_agent(orch, "agent-b")
             peers.append(b_lobby)
             t = await orch.initiate(call.call_id, "agent-a", "agent-b")
             offer = await b_lobby.wait_message(lambda m: m["type"] == "transfer.consulting")
@@ -155,8 +155,7 @@ async def test_a_hanging_llm_never_delays_initiate_and_b_gets_the_offline_fallba
     llm.chat_script = [{"delay": 30.0, "content": json.dumps(LLM_SUMMARY)}]
     async with running_orchestrator(live_settings, control_hub) as orch:
         call, caller, a = await start_call(orch, "Sarah Johnson", "agent-a")
-        url = live_settings.livekit_url
-        b_lobby = await Peer("agent-b").connect(url, orch.agent_token("agent-b", "agents-lobby").token)
+        b_lobby = await available_agent(orch, "agent-b")
         try:
             await caller.say(*caller_line)
             await wait_for(lambda: orch.store.segments(call.call_id), 60, "the caller's words transcribed")

@@ -19,6 +19,7 @@ import pytest
 from functions.media_protocol import briefing_identity, media_identity
 from functions.speech import EspeakSpeaker, PiperSpeaker
 from tests.ai.helpers import digits, synth, wer
+from tests.integration.conftest import available_agent
 from tests.support.peer import Peer
 
 pytestmark = [pytest.mark.integration, pytest.mark.ai]
@@ -102,8 +103,7 @@ async def test_turns_are_transcribed_in_order_with_speakers_and_brief_b(orchestr
         assert segs[0].start < segs[0].end <= segs[1].start < segs[1].end <= segs[2].start
 
         # A transfer now: the brief spoken to B comes from what was said, not from typed notes.
-        url = orchestrator.settings.livekit_url
-        b_lobby = await Peer("agent-b").connect(url, orchestrator.agent_token("agent-b", "agents-lobby").token)
+        b_lobby = await available_agent(orchestrator, "agent-b")
         t = await orchestrator.initiate(call.call_id, "agent-a", "agent-b")
         offer = await b_lobby.wait_message(lambda m: m["type"] == "transfer.consulting")
         summary = offer["payload"]["summary"]
@@ -187,6 +187,7 @@ async def test_consult_is_transcribed_apart_and_the_transcriber_follows_the_call
         await caller.say(pcm, rate)
         await _wait_segments(orchestrator.store, call.call_id, 1)
 
+        peers.append(await available_agent(orchestrator, "agent-b"))
         t = await orchestrator.initiate(call.call_id, "agent-a", "agent-b")
         a_consult = await Peer("agent-a", voice=True).connect(
             url, orchestrator.agent_token("agent-a", t.consult_room).token

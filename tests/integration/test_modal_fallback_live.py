@@ -20,7 +20,7 @@ from functions.gateway import modal_token_problem
 from functions.media_protocol import briefing_identity
 from functions.speech import PiperSpeaker
 from tests.ai.helpers import synth
-from tests.integration.conftest import running_orchestrator
+from tests.integration.conftest import available_agent, running_orchestrator
 from tests.support.media_plane import agent_name, own_worker, start_call, wait_for, worker_env
 from tests.support.peer import Peer
 from ui_components.backend import UiBackend
@@ -71,7 +71,7 @@ async def test_a_live_call_runs_on_the_local_fallback_and_the_status_says_why(mo
             segs = await wait_for(lambda: orch.store.segments(call.call_id), 60, "the caller's words transcribed")
             assert "sarah" in segs[0].text.lower() and "bill" in segs[0].text.lower()
 
-            b_lobby = await Peer("agent-b").connect(url, orch.agent_token("agent-b", "agents-lobby").token)
+            b_lobby = await available_agent(orch, "agent-b")
             peers.append(b_lobby)
             t = await orch.initiate(call.call_id, "agent-a", "agent-b")
             offer = await b_lobby.wait_message(lambda m: m["type"] == "transfer.consulting")

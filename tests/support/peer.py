@@ -54,8 +54,12 @@ class Peer:
         voice: bool = False,
         listen: bool = True,
         frame_ms: int = 10,
+        record: tuple[str, ...] = (),
     ) -> None:
         self.identity = identity
+        # Everything heard from these identities, kept whole (48 kHz mono PCM with arrival times), e.g.
+        # to transcribe what a participant said; `recent` keeps only the last few seconds.
+        self.recordings: dict[str, list[tuple[float, bytes]]] = {i: [] for i in record}
         self.frame_ms = frame_ms  # of what it hears: coarser frames cost a listener less (benches)
         self.listen = listen  # subscribe and measure what arrives (off: a talker only, cheaper)
         self.voice = voice  # publish a microphone that plays what `say()` is given, silence between
@@ -203,7 +207,7 @@ class Peer:
         self._streams[track.sid] = stream
         stats = self.heard[identity]
         try:
-            await self._measure(stream, stats)
+            await self._measure(stream, stats, self.recordings.get(identity))
         finally:
             # A stream left open stays subscribed to the SDK's event queue, which then runs its filter
             # for every audio frame of the process: leaked streams made later tests' peers time out.
@@ -211,7 +215,7 @@ class Peer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stream.aclose(), 2.0)
 
-    async def _measure(self, stream: rtc.AudioStream, stats: Heard) -> None:
+    async def _measure(self, stream: rtc.AudioStream, stats: Heard, recording: list | None = None) -> None:
         async for ev in stream:
             pcm = bytes(ev.frame.data.cast("B"))
             x = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
@@ -220,6 +224,8 @@ class Peer:
             now = time.monotonic()
             stats.frames += 1
             stats.recent.append((now, db, pcm))
+            if recording is not None:
+                recording.append((now, pcm))
             if db > ENERGY_DBFS:
                 stats.energetic_frames += 1
                 stats.energy_times.append(now)
@@ -251,6 +257,10 @@ class Peer:
         now = time.monotonic()
         pcm = b"".join(p for t, db, p in self.heard[identity].recent if now - t <= window_s and db > ENERGY_DBFS)
         return dominant_hz(pcm, SAMPLE_RATE)
+
+    def recorded(self, identity: str, since: float = 0.0, until: float = float("inf")) -> bytes:
+        """What was heard from `identity` (48 kHz mono s16le) between two `time.monotonic()` times."""
+        return b"".join(pcm for t, pcm in self.recordings[identity] if since <= t <= until)
 
     def audible_identities(self, within_s: float = 0.5) -> set[str]:
         return {ident for ident in list(self.heard) if self.hears(ident, within_s)}

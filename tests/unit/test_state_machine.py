@@ -115,3 +115,51 @@ def test_concurrent_transitions_only_one_wins(tmp_path):
     t = store.get_transfer(tid)
     # From consulting both are legal; after either one, the other is illegal.
     assert sum(results) == 1 and len(t.events) == 2
+
+
+def test_a_database_from_before_queues_opens_and_gains_the_route_column(tmp_path):
+    """A store written before queue transfers (no `route` column, no agents table) opens as is."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE transfers (
+            transfer_id TEXT PRIMARY KEY, call_id TEXT NOT NULL, call_room TEXT NOT NULL, consult_room TEXT NOT NULL,
+            from_agent TEXT NOT NULL, target_kind TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, updated_at REAL NOT NULL
+        );
+        INSERT INTO transfers VALUES ('t0', 'c0', 'call-c0', 'consult-t0', 'a', 'agent', 'b', 'completed', '', 1, 1);
+        """
+    )
+    db.close()
+    store = Store(path)
+    assert store.get_transfer("t0").route == []
+    store.add_call(Call(call_id="c1", room="call-c1", caller_identity="caller-c1", agent_identity="a"))
+    t = store.add_transfer(
+        Transfer(
+            transfer_id="t1",
+            call_id="c1",
+            call_room="call-c1",
+            consult_room="consult-t1",
+            from_agent="a",
+            target="b",
+            route=["queue:billing", "c"],
+        )
+    )
+    assert t.route == ["queue:billing", "c"]
+    assert store.save_agent("b", ready=True).ready and store.get_agent("b").name == ""
+
+
+def test_note_appends_an_event_without_changing_the_state(tmp_path):
+    store, tid = _store_with_transfer(tmp_path, S.introducing)
+    t = store.note(tid, actor="system", detail={"event": "introduced"})
+    assert t.state is S.introducing
+    assert (t.events[-1].from_state, t.events[-1].to_state, t.events[-1].detail) == (
+        S.introducing,
+        S.introducing,
+        {"event": "introduced"},
+    )
+    with pytest.raises(NotFound):
+        store.note("nope", actor="x", detail={})

@@ -84,11 +84,24 @@ def test_bad_token_requests_are_refused(field, value):
         ({"agents": "agent-a:short"}, "AGENTS entry 1.*shorter than 8"),
         ({"agents": "agent-a:sha256:abc"}, "AGENTS entry 1.*64 hex"),
         ({"agents": "agent-a:longenough1,agent-a:longenough2"}, "AGENTS names 'agent-a' twice"),
+        ({"agent_skills": "agent-b"}, "AGENT_SKILLS entry 1"),
+        ({"agent_skills": "agent-b:billing,caller-x:billing"}, "AGENT_SKILLS entry 2"),
+        ({"agent_skills": "agent-b:Bill ing"}, "AGENT_SKILLS entry 1: 'bill ing' is not a queue name"),
+        ({"announce_hold_queue": "Hold for {team}."}, r"ANNOUNCE_HOLD_QUEUE: unknown field \{team\}"),
+        ({"announce_back": "Back with {agent.name}"}, "ANNOUNCE_BACK: unknown field"),
+        ({"announce_hold": "Hold {"}, "ANNOUNCE_HOLD"),
+        ({"offer_timeout_s": 0}, "OFFER_TIMEOUT_S"),
     ],
 )
 def test_settings_errors_name_the_variable(overrides, names):
     with pytest.raises(ConfigError, match=names):
         load_settings(**overrides)
+
+
+def test_skills_and_announcements_parse():
+    s = load_settings(agent_skills="agent-b:Billing|returns, agent-c:billing ,agent-b:vip", announce_back="")
+    assert s.skills() == {"agent-b": frozenset({"billing", "returns", "vip"}), "agent-c": frozenset({"billing"})}
+    assert s.announce_back == ""  # empty: not said
 
 
 def test_settings_read_from_environment(monkeypatch):

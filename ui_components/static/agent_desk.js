@@ -14,6 +14,7 @@
     idle: "Starting",
     consulting: "Consulting",
     completing: "Completing",
+    introducing: "Introducing",
     completed: "Completed",
     cancelled: "Cancelled",
     declined: "Declined",
@@ -22,7 +23,18 @@
     caller_left: "Caller hung up",
     failed: "Failed",
   };
-  const OPEN = new Set(["idle", "consulting", "completing"]);
+  const OPEN = new Set(["idle", "consulting", "completing", "introducing"]);
+  // Events of a queue or hunt-list transfer that change no state (the offer moving on), and of an introduction.
+  const EVENT_LABEL = {
+    offer_declined: (d) => `Declined by ${d.agent}${d.reason ? ` — ${d.reason}` : ""}`,
+    offer_timed_out: (d) => `No answer from ${d.agent}`,
+    offer_left: (d) => `${d.agent} left the consult`,
+    offered: (d) => `Offered to ${d.to}`,
+    introduced: () => "Introduced: caller, A and B together",
+  };
+  // The reasons B picks from when declining (shown in A's timeline and the event log).
+  const DECLINE_REASONS = ["Not my area", "Busy with another customer", "Caller needs a different team", "Other"];
+  const AVAIL_CLASS = { available: "on", away: "off", offline: "off" };
   // Twilio's status of the outbound phone leg (status callbacks), as A reads it.
   const LEG_LABEL = {
     dialing: "Dialing", queued: "Dialing", initiated: "Dialing", ringing: "Ringing",
@@ -73,7 +85,7 @@
       this.server = null;
       this.parts = {};
       this.defaults = { identity: props.wt_identity || `agent-${slot}`, name: props.wt_name || `Agent ${slot.toUpperCase()}` };
-      this.form = { identity: this.defaults.identity, name: this.defaults.name, passcode: "", target: "", phone: "" };
+      this.form = { identity: this.defaults.identity, name: this.defaults.name, passcode: "", target: "", phone: "", reason: DECLINE_REASONS[0] };
       this.session = null;
       this.me = null;
       this.snap = null;
@@ -196,6 +208,7 @@
       const focus = snap.transfer_in || snap.transfer_out || snap.latest_transfer;
       if (focus) this.focusTid = focus.transfer_id;
       this.syncConsult();
+      this.syncCall();
       this.render();
     }
 
@@ -225,6 +238,16 @@
       }
     }
 
+    // Offered a transfer that A completes or introduces: join the caller's room (B's accept joins it itself).
+    async syncCall() {
+      const t = (this.snap || {}).transfer_in;
+      if (!t || t.target_kind !== "agent" || !["completing", "introducing"].includes(t.state)) return;
+      if (this.callRoom.connected || this._joiningCall) return;
+      const tok = await this.fn("agent_room_token", { room: t.call_room });
+      if (tok.error) { this.error = tok.error; this.render(); return; }
+      await this.joinCall(tok.token);
+    }
+
     // --- messages -------------------------------------------------------------------------
     onMessage(msg) {
       const p = msg.payload || {};
@@ -235,6 +258,8 @@
         if (p.summary) this.summaries[t.transfer_id] = p.summary;
         this.focusTid = t.transfer_id;
         this.onTransferState(this.transfers[t.transfer_id], p);
+      } else if (type === "transfer.offer_moved") {
+        this.notice = "The transfer went on to the next agent.";
       } else if (type === "transfer.summary" && p.transfer_id) {
         this.summaries[p.transfer_id] = p.summary;
       } else if (type === "transcript.segment" && this.isMyCall(p.call_id)) {
@@ -270,6 +295,12 @@
         this.notice = mine ? `Transfer completed: the caller is now with ${who}.` : `Transfer completed: you're now with the caller.`;
       } else if (s === "completing") {
         this.busy = mine ? `Handing the caller to ${who}…` : "Joining the caller…";
+      } else if (s === "introducing") {
+        this.busy = "";
+        const together = (this.events[t.transfer_id] && Object.values(this.events[t.transfer_id]).some((e) => e.detail && e.detail.event === "introduced"));
+        this.notice = mine
+          ? (together ? `You, the caller and ${who} are talking. Leave when you're done.` : `Introducing ${who}: they're joining you and the caller…`)
+          : (together ? `You're with the caller and ${who}; they'll leave shortly.` : `Joining the caller with ${who}…`);
       } else if (s === "consulting") {
         this.busy = "";
         this.notice = mine ? `Consulting ${who}: they're hearing the brief.` : `Warm transfer from ${who}: listen to the brief, then accept or decline.`;
@@ -308,10 +339,16 @@
 
     async joinCall(token) {
       const room = token.room;
-      await this.callRoom.connect(token, {
-        publish: true,
-        tokenProvider: async () => { const x = await this.fn("agent_room_token", { room }); return x.error ? x : x.token; },
-      });
+      if (this._joiningCall) return;
+      this._joiningCall = true;
+      try {
+        await this.callRoom.connect(token, {
+          publish: true,
+          tokenProvider: async () => { const x = await this.fn("agent_room_token", { room }); return x.error ? x : x.token; },
+        });
+      } finally {
+        this._joiningCall = false;
+      }
     }
 
     async rejoinCall() {
@@ -335,7 +372,7 @@
       const call = this.snap && this.snap.call;
       const target = (this.form.phone || "").trim() || this.form.target;
       if (!call) return null;
-      if (!target) { this.error = "Pick an agent or enter a phone number."; this.render(); return null; }
+      if (!target) { this.error = "Pick an agent or a queue, or enter a phone number."; this.render(); return null; }
       this.notice = "";
       return this.act("Summarizing the call and preparing the spoken brief…", "agent_transfer", { call_id: call.call_id, target }, async (out) => {
         this.form.phone = "";
@@ -344,8 +381,17 @@
     }
 
     transferAction(action, t) {
-      const text = { complete: "Completing the transfer…", cancel: "Cancelling…", accept: "Accepting: joining the caller…", decline: "Declining…" }[action];
-      return this.act(text, "agent_transfer_action", { transfer_id: t.transfer_id, action }, async (out) => {
+      const text = {
+        complete: "Completing the transfer…", cancel: "Cancelling…", accept: "Accepting: joining the caller…",
+        decline: "Declining…", introduce: "Introducing: bringing them into the call…", leave: "Leaving the call…",
+      }[action];
+      const args = { transfer_id: t.transfer_id, action };
+      if (action === "decline") args.reason = this.form.reason || "";
+      return this.act(text, "agent_transfer_action", args, async (out) => {
+        if (action === "leave") {
+          this.callLog.push({ at: Date.now() / 1000, text: "Left the call" });
+          await this.callRoom.disconnect(true);
+        }
         if (out.join) {
           this.captions = [];
           this.callLog.push({ at: Date.now() / 1000, text: "Joined the caller" });
@@ -381,13 +427,14 @@
       }
       const snap = this.snap || { me: {}, incoming: [], agents: [] };
       const me = snap.me || {};
-      const status = me.busy ? "On a call" : me.available ? "Available" : "Unavailable";
+      // The state the server derived (lobby connection, calls, offers, wrap-up), never a local guess.
+      const status = me.label || "Unavailable";
       nodes.push(el("div", { class: "wt-deskhead" },
         el("div", {},
           el("div", { class: "wt-title", dataset: { testid: "agent-name" } }, this.me.name),
-          el("div", { class: "wt-small wt-muted" }, this.me.identity)),
-        el("span", { class: `wt-pill wt-avail-${me.busy ? "busy" : me.available ? "on" : "off"}`, dataset: { testid: "availability" } }, status),
-        el("button", { class: "wt-btn wt-toggle-available", onclick: () => this.setAvailable(!me.available) }, me.available ? "Go unavailable" : "Go available"),
+          el("div", { class: "wt-small wt-muted" }, this.me.identity, (me.queues || []).length ? ` · queues: ${me.queues.join(", ")}` : "")),
+        el("span", { class: `wt-pill wt-avail-${AVAIL_CLASS[me.state] || "busy"}`, dataset: { testid: "availability", state: me.state || "" } }, status),
+        el("button", { class: "wt-btn wt-toggle-available", onclick: () => this.setAvailable(!me.ready) }, me.ready ? "Go unavailable" : "Go available"),
         el("button", { class: "wt-btn wt-link", onclick: () => this.signOut() }, "Sign out")));
       nodes.push(this.messages());
       if (snap.transfer_in && OPEN.has(snap.transfer_in.state)) nodes.push(this.incomingTransferCard(snap.transfer_in));
@@ -415,9 +462,9 @@
       return el("section", { class: "wt-card wt-incoming" },
         el("h3", {}, "Incoming calls"),
         list.length
-          ? el("ul", { class: "wt-list" }, list.map((c) => el("li", { class: "wt-incoming-call", dataset: { callId: c.call_id } },
+          ? el("ul", { class: "wt-list" }, list.map((c) => el("li", { class: "wt-incoming-call", dataset: { callId: c.call_id, ringing: c.offered_to ? "1" : "0" } },
             el("span", { class: "wt-ring" }),
-            el("span", { class: "wt-grow" }, el("b", {}, c.caller_name || "Caller"), el("span", { class: "wt-muted wt-small" }, ` · ${c.offered_to ? "for you" : "queue"} · waiting ${WT.ago(c.at)}`)),
+            el("span", { class: "wt-grow" }, el("b", {}, c.caller_name || "Caller"), el("span", { class: "wt-muted wt-small" }, ` · ${c.offered_to ? "ringing you" : "in the queue"} · waiting ${WT.ago(c.at)}`)),
             el("button", { class: "wt-btn wt-primary wt-accept-call", onclick: () => this.acceptCall(c.call_id) }, "Accept"))))
           : el("div", { class: "wt-empty" }, me.available ? "No calls waiting. Calls offered to you appear here." : "You're unavailable: go available to receive calls."));
     }
@@ -441,10 +488,17 @@
 
     transferControls(snap) {
       const me = (snap.me || {}).identity;
-      const targets = (snap.agents || []).filter((a) => a.available && !a.busy && a.identity !== me);
-      if (!targets.some((a) => a.identity === this.form.target)) this.form.target = targets.length ? targets[0].identity : "";
-      const select = el("select", { name: "target", class: "wt-input", "aria-label": "Transfer to agent" },
-        targets.length ? targets.map((a) => el("option", { value: a.identity }, `${a.name} (${a.identity})`)) : el("option", { value: "" }, "No other agent is available"));
+      const targets = (snap.agents || []).filter((a) => a.available && a.identity !== me);
+      // Queues (AGENT_SKILLS): offered to the agent idle longest; a decline or no answer goes to the next.
+      const queues = (snap.queues || []).map((q) => ({ value: `queue:${q.name}`, label: `Queue: ${q.name} (${q.available} available)` }));
+      const values = [...targets.map((a) => a.identity), ...queues.map((q) => q.value)];
+      if (!values.includes(this.form.target)) this.form.target = values.length ? values[0] : "";
+      const options = [
+        ...targets.map((a) => el("option", { value: a.identity }, `${a.name} (${a.identity})`)),
+        ...queues.map((q) => el("option", { value: q.value }, q.label)),
+      ];
+      const select = el("select", { name: "target", class: "wt-input", "aria-label": "Transfer to agent or queue" },
+        options.length ? options : el("option", { value: "" }, "No other agent is available"));
       select.value = this.form.target;
       select.addEventListener("change", () => { this.form.target = select.value; });
       const phoneCaps = snap.phone || {};
@@ -455,7 +509,7 @@
       return el("div", { class: "wt-transfer-controls" },
         el("h4", {}, "Warm transfer"),
         el("div", { class: "wt-row" },
-          el("label", { class: "wt-field wt-grow" }, el("span", {}, "To an available agent"), select),
+          el("label", { class: "wt-field wt-grow" }, el("span", {}, "To an available agent or a queue"), select),
           el("label", { class: "wt-field" }, el("span", {}, "or a phone number"), phone)),
         hint ? el("p", { class: "wt-note", dataset: { testid: "phone-hint" } }, hint) : null,
         el("button", { class: "wt-btn wt-primary wt-start-transfer", onclick: () => this.startTransfer(), disabled: !!this.busy }, "Start warm transfer"));
@@ -466,35 +520,53 @@
       const byPhone = t.target_kind === "phone";
       const leg = t.phone_leg;
       const legText = leg && (String(leg.answered_by || "").startsWith("machine") ? "Voicemail" : LEG_LABEL[leg.status] || leg.status);
+      const consulting = t.state === "consulting";
       const says = byPhone
-        ? (t.state === "consulting"
+        ? (consulting
           ? `The caller hears hold music. ${t.target} hears the brief, then presses 1 to accept or 2 to decline.`
           : "Handing over: the phone is joining the caller.")
-        : (t.state === "consulting"
-          ? "The caller hears hold music. You're in the consult room with the target; the brief is played to them."
-          : "Handing over: the target is joining the caller.");
+        : t.state === "introducing"
+          ? (t.introduced ? "You, the caller and the target are talking. Leave when you're done: the caller stays with them." : "Introducing: the target is joining you and the caller.")
+          : consulting
+            ? `The caller hears hold music${t.queue ? ` and that a colleague from ${t.queue} is coming` : ""}. You're in the consult room with the target; the brief is played to them.`
+            : "Handing over: the target is joining the caller.";
+      const to = t.queue ? `${t.queue} queue · ${t.target_name || t.target}` : t.target_name || t.target;
       return el("div", { class: "wt-transfer-progress", dataset: { state: t.state } },
-        el("h4", {}, `Warm transfer to ${t.target_name || t.target}`, " ", el("span", { class: `wt-pill wt-t-${t.state}`, dataset: { testid: "transfer-state" } }, STATE_LABEL[t.state] || t.state)),
+        el("h4", {}, `Warm transfer to ${to}`, " ", el("span", { class: `wt-pill wt-t-${t.state}`, dataset: { testid: "transfer-state" } }, STATE_LABEL[t.state] || t.state)),
         byPhone ? el("div", { class: "wt-small" }, "Phone: ", el("b", { dataset: { testid: "phone-leg" } }, legText || "Dialing")) : null,
         el("p", { class: "wt-small wt-muted" }, says),
         WT.summaryCard(summary, { testid: "transfer-summary", empty: "Preparing the summary…" }),
-        el("div", { class: "wt-controls" },
-          // A phone target accepts with its keypad; only agents have a Complete button.
-          byPhone ? null : el("button", { class: "wt-btn wt-primary wt-complete", onclick: () => this.transferAction("complete", t), disabled: t.state !== "consulting" }, "Complete transfer"),
-          el("button", { class: "wt-btn wt-danger wt-cancel", onclick: () => this.transferAction("cancel", t), disabled: t.state !== "consulting" }, "Cancel transfer")));
+        t.state === "introducing"
+          ? el("div", { class: "wt-controls" },
+            el("button", { class: "wt-btn wt-primary wt-leave", onclick: () => this.transferAction("leave", t), disabled: !t.introduced }, "Leave the call"),
+            el("button", { class: "wt-btn wt-danger wt-cancel", onclick: () => this.transferAction("cancel", t) }, "Cancel introduction"))
+          : el("div", { class: "wt-controls" },
+            // A phone target accepts with its keypad; only agents have Complete and Introduce.
+            byPhone ? null : el("button", { class: "wt-btn wt-primary wt-complete", onclick: () => this.transferAction("complete", t), disabled: !consulting }, "Complete transfer"),
+            byPhone ? null : el("button", { class: "wt-btn wt-introduce", onclick: () => this.transferAction("introduce", t), disabled: !consulting, title: "B joins you and the caller; you leave when you're done" }, "Introduce (3-way)"),
+            el("button", { class: "wt-btn wt-danger wt-cancel", onclick: () => this.transferAction("cancel", t), disabled: !consulting }, "Cancel transfer")));
     }
 
     incomingTransferCard(t) {
       const summary = this.summaries[t.transfer_id] || t.summary;
+      const consulting = t.state === "consulting";
+      if (!DECLINE_REASONS.includes(this.form.reason)) this.form.reason = DECLINE_REASONS[0];
+      const reason = el("select", { name: "decline-reason", class: "wt-input", "aria-label": "Reason for declining" },
+        DECLINE_REASONS.map((r) => el("option", { value: r }, r)));
+      reason.value = this.form.reason;
+      reason.addEventListener("change", () => { this.form.reason = reason.value; });
       return el("section", { class: "wt-card wt-incoming-transfer", dataset: { state: t.state } },
-        el("h3", {}, "Incoming transfer"),
+        el("h3", {}, t.state === "introducing" ? "Introduction" : "Incoming transfer"),
         el("div", { class: "wt-callline" },
-          el("span", {}, "From ", el("b", {}, t.from_name || t.from_agent), " · caller ", el("b", {}, t.caller_name || "unknown")),
+          el("span", {}, "From ", el("b", {}, t.from_name || t.from_agent), t.queue ? ` via the ${t.queue} queue` : "", " · caller ", el("b", {}, t.caller_name || "unknown")),
           el("span", { class: `wt-pill wt-t-${t.state}` }, STATE_LABEL[t.state] || t.state)),
         WT.summaryCard(summary, { testid: "incoming-summary", empty: "The summary is on its way…" }),
-        el("div", { class: "wt-controls" },
-          el("button", { class: "wt-btn wt-primary wt-accept-transfer", onclick: () => this.transferAction("accept", t), disabled: t.state !== "consulting" }, "Accept"),
-          el("button", { class: "wt-btn wt-danger wt-decline-transfer", onclick: () => this.transferAction("decline", t), disabled: t.state !== "consulting" }, "Decline")));
+        t.state === "introducing"
+          ? el("p", { class: "wt-small wt-muted" }, t.introduced ? `You're with the caller and ${t.from_name || t.from_agent}; they'll leave shortly.` : "Joining the caller…")
+          : el("div", { class: "wt-controls" },
+            el("button", { class: "wt-btn wt-primary wt-accept-transfer", onclick: () => this.transferAction("accept", t), disabled: !consulting }, "Accept"),
+            el("label", { class: "wt-field wt-inline" }, el("span", { class: "wt-small" }, "Reason"), reason),
+            el("button", { class: "wt-btn wt-danger wt-decline-transfer", onclick: () => this.transferAction("decline", t), disabled: !consulting }, "Decline")));
     }
 
     renderLive() {
@@ -536,7 +608,12 @@
       const t = this.focusTid && this.transfers[this.focusTid];
       if (t) {
         for (const e of Object.values(this.events[t.transfer_id] || {})) {
-          const detail = e.detail && (e.detail.reason || e.detail.target) ? ` — ${e.detail.reason || `to ${e.detail.target}`}` : "";
+          const d = e.detail || {};
+          if (d.event && EVENT_LABEL[d.event]) {
+            items.push({ at: e.at, kind: d.event, text: `${EVENT_LABEL[d.event](d)} · by ${e.actor}` });
+            continue;
+          }
+          const detail = d.reason || d.target ? ` — ${d.reason || `to ${d.target}`}` : "";
           items.push({ at: e.at, kind: e.to_state, text: `${STATE_LABEL[e.to_state] || e.to_state} · by ${e.actor}${detail}` });
         }
       }

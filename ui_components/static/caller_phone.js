@@ -24,7 +24,12 @@
       this.room.addEventListener("disconnected", (e) => this.onRoomGone(e.detail));
       this.room.addEventListener("left", () => this.hangUp());
       this.room.addEventListener("connected", () => this.refreshStatus());
-      this._poll = setInterval(() => { if (!this.call) this.loadAgents(); }, 4000);
+      // The agent list while no call is up; while waiting, the place in the queue (pushed as `call.queue`
+      // too: this is only the safety net).
+      this._poll = setInterval(() => {
+        if (!this.call) this.loadAgents();
+        else if ((this.view || {}).status === "waiting") this.refreshStatus();
+      }, 4000);
     }
 
     attachPart(_kind, root, server) {
@@ -107,9 +112,12 @@
     }
 
     onData(msg) {
-      if (msg.type === "call.status" && this.call && msg.payload && msg.payload.call_id === this.call.call_id) {
+      if (!this.call || !msg.payload || msg.payload.call_id !== this.call.call_id) return;
+      if (msg.type === "call.status") {
         this.applyStatus({ status: msg.payload.status, agent: msg.payload.agent });
-        this.refreshStatus(); // names come from the server
+        this.refreshStatus(); // names and what the caller is told come from the server
+      } else if (msg.type === "call.queue") {
+        this.refreshStatus(); // who it rings now, the place in the queue
       }
     }
 
@@ -164,7 +172,8 @@
     headline() {
       const v = this.view || {};
       if (v.status === "ended") return ["Call ended", "Thanks for calling."];
-      if (v.status === "on_hold") return ["On hold — please wait", "Your agent is bringing in a colleague who can help. Music plays while you wait."];
+      if (v.status === "on_hold") return ["On hold — please wait", v.note || "Your agent is bringing in a colleague who can help. Music plays while you wait."];
+      if (v.status === "active" && v.with) return [`You're talking to ${this.agentName()} and ${v.with_name || v.with}`, "Your agent is introducing a colleague who can help."];
       if (v.status === "active") {
         const transferred = this.firstAgent && v.agent !== this.firstAgent;
         if (transferred) return [`Now connected to ${this.agentName()}`, "Your call was transferred. They already know what it's about."];
@@ -173,6 +182,18 @@
       }
       if (v.ringing) return [`Calling ${v.ringing_name || v.ringing}…`, "Please stay on the line."];
       return ["Waiting for the next available agent…", "Please stay on the line."];
+    }
+
+    // While waiting: the place in the queue and an estimated wait (from the server's call queue).
+    queueLine() {
+      const v = this.view || {};
+      const q = v.queue;
+      if (v.status !== "waiting" || !q) return null;
+      const place = q.place === 1 ? "You're next in line" : `You're number ${q.place} in line`;
+      const wait = q.estimated_wait_s == null ? "no agent is taking calls right now"
+        : q.estimated_wait_s < 60 ? "estimated wait under a minute"
+          : `estimated wait about ${Math.round(q.estimated_wait_s / 60)} min`;
+      return el("div", { class: "wt-callcard-sub wt-queue", dataset: { testid: "caller-queue" } }, `${place} · ${wait}`);
     }
 
     // In the form, only the agent list changes: update it in place, so typing isn't disturbed.
@@ -227,7 +248,8 @@
         const status = (this.view && this.view.status) || "waiting";
         parts.push(el("div", { class: `wt-callcard wt-status-${status}` },
           el("div", { class: "wt-callcard-head", dataset: { testid: "caller-headline" } }, head),
-          sub ? el("div", { class: "wt-callcard-sub" }, sub) : null,
+          sub ? el("div", { class: "wt-callcard-sub", dataset: { testid: "caller-sub" } }, sub) : null,
+          this.queueLine(),
           status === "on_hold" ? el("div", { class: "wt-holdbars", "aria-hidden": "true" }, el("i"), el("i"), el("i"), el("i")) : null));
         const controls = el("div", { class: "wt-controls" });
         if (status !== "ended") {
