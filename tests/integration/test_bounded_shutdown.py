@@ -16,6 +16,7 @@ import pytest
 
 from functions.media_protocol import briefing_identity, media_identity
 from tests.conftest import WorkerProcess
+from tests.integration.conftest import available_agent
 from tests.support.peer import Peer
 
 pytestmark = pytest.mark.integration
@@ -25,8 +26,10 @@ STOP_BOUND_S = 10.0
 
 async def test_stopping_a_worker_and_the_control_plane_with_open_consults(orchestrator, media_worker, livekit_server):
     second = await asyncio.to_thread(lambda: WorkerProcess(livekit_server, name="worker-stop").wait_registered())
-    url, callers, transfers = orchestrator.settings.livekit_url, [], []
+    url, callers, transfers, targets = orchestrator.settings.livekit_url, [], [], []
     try:
+        # Presence: a transfer goes only to an agent signed in with a live lobby connection.
+        targets = [await available_agent(orchestrator, f"agent-t{i}") for i in range(CONSULTS)]
         for i in range(CONSULTS):
             call = await orchestrator.start_call("Maria Lopez", agent_identity=f"agent-s{i}")
             callers.append(caller := Peer(call.caller_identity))
@@ -64,5 +67,5 @@ async def test_stopping_a_worker_and_the_control_plane_with_open_consults(orches
         await asyncio.wait_for(orchestrator.aclose(), STOP_BOUND_S)
         print(f"control plane with {CONSULTS} open consults stopped in {time.monotonic() - started:.3f} s")
     finally:
-        await asyncio.gather(*(c.disconnect() for c in callers))
+        await asyncio.gather(*(c.disconnect() for c in callers + targets))
         await asyncio.to_thread(second.stop)
