@@ -106,6 +106,11 @@ _ASKED_FOR = re.compile(
     r"(?P<what>[\w\s'-]{3,30}?)(?:\s+please)?\s*\?$",
     re.I,
 )
+_ID_LEAD = re.compile(
+    r"\b(?:account|order|ticket|case|invoice|policy|claim|member(?:ship)?|reference|confirmation|customer|tracking"
+    r"|phone|prescription|serial|licen[cs]e)\s+(?:number|no\.?|id|code|key)?\s*(?:is|was)?[\s,.:…-]*$",
+    re.I,
+)
 CODE = re.compile(r"\b[A-Z]{1,5}-?\d[\dA-Z-]*\d\b")
 CORRECTION = re.compile(r"^(?:no|sorry|actually|wait)\b|\b(?:I mean|correction|sorry, it's|not \d)", re.I)
 # Typed names that are not a person's name (the lobby's defaults, test labels).
@@ -172,6 +177,9 @@ class ExtractionState:
     positive: int = 0
     injection_seen: bool = False
     last_agent_text: str = ""
+    # A caller segment that ended on "my account number is": the digits came in the next segment (the
+    # caller paused, and the segmenter cut the utterance there). It names their kind, as a question would.
+    id_lead: str = ""
     pending_name_question: bool = False
     pending_question: str = ""  # the agent's last question, answered by the caller's next sentence
     pending_offer: tuple[int, str] | None = None  # (index in `facts`, what) of an offer not answered yet
@@ -193,6 +201,7 @@ class ExtractionState:
                 clean = denoise(raw) if raw else ""
                 if clean and re.search(r"\w", clean):
                     self._add_sentence(clean, caller, raw)
+            self.id_lead = m.group(0) if caller and (m := _ID_LEAD.search(denoise(text))) else ""
             if not caller:
                 self.last_agent_text = text
                 self.pending_name_question = bool(re.search(r"\b(?:your|the) (?:full )?name\b", text, re.I))
@@ -326,11 +335,10 @@ class ExtractionState:
         if not caller:
             return
         # A bare number answering the agent's question ("What's your order number?" "It's 88213.")
-        asked = [k for k, pat in ID_KIND_IN_QUESTION if pat.search(self.last_agent_text)]
+        asking = self.id_lead or self.last_agent_text
+        asked = [k for k, pat in ID_KIND_IN_QUESTION if pat.search(asking)]
         # The word the agent asked with labels an "other" identifier in the brief ("prescription RX-550127").
-        named = next(
-            (m.group(0).lower() for _, p in ID_KIND_IN_QUESTION[-1:] if (m := p.search(self.last_agent_text))), ""
-        )
+        named = next((m.group(0).lower() for _, p in ID_KIND_IN_QUESTION[-1:] if (m := p.search(asking))), "")
         label = named if asked and asked[0] == "other" and named != "number" else ""
         for m in BARE_NUMBER.finditer(view):
             if any(a <= m.start() < b for a, b in taken) or DATE.search(m.group(0)):

@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,6 +42,8 @@ from functions.models import (
     SpeechRequest,
     TranscriptSegment,
 )
+from functions.speech import split_for_streaming
+from functions.textnorm import normalize_for_speech
 from media.reporter import Reporter
 
 if TYPE_CHECKING:
@@ -110,11 +114,12 @@ class BriefingQA:
             )
             answer = await self.ask(req)
             answered_at = time.monotonic()
-            samples = await self._speech(answer.answer)
+            pieces = self._pieces(answer.answer)
+            first_piece = await anext(pieces, None)
             spoken_at = time.monotonic()
             first = asyncio.Event()
-            if samples is not None:
-                task = asyncio.ensure_future(self.speaker.play(samples, first))
+            if first_piece is not None:
+                task = asyncio.ensure_future(self.speaker.play(_then(first_piece, pieces), first))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 with contextlib.suppress(TimeoutError):
@@ -152,6 +157,23 @@ class BriefingQA:
             log.warning("%s: answer_question failed (%s); answering offline", self.spec.transfer_id, e)
             return OfflineAnswerer().answer(req).model_copy(update={"source": "offline_fallback"})
 
+    async def _pieces(self, text: str) -> AsyncIterator[np.ndarray]:
+        """The answer's audio, piece by piece (`speakable_pieces`): the first is short, so it is ready
+        soon; each next piece is synthesized while the one before it plays."""
+        parts = speakable_pieces(text)
+        pending = asyncio.ensure_future(self._speech(parts[0])) if parts else None
+        try:
+            for i in range(len(parts)):
+                assert pending is not None
+                samples = await pending
+                pending = asyncio.ensure_future(self._speech(parts[i + 1])) if i + 1 < len(parts) else None
+                if samples is None:
+                    return  # speech failed: the answer is on the card only (or only its first part spoken)
+                yield samples
+        finally:
+            if pending is not None:
+                pending.cancel()
+
     async def _speech(self, text: str) -> np.ndarray | None:
         try:
             result = await self.gateway.synthesize_speech(SpeechRequest(text=text[:4000]))
@@ -164,3 +186,19 @@ class BriefingQA:
     def close(self) -> None:
         for t in list(self._tasks):
             t.cancel()
+
+
+async def _then(first: np.ndarray, rest: AsyncIterator[np.ndarray]) -> AsyncIterator[np.ndarray]:
+    yield first
+    async for samples in rest:
+        yield samples
+
+
+def speakable_pieces(text: str, max_words: int = 8) -> list[str]:
+    """The answer as it is spoken (`normalize_for_speech`: "447192" read digit by digit), cut so the
+    first piece is a few words: its synthesis is what B waits for. An identifier's digits start a piece
+    of their own ("The account number is" | "4 4 7, 1 9 2.")."""
+    pieces = split_for_streaming(normalize_for_speech(text), first_max_words=max_words)
+    if pieces and (m := re.search(r"\s(?=\d(?:,? \d)+\b)", pieces[0])) and len(pieces[0][: m.start()].split()) >= 2:
+        pieces[:1] = [pieces[0][: m.start()], pieces[0][m.end() :]]
+    return pieces

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -294,10 +295,13 @@ class BriefSpeaker:
         if await self.play(samples):
             await self._event("brief_done")
 
-    async def play(self, samples: np.ndarray, first_frame: asyncio.Event | None = None) -> bool:
-        """Speak `samples` (48 kHz int16) to B, cutting off whatever was playing (the brief, an earlier
-        answer): B asked, so the answer goes first. True when it played to the end, False when a later
-        `play` cut it off. `first_frame` is set once its first frame is queued."""
+    async def play(
+        self, samples: np.ndarray | AsyncIterator[np.ndarray], first_frame: asyncio.Event | None = None
+    ) -> bool:
+        """Speak `samples` (48 kHz int16, or pieces of it as they are synthesized) to B, cutting off
+        whatever was playing (the brief, an earlier answer): B asked, so the answer goes first. True when
+        it played to the end, False when a later `play` cut it off. `first_frame` is set once its first
+        frame is queued."""
         if self._playing is not None:
             self._playing.cancel()
         self.source.clear_queue()
@@ -310,13 +314,15 @@ class BriefSpeaker:
                 return False  # cut off by a later answer; this caller goes on
             raise
 
-    async def _push(self, samples: np.ndarray, first_frame: asyncio.Event | None) -> None:
-        samples = np.concatenate([samples, np.zeros((-len(samples)) % FRAME, dtype="<i2")])
-        for i in range(0, len(samples), PUSH):
-            chunk = samples[i : i + PUSH]
-            await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk)))
-            if first_frame is not None:
-                first_frame.set()
+    async def _push(self, samples: np.ndarray | AsyncIterator[np.ndarray], first_frame: asyncio.Event | None) -> None:
+        pieces = samples if isinstance(samples, AsyncIterator) else _one(samples)
+        async for piece in pieces:
+            piece = np.concatenate([piece, np.zeros((-len(piece)) % FRAME, dtype="<i2")])
+            for i in range(0, len(piece), PUSH):
+                chunk = piece[i : i + PUSH]
+                await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk)))
+                if first_frame is not None:
+                    first_frame.set()
 
     async def _event(self, event: str, detail: str = "") -> None:
         spec = self.spec
@@ -329,6 +335,10 @@ class BriefSpeaker:
             t.cancel()
         with contextlib.suppress(Exception):
             await self.source.aclose()
+
+
+async def _one(samples: np.ndarray) -> AsyncIterator[np.ndarray]:
+    yield samples
 
 
 # --- both jobs ---------------------------------------------------------------------------------------

@@ -373,3 +373,34 @@ def test_the_control_plane_stores_each_exchange_and_tells_a_and_b() -> None:
     assert asyncio.run(qa.on_report(other)) is None and len(store.qa("t1")) == 1
     store.transition("t1", TransferState.cancelled, actor="agent-a")
     assert asyncio.run(qa.on_report(report)) is None and len(store.qa("t1")) == 1
+
+
+# --- what live speech-to-text makes of an identifier ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "segments",
+    [
+        # The caller paused before the digits: the segmenter cut the utterance after "is".
+        ["Hi, my name is Sarah Johnson and my account number is", "447-192."],
+        # Whisper's homophone on WebRTC audio (seen in the integration tier).
+        ["Hi, my name is Sarah Johnson and my count number is 447-192."],
+    ],
+)
+def test_the_account_number_survives_how_speech_to_text_cut_or_heard_it(segments: list[str]) -> None:
+    segs = [TranscriptSegment(speaker="caller", text=t) for t in segments]
+    summary = OfflineSummarizer().summarize(segs)
+    assert [(i.kind, i.value) for i in summary.identifiers] == [("account", "447-192")]
+    req = BriefingQuestion(question="What's the account number?", summary=summary, transcript=segs)
+    assert OfflineAnswerer().answer(req).answer == "The account number is 447-192."
+
+
+def test_an_answer_is_spoken_in_pieces_the_first_one_short() -> None:
+    from media.briefing_qa import speakable_pieces
+
+    assert speakable_pieces("The account number is 447-192.") == ["The account number is", "4 4 7,", "1 9 2."]
+    assert speakable_pieces("They're frustrated.") == ["They're frustrated."]
+    assert speakable_pieces("They already tried: restarted the router twice.") == [
+        "They already tried:",
+        "restarted the router twice.",
+    ]
