@@ -651,12 +651,19 @@ class ExtractionState:
         return summary
 
     def _key_facts(self, issue_idx: int, want_idx: int) -> list[str]:
-        facts = [f for f in self.facts if f.idx not in (issue_idx, want_idx)]
+        # A sentence already told as tried is not a fact too ("Tried" and "Facts" saying the same).
+        tried = {sentence_key(t) for _, t in self.tried}
+        facts = [
+            f
+            for f in self.facts
+            if f.idx not in (issue_idx, want_idx) and not any(f.key in k or k in f.key for k in tried if k)
+        ]
         if len(facts) > MAX_FACTS:
             keep = sorted(facts, key=lambda f: (f.rank, f.idx))[:MAX_FACTS]
             facts = [f for f in facts if f in keep]
         out = [f.text for f in facts]
-        if self.repeat_contact and not any(sentence_key(self.repeat_contact[1]) in sentence_key(t) for t in out):
+        said = [*out, *(t for _, t in self.tried)]
+        if self.repeat_contact and not any(sentence_key(self.repeat_contact[1]) in sentence_key(t) for t in said):
             out.insert(0, "Repeat contact: " + self.repeat_contact[1])
         return out
 

@@ -87,6 +87,7 @@ class BriefingQA:
         if by_name:
             return question, True
         if not asks(question) or classify(question) is QuestionKind.unknown:
+            log.info("%s: B's %r is not a question about the call", self.spec.transfer_id, question)
             return None
         if not listener.quiet_besides(self.spec.target, since=listener.t0 + seg.start - QUIET_S):
             log.info("%s: B's %r is taken as talk with A (someone else spoke)", self.spec.transfer_id, question)
@@ -196,9 +197,12 @@ async def _then(first: np.ndarray, rest: AsyncIterator[np.ndarray]) -> AsyncIter
 
 def speakable_pieces(text: str, max_words: int = 8) -> list[str]:
     """The answer as it is spoken (`normalize_for_speech`: "447192" read digit by digit), cut so the
-    first piece is a few words: its synthesis is what B waits for. An identifier's digits start a piece
-    of their own ("The account number is" | "4 4 7, 1 9 2.")."""
-    pieces = split_for_streaming(normalize_for_speech(text), first_max_words=max_words)
-    if pieces and (m := re.search(r"\s(?=\d(?:,? \d)+\b)", pieces[0])) and len(pieces[0][: m.start()].split()) >= 2:
-        pieces[:1] = [pieces[0][: m.start()], pieces[0][m.end() :]]
-    return pieces
+    first piece is a few words: its synthesis is what B waits for. Digits or letters read one by one
+    start a piece of their own ("The account number is" | "4 4 7, 1 9 2."; "Sarah is spelled" |
+    "S, A, R, A, H."): cut inside, piper and the listener both stumble on the first letter."""
+    spoken = normalize_for_speech(text)
+    sentences = [x for x in re.split(r"(?<=[.!?;:])\s+", spoken.strip()) if x]
+    m = re.search(r"\s(?=[A-Z0-9](?:,? [A-Z0-9]\b)+)", sentences[0]) if sentences else None
+    if m and len(sentences[0][: m.start()].split()) >= 2:
+        return [sentences[0][: m.start()], sentences[0][m.end() :], *sentences[1:]]
+    return split_for_streaming(spoken, first_max_words=max_words)

@@ -234,6 +234,7 @@ class RoomListener:
         self.metrics.audio_s += utt.end - utt.start
         text = result.text.strip()
         if not text:
+            log.info("%s: %.1fs of %s transcribed to nothing", self.room.name, utt.end - utt.start, identity)
             return
         seg = TranscriptSegment(
             speaker=self.speaker_label(identity),

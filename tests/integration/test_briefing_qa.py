@@ -65,14 +65,25 @@ async def wait_for(check, what: str, timeout: float = 60.0):
     return result
 
 
+async def settled(count, at_least: int, quiet_s: float = 2.5, timeout: float = 60.0) -> None:
+    """`count()` reached `at_least` and has not changed for `quiet_s`: every utterance is transcribed
+    (a pause inside a line can make two segments of it)."""
+    deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
+    while (n := count()) < at_least or n != last or time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, f"only {n} of {at_least} segments after {timeout}s"
+        if n != last:
+            last, since = n, time.monotonic()
+        await asyncio.sleep(0.1)
+
+
 async def listening(orch, job: str, speaker: str, timeout: float = 60.0) -> None:
     await wait_for(lambda: (job, speaker) in orch.media.listening, f"{job} listening to {speaker}", timeout)
 
 
 class Consult:
-    """A call in which the caller said CALLER_LINES, transferred: A and B in the consult with the briefing."""
+    """A call in which the caller said `lines`, transferred: A and B in the consult with the briefing."""
 
-    async def start(self, orch, voices) -> Consult:
+    async def start(self, orch, voices, lines: list[str] = CALLER_LINES) -> Consult:
         self.orch, self.peers = orch, []
         url = orch.settings.livekit_url
         self.call = call = await orch.start_call(NAME, agent_identity="agent-a")
@@ -81,10 +92,10 @@ class Consult:
         )
         await self._peer("agent-a").connect(url, orch.agent_token("agent-a", call.room).token)
         await listening(orch, media_identity(call.call_id), call.caller_identity)
-        for line in CALLER_LINES:
+        for line in lines:
             await caller.say(*synth(voices["piper"], line))
             await asyncio.sleep(1.0)
-        await wait_for(lambda: len(orch.store.segments(call.call_id)) >= len(CALLER_LINES), "the caller's segments")
+        await settled(lambda: len(orch.store.segments(call.call_id)), len(lines))
         await wait_for(lambda: orch.transcripts.summary_for(call).identifiers, "the account in the summary", 10)
 
         self.t = await orch.initiate(call.call_id, "agent-a", "agent-b")

@@ -115,7 +115,7 @@ def test_every_kind_on_the_billing_call() -> None:
     assert ask(c, "What's the account number?") == "The account number is 4471-9902."
     assert ask(c, "Briefing, what's the account number?") == "The account number is 4471-9902."
     assert "called last week" in ask(c, "What did they already try?")
-    assert ask(c, "How angry are they?") == "They're frustrated."
+    assert ask(c, "How angry are they?") == "They're frustrated. They already called last week and nobody fixed it."
     assert ask(c, "Spell the name.") == "Maria Lopez is spelled M, A, R, I, A. L, O, P, E, Z."
     assert ask(c, "Spell the last name.") == "Lopez is spelled L, O, P, E, Z."
     assert ask(c, "What's their name?") == "The caller is Maria Lopez."
@@ -398,9 +398,26 @@ def test_the_account_number_survives_how_speech_to_text_cut_or_heard_it(segments
 def test_an_answer_is_spoken_in_pieces_the_first_one_short() -> None:
     from media.briefing_qa import speakable_pieces
 
-    assert speakable_pieces("The account number is 447-192.") == ["The account number is", "4 4 7,", "1 9 2."]
+    assert speakable_pieces("The account number is 447-192.") == ["The account number is", "4 4 7, 1 9 2."]
+    assert speakable_pieces("Sarah Lee is spelled S, A, R, A, H. L, E, E.") == [
+        "Sarah Lee is spelled",
+        "S, A, R, A, H.",
+        "L, E, E.",
+    ]
     assert speakable_pieces("They're frustrated.") == ["They're frustrated."]
     assert speakable_pieces("They already tried: restarted the router twice.") == [
         "They already tried:",
         "restarted the router twice.",
     ]
+
+
+def test_what_was_tried_is_not_repeated_as_a_fact() -> None:
+    """The live browser test's caller: what they tried is told once, under Tried."""
+    said = [
+        "Hello, this is Maria Lopez. My order four four one seven arrived damaged.",
+        "I already emailed the seller twice. I would like a replacement sent this week please.",
+    ]
+    summary = OfflineSummarizer().summarize([TranscriptSegment(speaker="caller", text=t) for t in said])
+    assert summary.already_tried == ["they already emailed the seller twice."]
+    assert not any("emailed" in f for f in summary.key_facts), summary.key_facts
+    assert "Already tried: emailed the seller twice." in summary.brief
