@@ -412,7 +412,7 @@ def test_an_answer_is_spoken_in_pieces_the_first_one_short() -> None:
 
 
 def test_what_was_tried_is_not_repeated_as_a_fact() -> None:
-    """The live browser test's caller: what they tried is told once, under Tried."""
+    """What the caller already did, said with a count ("twice"), is told once: under Tried, not as a fact too."""
     said = [
         "Hello, this is Maria Lopez. My order four four one seven arrived damaged.",
         "I already emailed the seller twice. I would like a replacement sent this week please.",
