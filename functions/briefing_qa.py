@@ -60,6 +60,7 @@ K = QuestionKind
 DONT_KNOW = "I don't know that from the call."
 ANSWER_MAX_WORDS = 45
 TRANSCRIPT_MAX_CHARS = 16_000  # what a consult job carries in its dispatch metadata (LiveKit Cloud allows 64 KiB)
+TRANSCRIPT_MAX_SEGMENTS = 400  # ~70 bytes of JSON each besides the text: with the text, under 48 KiB
 
 # --- the addressing rule, text side ----------------------------------------------------------------------
 
@@ -551,10 +552,14 @@ def answer_question(req: BriefingQuestion, services: Services) -> BriefingAnswer
     return services.answerer.answer(req)
 
 
-def bound_transcript(segments: list[TranscriptSegment], limit: int = TRANSCRIPT_MAX_CHARS) -> list[TranscriptSegment]:
+def bound_transcript(
+    segments: list[TranscriptSegment], limit: int = TRANSCRIPT_MAX_CHARS, max_segments: int = TRANSCRIPT_MAX_SEGMENTS
+) -> list[TranscriptSegment]:
     """The call's transcript as a consult job carries it: without word timings, and for a long call its
-    opening (names, identifiers) and its latest part, within `limit` characters of text."""
+    opening (names, identifiers) and its latest part, within `limit` characters and `max_segments`."""
     segs = [s.model_copy(update={"words": []}) for s in segments]
+    if len(segs) > max_segments:
+        segs = segs[: max_segments // 3] + segs[-(max_segments - max_segments // 3) :]
     if sum(len(s.text) for s in segs) <= limit:
         return segs
     head: list[TranscriptSegment] = []

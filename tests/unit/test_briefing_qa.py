@@ -318,6 +318,9 @@ def test_a_long_transcript_is_bounded_keeping_its_opening_and_latest_part() -> N
     kept = bound_transcript(segs)
     assert sum(len(s.text) for s in kept) <= TRANSCRIPT_MAX_CHARS
     assert kept[0].text.startswith("Sentence 0 ") and kept[-1].text.startswith("Sentence 799 ")
+    many = [TranscriptSegment(speaker="caller", text=f"ok {i}") for i in range(5000)]  # short, many
+    kept = bound_transcript(many)
+    assert len(kept) <= 400 and kept[0].text == "ok 0" and kept[-1].text == "ok 4999"
     _, short, _ = call("billing_double_charge")
     assert [s.text for s in bound_transcript(short)] == [s.text for s in short]
 
