@@ -219,7 +219,6 @@ class _Call:
 
     def __init__(self, req: BriefingQuestion) -> None:
         self.summary: CallSummary = req.summary
-        self.previous = req.previous_answer
         self.state = ExtractionState(known_name=req.summary.caller_name)
         self.state.add(req.transcript)
         self.labels = self.state.id_labels
@@ -272,9 +271,11 @@ class OfflineAnswerer:
     def answer(self, req: BriefingQuestion) -> BriefingAnswer:
         question = addressed(req.question)[0]
         kind = classify(question)
-        call = self._call(req)
-        call.previous = req.previous_answer
-        text = getattr(self, f"_{kind.value}")(question, call)
+        call = self._call(req)  # shared with other questions about the call: read only
+        if kind is K.repeat:
+            text = req.previous_answer or call.summary.brief
+        else:
+            text = getattr(self, f"_{kind.value}")(question, call)
         found = bool(text)
         if not found and kind is K.identifier and call.summary.identifiers:
             has = "; ".join(f"{_id_noun(i, call.labels)} {i.value}" for i in call.summary.identifiers[:3])
@@ -371,9 +372,6 @@ class OfflineAnswerer:
 
     def _summary(self, _q: str, call: _Call) -> str:
         return call.summary.brief
-
-    def _repeat(self, _q: str, call: _Call) -> str:
-        return call.previous or call.summary.brief
 
     def _unknown(self, q: str, call: _Call) -> str:
         """Anything else: the statement of the call sharing the most content words with the question."""

@@ -289,8 +289,8 @@ class BriefSpeaker:
     async def _speak(self, audio: asyncio.Task) -> None:
         await self._listening.wait()
         samples = await audio
-        if samples is None:
-            return
+        if samples is None or self._playing is not None:
+            return  # no voice; or B asked before the brief began: the answer is not cut off ("summary?" asks for it)
         await self._event("brief_started")
         if await self.play(samples):
             await self._event("brief_done")

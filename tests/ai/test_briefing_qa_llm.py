@@ -79,7 +79,7 @@ def test_a_slow_llm_is_not_waited_for(openai_recorder, ai_data_dir):
     t0 = time.monotonic()
     result = answerer.answer(question("How angry are they?"))
     assert time.monotonic() - t0 < 1.5
-    assert (result.answer, result.source) == ("They're frustrated.", "offline_fallback")
+    assert result.answer.startswith("They're frustrated.") and result.source == "offline_fallback"
 
 
 def test_repeat_and_spell_never_reach_the_llm(openai_recorder, ai_data_dir):
