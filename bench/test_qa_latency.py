@@ -11,7 +11,8 @@ Per question:
   parts           from the job's report (`QATimings`): the segmenter's end-of-utterance silence, the
                   utterance closed → its text (queue + Whisper in the model host), the answer (gateway
                   → matcher), the first piece of speech (piper in the model host), closed → first frame
-  matcher_us      the offline matcher alone, in this process
+  matcher_us      the offline matcher alone, in this process: a call's first question (it extracts the
+                  transcript) and the next ones (the extraction is kept)
 Accuracy: the answer's text has the expected value (`correct`), and so does the answer B heard,
 transcribed by Whisper base here after the run (`heard_correct`).
 
@@ -113,12 +114,7 @@ async def test_qa_latency_and_accuracy(control_settings, control_hub, tmp_path):
     ears = WhisperTranscriber(load_settings()).load()
     for r in rows:
         r["heard_text"] = ears.transcribe(r["pcm"], 48000).text
-    matcher_us = []
-    for question, _ in QUESTIONS:
-        req = BriefingQuestion(question=question, summary=summary, transcript=transcript)
-        t0 = time.perf_counter()
-        OfflineAnswerer().answer(req)
-        matcher_us.append((time.perf_counter() - t0) * 1e6)
+    first_us, matcher_us = matcher_timings(summary, transcript)
 
     print(f"\nB questions the briefing: {len(rows)} questions, one consult, 2-core machine, one worker\n")
     print("| question | answer (text) | answer B heard (Whisper) | correct | heard correct | heard ms |")
@@ -147,14 +143,32 @@ async def test_qa_latency_and_accuracy(control_settings, control_hub, tmp_path):
     print("\n| ms | p50 | p95 | max |\n|---|---|---|---|")
     for name, values in parts.items():
         print(f"| {name} | {statistics.median(values):.0f} | {pct(values, 0.95):.0f} | {max(values):.0f} |")
+    print(f"| matcher alone, a call's first question (extracts the transcript), µs | {first_us:.0f} | | |")
     print(
-        f"| matcher alone (µs) | {statistics.median(matcher_us):.0f} | {pct(matcher_us, 0.95):.0f} | "
-        f"{max(matcher_us):.0f} |"
+        f"| matcher alone, next questions, µs | {statistics.median(matcher_us):.0f} | {pct(matcher_us, 0.95):.0f} "
+        f"| {max(matcher_us):.0f} |"
     )
     correct = sum(r["correct"] for r in rows)
     heard_correct = sum(r["heard_correct"] for r in rows)
     print(f"\naccuracy: answer text {correct}/{len(rows)}, answer heard by B {heard_correct}/{len(rows)}")
     assert len(rows) >= 20 and all(r["exchange"] is not None for r in rows)
+
+
+def matcher_timings(summary, transcript, rounds: int = 20) -> tuple[float, list[float]]:
+    """The offline matcher alone, in this process: (µs for a call's first question, which extracts the
+    transcript; µs for each next one, the same instance answering, as a worker's does)."""
+    answerer = OfflineAnswerer()
+    t0 = time.perf_counter()
+    answerer.answer(BriefingQuestion(question=QUESTIONS[0][0], summary=summary, transcript=transcript))
+    first = (time.perf_counter() - t0) * 1e6
+    times = []
+    for _ in range(rounds):
+        for question, _ in QUESTIONS:
+            req = BriefingQuestion(question=question, summary=summary, transcript=transcript)
+            t0 = time.perf_counter()
+            answerer.answer(req)
+            times.append((time.perf_counter() - t0) * 1e6)
+    return first, times
 
 
 async def _exchange(orch, transfer_id: str, n: int, timeout: float = 10.0):
