@@ -24,4 +24,4 @@ lint:
 bench: setup
 	.venv/bin/python bench/ai_latency.py
 	.venv/bin/python bench/summary_quality.py
-	.venv/bin/python -m pytest -p no:cacheprovider -s bench/test_transfer_latency.py bench/test_llm_initiate.py bench/test_capacity.py
+	.venv/bin/python -m pytest -p no:cacheprovider -s bench/test_transfer_latency.py bench/test_llm_initiate.py bench/test_qa_latency.py bench/test_capacity.py

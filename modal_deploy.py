@@ -203,6 +203,21 @@ def dial_phone(request: dict[str, Any]) -> dict[str, Any]:
     return serve("dial_phone", request)
 
 
+@app.function(
+    image=image,
+    secrets=[ai_secret],
+    cpu=0.5,
+    memory=512,
+    min_containers=WARM_CONTAINERS,
+    scaledown_window=SCALEDOWN_WINDOW_S,
+    timeout=30,
+)
+@modal.concurrent(max_inputs=16)  # the matcher takes microseconds; an LLM answer is mostly waiting
+def answer_question(request: dict[str, Any]) -> dict[str, Any]:
+    """BriefingQuestion → BriefingAnswer (`functions.briefing_qa.answer_question`): B's question in the consult."""
+    return serve("answer_question", request)
+
+
 # --- smoke test ---------------------------------------------------------------------------------------------
 
 SMOKE_TEXT = "Hello, my name is Maria Lopez. My account number is 4471 and I was charged twice."
@@ -216,6 +231,8 @@ def smoke(dial_to: str = "", transfer_id: str = "smoke-test") -> None:
     places a real phone call, so it only runs when --dial-to is given.
     """
     from functions.models import (
+        BriefingAnswer,
+        BriefingQuestion,
         CallSummary,
         DialRequest,
         DialResult,
@@ -243,6 +260,10 @@ def smoke(dial_to: str = "", transfer_id: str = "smoke-test") -> None:
     segments = [TranscriptSegment(speaker="caller", text=heard.text)]
     summary = from_wire(CallSummary, summarize.remote(to_wire(SummarizeRequest(segments=segments))))
     print(f"summarize: {summary.brief!r} ({summary.source})")
+
+    question = BriefingQuestion(question="What's the account number?", summary=summary, transcript=segments)
+    answer = from_wire(BriefingAnswer, answer_question.remote(to_wire(question)))
+    print(f"answer_question: {answer.answer!r} ({answer.source})")
 
     if dial_to:
         dialed = from_wire(DialResult, dial_phone.remote(to_wire(DialRequest(to=dial_to, transfer_id=transfer_id))))

@@ -37,6 +37,8 @@ from pydantic import BaseModel
 
 from functions.errors import ConfigError, ProviderError, ProviderTimeout, ServiceError
 from functions.models import (
+    BriefingAnswer,
+    BriefingQuestion,
     CallSummary,
     DialRequest,
     DialResult,
@@ -99,6 +101,7 @@ ENTRY_POINTS: dict[str, EntryPoint] = {
         EntryPoint("summarize", "functions.summarization", SummarizeRequest, CallSummary),
         EntryPoint("synthesize_speech", "functions.speech", SpeechRequest, SpeechResult),
         EntryPoint("dial_phone", "functions.telephony", DialRequest, DialResult, idempotent=False),
+        EntryPoint("answer_question", "functions.briefing_qa", BriefingQuestion, BriefingAnswer),
     )
 }
 
@@ -377,6 +380,9 @@ class FunctionsGateway:
 
     async def dial_phone(self, req: DialRequest) -> DialResult:
         return await self._call("dial_phone", req)  # type: ignore[return-value]
+
+    async def answer_question(self, req: BriefingQuestion) -> BriefingAnswer:
+        return await self._call("answer_question", req)  # type: ignore[return-value]
 
     async def _call(self, name: str, request: BaseModel) -> BaseModel:
         ep = ENTRY_POINTS[name]

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from functions.briefing_qa import bound_transcript
 from functions.errors import ServiceError
 from functions.media_protocol import (
     WORKER_SILENT_S,
@@ -33,7 +34,7 @@ from functions.media_protocol import (
     job_identity,
     media_identity,
 )
-from functions.models import Call, CallSummary, Transfer
+from functions.models import Call, CallSummary, TranscriptSegment, Transfer
 from functions.rooms import Rooms
 from functions.settings import Settings
 
@@ -43,9 +44,16 @@ REDISPATCH_MAX_S = 30.0  # the longest pause between dispatches of a job that ne
 
 
 class MediaControl:
-    def __init__(self, settings: Settings, rooms: Rooms) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rooms: Rooms,
+        *,
+        transcript: Callable[[str], list[TranscriptSegment]] = lambda _call_id: [],
+    ) -> None:
         self.settings = settings
         self.rooms = rooms
+        self.transcript = transcript  # call_id → the call's transcript, for B's questions to the briefing
         self._joined: dict[str, asyncio.Event] = {}  # identity → the job joined
         self._hold_on: dict[str, asyncio.Event] = {}  # call_id → hold audio is playing
         self._dispatched_at: dict[str, float] = {}  # identity → when we last dispatched it
@@ -74,6 +82,7 @@ class MediaControl:
         return self._job(spec)
 
     def consult_job(self, transfer: Transfer, call: Call, summary: CallSummary) -> tuple[str, str]:
+        qa = self.settings.briefing_qa and self.settings.live_transcription  # questions are heard by transcribing
         spec = ConsultJob(
             call_id=call.call_id,
             caller_identity=call.caller_identity,
@@ -82,6 +91,8 @@ class MediaControl:
             transfer_id=transfer.transfer_id,
             target=transfer.target,
             summary=summary,
+            transcript=bound_transcript(self.transcript(call.call_id)) if qa else [],
+            answer_questions=qa,
         )
         return self._job(spec)
 

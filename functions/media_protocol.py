@@ -7,7 +7,8 @@ Everything travels over LiveKit or one authenticated HTTP route, never a side ch
   not an event: a job that (re)joins reads it and plays hold audio if `hold` is set, so a
   re-dispatched job after a worker crash resumes by itself.
 - job → control: `POST {control_url}/internal/media` with a `MediaReport` (transcript segments,
-  hold audio started/stopped, brief spoken, where the job's service functions ran), authenticated
+  hold audio started/stopped, brief spoken, B's questions to the briefing and their answers, where
+  the job's service functions ran), authenticated
   by `internal_token`.
 
 Workers are stateless: they keep nothing a restart of either side would need.
@@ -21,7 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.models import CallSummary, FunctionStatus, TranscriptSegment
+from functions.models import BriefingExchange, CallSummary, FunctionStatus, TranscriptSegment
 
 MEDIA_AGENT = "warm-transfer-media"  # the default agent_name workers register under (MEDIA_AGENT_NAME)
 INTERNAL_PATH = "/internal/media"
@@ -74,6 +75,9 @@ class ConsultJob(_Job):
     transfer_id: str
     target: str
     summary: CallSummary
+    # B's questions to the briefing are answered from the summary and this (functions.briefing_qa).
+    transcript: list[TranscriptSegment] = Field(default_factory=list, max_length=2000)
+    answer_questions: bool = True
 
     @property
     def identity(self) -> str:
@@ -138,6 +142,15 @@ class MediaEvent(BaseModel):
     detail: str = ""
 
 
+class QAReport(BaseModel):
+    """A question B asked the briefing and the answer the consult job spoke (`media.briefing_qa`)."""
+
+    kind: Literal["qa"] = "qa"
+    call_id: str
+    transfer_id: str
+    exchange: BriefingExchange
+
+
 class FunctionsReport(BaseModel):
     """A job's gateway: where its service functions ran (transcribe, synthesize_speech, …), sent when a
     function's status changes and at most every FUNCTIONS_REFRESH_S otherwise (`media.function_reports`)."""
@@ -172,7 +185,8 @@ WORKER_SILENT_S = 2.5  # no heartbeat for this long: the worker is gone, its job
 
 
 MediaReport = Annotated[
-    SegmentReport | MediaEvent | FunctionsReport | TranscriptionStatus | WorkerHeartbeat, Field(discriminator="kind")
+    SegmentReport | MediaEvent | FunctionsReport | TranscriptionStatus | QAReport | WorkerHeartbeat,
+    Field(discriminator="kind"),
 ]
 
 

@@ -254,6 +254,67 @@ class DialResult(BaseModel):
     status: str
 
 
+class QuestionKind(StrEnum):
+    """What B asked the briefing about (functions.briefing_qa)."""
+
+    identifier = "identifier"
+    name = "name"
+    spell = "spell"
+    tried = "tried"
+    mood = "mood"
+    issue = "issue"
+    wants = "wants"
+    amount = "amount"
+    date = "date"
+    facts = "facts"
+    summary = "summary"
+    repeat = "repeat"
+    unknown = "unknown"
+
+
+class BriefingQuestion(BaseModel):
+    """B's question to the briefing in the consult, with everything the answer may come from."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=500)
+    summary: CallSummary
+    transcript: list[TranscriptSegment] = Field(default_factory=list, max_length=2000)
+    previous_answer: str = Field("", max_length=2000, description='what "repeat that" repeats (the brief at first)')
+
+
+class BriefingAnswer(BaseModel):
+    answer: str = Field(max_length=2000)
+    kind: QuestionKind
+    found: bool = Field(description="false: the call does not say, and the answer says so")
+    source: Literal["offline", "llm", "offline_fallback"] = "offline"
+
+
+class QATimings(BaseModel):
+    """Where the time went between the end of B's question and the answer's first audio frame, in ms."""
+
+    end_of_speech_ms: float = Field(0.0, ge=0, description="the segmenter's end-of-utterance silence")
+    transcribe_ms: float = Field(0.0, ge=0, description="utterance closed → its text (queue and Whisper)")
+    answer_ms: float = Field(0.0, ge=0, description="the answer (matcher or LLM, through the gateway)")
+    speech_ms: float = Field(0.0, ge=0, description="the answer synthesized (piper in the model host)")
+    first_frame_ms: float = Field(0.0, ge=0, description="utterance closed → the answer's first frame queued")
+
+
+class BriefingExchange(BaseModel):
+    """One question B asked the briefing and the answer it spoke: reported, stored, shown on the card."""
+
+    transfer_id: str = Field(max_length=64)
+    asked_by: str = Field(max_length=64)
+    question: str = Field(max_length=500)
+    answer: str = Field(max_length=2000)
+    kind: QuestionKind
+    found: bool
+    source: Literal["offline", "llm", "offline_fallback"] = "offline"
+    addressed: bool = Field(description='said "briefing, …" (else asked while nobody else spoke)')
+    spoken: bool = Field(True, description="false: the answer's speech failed, it is on the card only")
+    timings: QATimings = Field(default_factory=QATimings)
+    at: float = Field(default_factory=time.time)
+
+
 # --- data messages to clients ---------------------------------------------------------------
 
 

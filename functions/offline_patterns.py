@@ -290,13 +290,18 @@ _KEEP_REPEAT = re.compile(
 SPELLED = re.compile(r"\b[A-Z](?:(?:-|\s|,\s|\.\s?)[A-Z]){2,}\b")
 
 
+_COUNT_NUMBER = re.compile(r"\b(my|the|your|our|their|this) count (number|no\.?|is)\b", re.I)
+
+
 def denoise(text: str) -> str:
-    """Drop fillers and stuttered repeats ("I I was uh charged charged" → "I was charged"), and join
-    spelled letters into a word; nothing else is changed, so every word left is still the caller's."""
+    """Drop fillers and stuttered repeats ("I I was uh charged charged" → "I was charged"), join
+    spelled letters into a word, and undo one homophone speech-to-text makes of an identifier's name
+    ("my count number" → "my account number"); nothing else is changed."""
     text = FILLERS.sub(lambda m: " " if m.group(0).lstrip(", ").lower().startswith("you") else "", text)
     # Digits are never stutters: "four four seven one" is an account number.
     text = REPEATED_WORDS.sub(lambda m: m.group(0) if _KEEP_REPEAT.match(m.group(1)) else m.group(1), text)
     text = SPELLED.sub(lambda m: re.sub(r"[^A-Z]", "", m.group(0)).capitalize(), text)
+    text = _COUNT_NUMBER.sub(r"\1 account \2", text)  # Whisper's "my count number" on WebRTC audio
     return re.sub(r"\s{2,}", " ", text).strip(" ,")
 
 

@@ -106,6 +106,11 @@ _ASKED_FOR = re.compile(
     r"(?P<what>[\w\s'-]{3,30}?)(?:\s+please)?\s*\?$",
     re.I,
 )
+_ID_LEAD = re.compile(
+    r"\b(?:account|order|ticket|case|invoice|policy|claim|member(?:ship)?|reference|confirmation|customer|tracking"
+    r"|phone|prescription|serial|licen[cs]e)\s+(?:number|no\.?|id|code|key)?\s*(?:is|was)?[\s,.:…-]*$",
+    re.I,
+)
 CODE = re.compile(r"\b[A-Z]{1,5}-?\d[\dA-Z-]*\d\b")
 CORRECTION = re.compile(r"^(?:no|sorry|actually|wait)\b|\b(?:I mean|correction|sorry, it's|not \d)", re.I)
 # Typed names that are not a person's name (the lobby's defaults, test labels).
@@ -172,6 +177,9 @@ class ExtractionState:
     positive: int = 0
     injection_seen: bool = False
     last_agent_text: str = ""
+    # A caller segment that ended on "my account number is": the digits came in the next segment (the
+    # caller paused, and the segmenter cut the utterance there). It names their kind, as a question would.
+    id_lead: str = ""
     pending_name_question: bool = False
     pending_question: str = ""  # the agent's last question, answered by the caller's next sentence
     pending_offer: tuple[int, str] | None = None  # (index in `facts`, what) of an offer not answered yet
@@ -193,6 +201,7 @@ class ExtractionState:
                 clean = denoise(raw) if raw else ""
                 if clean and re.search(r"\w", clean):
                     self._add_sentence(clean, caller, raw)
+            self.id_lead = m.group(0) if caller and (m := _ID_LEAD.search(denoise(text))) else ""
             if not caller:
                 self.last_agent_text = text
                 self.pending_name_question = bool(re.search(r"\b(?:your|the) (?:full )?name\b", text, re.I))
@@ -293,6 +302,14 @@ class ExtractionState:
                 if ident.kind == "other" and kind != "other":
                     ident.kind = kind  # type: ignore[assignment]
                 return
+            old = re.sub(r"\W", "", ident.value)
+            if ident.kind == kind and kind != "email" and _cut_short(old, flat):
+                # The same number heard whole and cut short ("441" and "4417": speech-to-text dropped a
+                # digit of a repeated sentence): the longer reading is the number.
+                if len(flat) > len(old):
+                    self.id_labels.setdefault(value, self.id_labels.get(ident.value, ""))
+                    ident.value = value
+                return
         if correction and self.identifiers:
             # "No, sorry, it's 5512-0087": the caller corrects the number just given (same length, mostly same digits).
             last = self.identifiers[-1]
@@ -326,11 +343,10 @@ class ExtractionState:
         if not caller:
             return
         # A bare number answering the agent's question ("What's your order number?" "It's 88213.")
-        asked = [k for k, pat in ID_KIND_IN_QUESTION if pat.search(self.last_agent_text)]
+        asking = self.id_lead or self.last_agent_text
+        asked = [k for k, pat in ID_KIND_IN_QUESTION if pat.search(asking)]
         # The word the agent asked with labels an "other" identifier in the brief ("prescription RX-550127").
-        named = next(
-            (m.group(0).lower() for _, p in ID_KIND_IN_QUESTION[-1:] if (m := p.search(self.last_agent_text))), ""
-        )
+        named = next((m.group(0).lower() for _, p in ID_KIND_IN_QUESTION[-1:] if (m := p.search(asking))), "")
         label = named if asked and asked[0] == "other" and named != "number" else ""
         for m in BARE_NUMBER.finditer(view):
             if any(a <= m.start() < b for a, b in taken) or DATE.search(m.group(0)):
@@ -391,8 +407,7 @@ class ExtractionState:
                 item = third_person(detail)
             else:
                 item = third_person(act) + (f", {third_person(detail)}" if detail else "")
-            if len(self.tried) < MAX_TRIED:
-                self.tried.append((s.idx, clip_words(item, FACT_MAX_WORDS)))
+            self._add_tried(s.idx, item)
             s.intro = True  # the answer is recorded; it is not the issue
             return
         asked = _ASKED_FOR.match(question) if question else None
@@ -423,10 +438,17 @@ class ExtractionState:
                 self._fact(s.idx, 2, third_person(detail))
                 s.intro = True
 
+    def _add_tried(self, idx: int, item: str) -> None:
+        """One more thing the caller tried, unless it is one already told in other words (a looping
+        sentence that speech-to-text heard differently each time: "emailed the seller" / "the cellar")."""
+        item = clip_words(item, FACT_MAX_WORDS)
+        if len(self.tried) < MAX_TRIED and not any(_similar(item, t) for _, t in self.tried):
+            self.tried.append((idx, item))
+
     def _caller_sentence(self, s: _Sentence) -> None:
         text = s.text
-        if TRIED.search(text) and not text.endswith("?") and not s.intro and len(self.tried) < MAX_TRIED:
-            self.tried.append((s.idx, clip_words(third_person(_strip_lead(text)), FACT_MAX_WORDS)))
+        if TRIED.search(text) and not text.endswith("?") and not s.intro:
+            self._add_tried(s.idx, third_person(_strip_lead(text)))
         if REPEAT_CONTACT.search(text) and self.repeat_contact is None:
             self.repeat_contact = (s.idx, clip_words(third_person(_strip_lead(text)), 14))
             self.frustrated += 1
@@ -471,6 +493,8 @@ class ExtractionState:
         m = WANT.match(text, (english or leads)[0].start()) if leads else None
         if m:
             lead, rest = m.group("lead"), m.group("rest").strip()
+            if not re.search(r"\w", rest):
+                return False  # "I would like." (speech-to-text cut the sentence): no ask in it
             score = (3 if lead.lower().startswith(("i", "quiero", "necesito")) else 2) + (
                 2 if OUTCOME_WORDS.search(rest) else 0
             )
@@ -486,11 +510,11 @@ class ExtractionState:
             return False
         # Only one ask is the requested outcome; the others stay as facts ("Can you ask Dr. Chen to renew it?").
         if self.want is None or score >= self.want[0]:
-            if self.want is not None:
+            if self.want is not None and not _similar(self.sentences[self.want[1]].text, text):
                 old = self.sentences[self.want[1]].text
                 self._fact(self.want[1], 1, third_person(_strip_lead(old)))
             self.want = (score, s.idx, lead, rest)
-        else:
+        elif not _similar(self.sentences[self.want[1]].text, text):  # the same ask again says nothing new
             self._fact(s.idx, 1, third_person(_strip_lead(text)))
         return True
 
@@ -554,7 +578,18 @@ class ExtractionState:
         caller = [s for s in self.sentences if s.caller and not s.injection and not s.duplicate]
         scored = [s for s in caller if s.score > 0]
         if scored:
-            return max(scored, key=lambda s: (s.score, -s.idx))
+            best = max(scored, key=lambda s: (s.score, -s.idx))
+            # The same sentence heard again, its numbers now the identifiers as read (a digit it dropped
+            # the first time): that reading of it.
+            ids = [re.sub(r"\W", "", i.value) for i in self.identifiers]
+            exact = [
+                s
+                for s in scored
+                if _similar(s.text, best.text)
+                and (runs := re.findall(r"\d[\d-]*\d", digits_view(s.text)))
+                and all(re.sub(r"\D", "", r) in ids for r in runs)
+            ]
+            return exact[0] if exact else best
         for s in caller:
             if not s.intro and len(_strip_lead(s.text).split()) >= 3 and not POSITIVE.search(s.text):
                 return s
@@ -627,7 +662,8 @@ class ExtractionState:
         if self.repeat_contact and self.repeat_contact[0] not in (issue_idx, *(i for i, _ in self.tried)):
             repeat = self.repeat_contact[1]
         told = {issue_idx, want_idx, *(i for i, _ in self.tried), self.repeat_contact[0] if self.repeat_contact else -3}
-        extra = [f.text for f in sorted(self.facts, key=lambda f: (f.rank, f.idx)) if f.idx not in told and f.rank < 3]
+        new = sorted(self._new_facts(issue_idx, want_idx), key=lambda f: (f.rank, f.idx))
+        extra = [f.text for f in new if f.idx not in told and f.rank < 3]
         said = _content_words(" ".join([issue, want_brief, agent_fact, *tried[:2]]))
         extra = [d(f) for f in extra if f != agent_fact and not _mostly_said(f, said)][:2]
         summary.brief = compose_brief(
@@ -642,13 +678,25 @@ class ExtractionState:
         )
         return summary
 
+    def _new_facts(self, issue_idx: int, want_idx: int) -> list[_Fact]:
+        """The facts the issue, the ask and "Tried" do not already say, in those words or others (a
+        looping sentence heard differently each time)."""
+        told = [t for _, t in self.tried] + ([self.sentences[issue_idx].text] if issue_idx >= 0 else [])
+        return [
+            f
+            for f in self.facts
+            if f.idx not in (issue_idx, want_idx)
+            and not any(f.key in sentence_key(t) or sentence_key(t) in f.key or _similar(f.text, t) for t in told)
+        ]
+
     def _key_facts(self, issue_idx: int, want_idx: int) -> list[str]:
-        facts = [f for f in self.facts if f.idx not in (issue_idx, want_idx)]
+        facts = self._new_facts(issue_idx, want_idx)
         if len(facts) > MAX_FACTS:
             keep = sorted(facts, key=lambda f: (f.rank, f.idx))[:MAX_FACTS]
             facts = [f for f in facts if f in keep]
         out = [f.text for f in facts]
-        if self.repeat_contact and not any(sentence_key(self.repeat_contact[1]) in sentence_key(t) for t in out):
+        said = [*out, *(t for _, t in self.tried)]
+        if self.repeat_contact and not any(sentence_key(self.repeat_contact[1]) in sentence_key(t) for t in said):
             out.insert(0, "Repeat contact: " + self.repeat_contact[1])
         return out
 
@@ -667,6 +715,18 @@ def _sentences(text: str) -> list[str]:
         else:
             out += [" ".join(words[i : i + MAX_SENTENCE_WORDS]) for i in range(0, len(words), MAX_SENTENCE_WORDS)]
     return out
+
+
+def _similar(a: str, b: str) -> bool:
+    """Two sentences say the same thing in other words (speech-to-text heard one sentence two ways)."""
+    ka, kb = sentence_key(third_person(a)), sentence_key(third_person(b))
+    return bool(ka and kb) and difflib.SequenceMatcher(None, ka, kb).ratio() >= 0.75
+
+
+def _cut_short(a: str, b: str) -> bool:
+    """One identifier is the other with its last one or two characters missing ("441" / "4417")."""
+    short, long_ = sorted((a, b), key=len)
+    return len(short) >= 3 and 0 < len(long_) - len(short) <= 2 and long_.startswith(short)
 
 
 def _same_person(spoken: str, name: str) -> bool:

@@ -49,6 +49,11 @@ class Segmenter:
         self._start_frame = 0
         self._frame_index = 0  # frames seen so far: the stream's clock
 
+    @property
+    def speaking(self) -> bool:
+        """An utterance is in progress (speech heard, its end-of-utterance silence not over yet)."""
+        return bool(self._frames)
+
     @staticmethod
     def level(frame: bytes) -> float:
         x = np.frombuffer(frame, dtype="<i2").astype(np.float64) / 32768.0

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from functions.settings import Settings
 
 if TYPE_CHECKING:
+    from functions.briefing_qa import Answerer
     from functions.protocols import Dialer, Speaker, Summarizer, Transcriber
 
 
@@ -25,6 +26,7 @@ class Services:
         summarizer: Summarizer | None = None,
         speaker: Speaker | None = None,
         dialer: Dialer | None = None,
+        answerer: Answerer | None = None,
     ) -> None:
         self.settings = settings
         # Injected providers win over the lazily built defaults.
@@ -33,6 +35,7 @@ class Services:
             ("summarizer", summarizer),
             ("speaker", speaker),
             ("dialer", dialer),
+            ("answerer", answerer),
         ):
             if value is not None:
                 self.__dict__[name] = value
@@ -60,6 +63,12 @@ class Services:
         from functions.telephony import make_dialer
 
         return make_dialer(self.settings)
+
+    @cached_property
+    def answerer(self) -> Answerer:
+        from functions.briefing_qa import make_answerer
+
+        return make_answerer(self.settings)
 
 
 def build_services(settings: Settings, **providers: object) -> Services:

@@ -123,6 +123,15 @@ class Settings(BaseSettings):
     piper_voice_path: str = ""
     piper_cpu_threads: int = Field(1, ge=0, le=64, description="ONNX threads of the piper voice (0 = cores)")
     live_transcription: bool = Field(True, description="transcribe every call room live (captions + summary)")
+    briefing_qa: bool = Field(
+        True, description="B may question the briefing by voice in the consult (needs LIVE_TRANSCRIPTION)"
+    )
+    qa_timeout_s: float = Field(
+        1.5,
+        gt=0,
+        le=30,
+        description="an LLM answer to B's question is awaited this long, then the offline one is spoken",
+    )
 
     # --- telephony -----------------------------------------------------------------
     twilio_account_sid: str = ""

@@ -26,6 +26,7 @@ from typing import Literal
 from functions.errors import Conflict, InvalidInput, NotFound, StorageUnavailable
 from functions.models import (
     TERMINAL_STATES,
+    BriefingExchange,
     Call,
     CallStatus,
     TranscriptSegment,
@@ -56,6 +57,10 @@ CREATE TABLE IF NOT EXISTS transcript_segments (
     call_id TEXT NOT NULL, transfer_id TEXT, seq INTEGER NOT NULL, speaker TEXT NOT NULL, text TEXT NOT NULL,
     start REAL NOT NULL, end_ REAL NOT NULL, words TEXT NOT NULL DEFAULT '[]', created_at REAL NOT NULL,
     PRIMARY KEY (call_id, seq)
+);
+CREATE TABLE IF NOT EXISTS briefing_qa (
+    transfer_id TEXT NOT NULL REFERENCES transfers(transfer_id), seq INTEGER NOT NULL, exchange TEXT NOT NULL,
+    PRIMARY KEY (transfer_id, seq)
 );
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     agent TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, status_code INTEGER, body TEXT,
@@ -467,6 +472,24 @@ class Store:
             )
             for r in rows
         ]
+
+    # --- B's questions to the briefing ---------------------------------------------------------
+    def add_qa(self, exchange: BriefingExchange) -> int:
+        with self._locked():
+            seq = self._db.execute(
+                "INSERT INTO briefing_qa SELECT ?, COALESCE(MAX(seq), 0) + 1, ? FROM briefing_qa WHERE transfer_id=? "
+                "RETURNING seq",
+                (exchange.transfer_id, exchange.model_dump_json(), exchange.transfer_id),
+            ).fetchone()[0]
+        return seq
+
+    def qa(self, transfer_id: str) -> list[BriefingExchange]:
+        """What B asked the briefing during this transfer's consult, in order."""
+        with self._locked():
+            rows = self._db.execute(
+                "SELECT exchange FROM briefing_qa WHERE transfer_id=? ORDER BY seq", (transfer_id,)
+            ).fetchall()
+        return [BriefingExchange.model_validate_json(r[0]) for r in rows]
 
     # --- idempotency keys (the API's Idempotency-Key header) -------------------------------------
     def claim_idempotency_key(

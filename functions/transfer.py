@@ -35,6 +35,7 @@ from livekit import api
 
 from functions.announcements import back_speech, hold_speech
 from functions.background import Background
+from functions.consult_qa import ConsultQA
 from functions.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, LiveKitError, NotFound, ServiceError
 from functions.gateway import FunctionsGateway, make_gateway, merge_status
 from functions.media_control import MediaControl
@@ -44,6 +45,7 @@ from functions.media_protocol import (
     JobRef,
     MediaEvent,
     MediaReport,
+    QAReport,
     SegmentReport,
     TranscriptionStatus,
     WorkerHeartbeat,
@@ -135,7 +137,7 @@ class TransferOrchestrator:
         self.store = store
         self.rooms = rooms
         self.gateway = gateway or make_gateway(self.settings, services)
-        self.media = MediaControl(self.settings, rooms)
+        self.media = MediaControl(self.settings, rooms, transcript=store.segments)
         # The LLM refresh is bounded by the LLM's own timeout, plus a second for the gateway's hop.
         self.transcripts = Transcripts(
             store, rooms, self._summary_refresh, refresh_timeout_s=self.settings.llm_timeout_s + 1.0
@@ -150,6 +152,7 @@ class TransferOrchestrator:
         self._caller_lost: dict[str, asyncio.Task] = {}  # call_id → ends the call unless the caller rejoins
         self._background = Background()
         self.listeners: list[Callable[[Notification], None]] = []
+        self.consult_qa = ConsultQA(store, rooms, self._emit)  # B's questions to the briefing
         self.removed_joins = 0  # participants removed because the state did not allow them in
         # Who is available (from the lobby, the store and the offers), and the calls waiting for an agent.
         self.presence = presence or Presence(self.settings, store, rooms)
@@ -578,6 +581,8 @@ class TransferOrchestrator:
             await self.transcripts.add(report)
         elif isinstance(report, TranscriptionStatus):
             await self.transcripts.on_status(report)
+        elif isinstance(report, QAReport):
+            await self.consult_qa.on_report(report)
         elif isinstance(report, FunctionsReport):
             self.media_functions.update(
                 (st.function, st) for st in merge_status(self.media_functions.values(), report.functions)

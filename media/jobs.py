@@ -5,7 +5,8 @@
   speech (the announcement, reminders, "you're back with A": TTS through the gateway), and
   transcribes the caller and the agent when transcription is on.
 - the consult job, in `consult-<tid>`. Its track may be subscribed by B only; it sends B the
-  summary card and speaks the brief the moment B subscribes; it transcribes the consult.
+  summary card and speaks the brief the moment B subscribes; it transcribes the consult, and answers
+  B's questions to the briefing by voice (`media.briefing_qa`).
 
 Both leave when their room is deleted (the control plane ends rooms, not jobs), and report what
 they did to the control plane (`media.reporter`).
@@ -18,6 +19,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +41,7 @@ from functions.media_protocol import (
 )
 from functions.models import SERVICE_PREFIXES, Notification, SpeechRequest, TranscriptSegment
 from functions.rooms import TOPIC
+from media.briefing_qa import BriefingQA
 from media.function_reports import FunctionReports
 from media.listen import Backlog, RoomListener
 from media.reporter import Reporter
@@ -53,12 +56,14 @@ PUSH = RATE // 10  # 100 ms per capture call: fewer Python→FFI hops than 10 ms
 @dataclass
 class JobDeps:
     """What a job needs from its worker: the gateway (shared by every job of the worker), the
-    LiveKit secret its reports are authenticated with, the hold clip and the connect slots."""
+    LiveKit secret its reports are authenticated with, the hold clip, the connect slots, and how long
+    an answer to B's question may take before the offline one is spoken."""
 
     gateway: FunctionsGateway
     api_secret: str
     hold_clip: np.ndarray
     slots: ConnectSlots
+    qa_timeout_s: float = 2.5  # B's question: the gateway's answer is awaited this long, then the offline one
 
     def reporter(self, control_url: str) -> Reporter:
         return Reporter(control_url, self.api_secret, http_context.http_session)
@@ -97,12 +102,16 @@ async def _until_disconnected(room: rtc.Room, gone: asyncio.Event) -> None:
             await asyncio.wait_for(gone.wait(), 5.0)
 
 
-def _listener(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps, reporter: Reporter) -> RoomListener:
+def _listener(
+    ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps, reporter: Reporter, qa: BriefingQA | None = None
+) -> RoomListener:
     transfer_id = spec.transfer_id if isinstance(spec, ConsultJob) else None
 
     listener: RoomListener
 
     async def on_segment(seg: TranscriptSegment, lag: float) -> None:
+        if qa is not None:
+            qa.heard(seg, lag, listener)  # answered in the background: the caption is not held up
         report = SegmentReport(
             call_id=spec.call_id, transfer_id=transfer_id, segment=seg, lag_s=lag, dropped=listener.metrics.dropped
         )
@@ -283,7 +292,8 @@ class HoldAudio:
 
 
 class BriefSpeaker:
-    """Synthesizes the brief as soon as the job starts, speaks it when B subscribes."""
+    """Synthesizes the brief as soon as the job starts, speaks it when B subscribes; speaks the answers
+    to B's questions (`play`), which cut off whatever was playing."""
 
     def __init__(self, room: rtc.Room, spec: ConsultJob, deps: JobDeps, reporter: Reporter) -> None:
         self.room = room
@@ -293,6 +303,7 @@ class BriefSpeaker:
         self.source = rtc.AudioSource(RATE, 1, queue_size_ms=300)
         self._listening = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
+        self._playing: asyncio.Task | None = None
 
     def text(self) -> str:
         return self.spec.summary.brief or "Incoming warm transfer. No summary is available yet."
@@ -353,14 +364,40 @@ class BriefSpeaker:
     async def _speak(self, audio: asyncio.Task) -> None:
         await self._listening.wait()
         samples = await audio
-        if samples is None:
-            return
+        if samples is None or self._playing is not None:
+            return  # no voice; or B asked before the brief began: the answer is not cut off ("summary?" asks for it)
         await self._event("brief_started")
-        samples = np.concatenate([samples, np.zeros((-len(samples)) % FRAME, dtype="<i2")])
-        for i in range(0, len(samples), PUSH):
-            chunk = samples[i : i + PUSH]
-            await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk)))
-        await self._event("brief_done")
+        if await self.play(samples):
+            await self._event("brief_done")
+
+    async def play(
+        self, samples: np.ndarray | AsyncIterator[np.ndarray], first_frame: asyncio.Event | None = None
+    ) -> bool:
+        """Speak `samples` (48 kHz int16, or pieces of it as they are synthesized) to B, cutting off
+        whatever was playing (the brief, an earlier answer): B asked, so the answer goes first. True when
+        it played to the end, False when a later `play` cut it off. `first_frame` is set once its first
+        frame is queued."""
+        if self._playing is not None:
+            self._playing.cancel()
+        self.source.clear_queue()
+        task = self._playing = asyncio.ensure_future(self._push(samples, first_frame))
+        try:
+            await task
+            return True
+        except asyncio.CancelledError:
+            if task.cancelled() and not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                return False  # cut off by a later answer; this caller goes on
+            raise
+
+    async def _push(self, samples: np.ndarray | AsyncIterator[np.ndarray], first_frame: asyncio.Event | None) -> None:
+        pieces = samples if isinstance(samples, AsyncIterator) else _one(samples)
+        async for piece in pieces:
+            piece = np.concatenate([piece, np.zeros((-len(piece)) % FRAME, dtype="<i2")])
+            for i in range(0, len(piece), PUSH):
+                chunk = piece[i : i + PUSH]
+                await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk)))
+                if first_frame is not None:
+                    first_frame.set()
 
     async def _event(self, event: str, detail: str = "") -> None:
         spec = self.spec
@@ -369,10 +406,14 @@ class BriefSpeaker:
         )
 
     async def aclose(self) -> None:
-        for t in list(self._tasks):
+        for t in [*self._tasks, *([self._playing] if self._playing else [])]:
             t.cancel()
         with contextlib.suppress(Exception):
             await self.source.aclose()
+
+
+async def _one(samples: np.ndarray) -> AsyncIterator[np.ndarray]:
+    yield samples
 
 
 # --- both jobs ---------------------------------------------------------------------------------------
@@ -387,6 +428,7 @@ async def run_job(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps) ->
     # Where this job's transcription and speech ran (and any fallback) is reported to the control plane.
     functions = FunctionReports(deps.gateway, reporter, spec.call_id, transfer_id).start()
     listener = None
+    qa: BriefingQA | None = None
     media: HoldAudio | BriefSpeaker | None = None
     try:
         # One of the worker's few connect slots: joined and published, the next job may start.
@@ -408,12 +450,16 @@ async def run_job(ctx: JobContext, spec: CallJob | ConsultJob, deps: JobDeps) ->
                 # at once on a busy machine: B heard nothing for over 20 s.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(media.audio_ready), BRIEF_FIRST_S)
-            listener = _listener(ctx, spec, deps, reporter)
+                if isinstance(spec, ConsultJob) and spec.answer_questions:
+                    qa = BriefingQA(spec, deps.gateway, media, reporter, timeout_s=deps.qa_timeout_s)
+            listener = _listener(ctx, spec, deps, reporter, qa)
         await _until_disconnected(ctx.room, stop)
     finally:
         if listener:
             # A consult ends with its room; the call's last words matter more (they feed the summary).
             await listener.aclose(drain_s=1.0 if transfer_id else 3.0)
+        if qa:
+            qa.close()
         if media:
             await media.aclose()
         functions.close()

@@ -158,10 +158,15 @@ class RoomListener:
         self.metrics = Metrics()
         self.queue = UtteranceQueue(room.name, self._one, self.metrics)
         self._background = Background()
-        self._t0 = time.monotonic()
+        self.t0 = time.monotonic()  # segment times are seconds since this (monotonic clock)
+        self.voice_at: dict[str, float] = {}  # identity → when its speech was last heard (monotonic)
 
     def speaker_label(self, identity: str) -> str:
         return "caller" if identity == self.caller_identity else f"agent:{identity}"
+
+    def quiet_besides(self, identity: str, since: float) -> bool:
+        """Nobody but `identity` was heard speaking from `since` (monotonic) until now."""
+        return all(at < since for who, at in self.voice_at.items() if who != identity)
 
     def start(self) -> RoomListener:
         self.room.on("track_subscribed", self._on_track)
@@ -205,12 +210,14 @@ class RoomListener:
         # 10 events a second per speaker instead of 100 keeps the worker's loops responsive (at 10 ms
         # frames, rooms connecting beside five transcribed calls timed out in the SDK).
         stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1, frame_size_ms=FRAME_MS)
-        offset = time.monotonic() - self._t0  # the segmenter's clock starts when this track does
+        offset = time.monotonic() - self.t0  # the segmenter's clock starts when this track does
         self._on_listening(identity)
         try:
             async for ev in stream:
                 for utt in seg.push(bytes(ev.frame.data.cast("B"))):
                     self._enqueue(identity, utt, offset)
+                if seg.speaking:
+                    self.voice_at[identity] = time.monotonic()
         finally:
             if utt := seg.flush():
                 self._enqueue(identity, utt, offset)
@@ -227,6 +234,7 @@ class RoomListener:
         self.metrics.audio_s += utt.end - utt.start
         text = result.text.strip()
         if not text:
+            log.info("%s: %.1fs of %s transcribed to nothing", self.room.name, utt.end - utt.start, identity)
             return
         seg = TranscriptSegment(
             speaker=self.speaker_label(identity),

@@ -82,6 +82,7 @@ def prewarm_process(
         api_secret=settings.livekit_api_secret.get_secret_value(),
         hold_clip=np.load(hold_clip_path),
         slots=ConnectSlots(hold_clip_path.parent, settings.worker_connect_slots),
+        qa_timeout_s=settings.qa_timeout_s + 1.0,  # the LLM's own bound, plus the gateway's hop
     )
 
 

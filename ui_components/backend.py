@@ -360,6 +360,7 @@ class UiBackend:
             view["phone_leg"] = {"status": leg.status, "answered_by": leg.answered_by} if leg else None
         if with_summary:
             view["summary"] = self._summaries.get(t.transfer_id)
+            view["qa"] = [q.model_dump(mode="json") for q in self.ctx.store.qa(t.transfer_id)]  # B asked the briefing
             try:
                 view["caller_name"] = self.ctx.store.get_call(t.call_id).caller_name
             except NotFound:

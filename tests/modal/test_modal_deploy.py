@@ -25,6 +25,8 @@ import modal_deploy
 from functions.errors import InvalidInput
 from functions.gateway import ENTRY_POINTS, FunctionsGateway, from_wire, to_wire
 from functions.models import (
+    BriefingAnswer,
+    BriefingQuestion,
     CallSummary,
     DialRequest,
     DialResult,
@@ -213,6 +215,23 @@ def test_summarize_local_matches_direct(container_env) -> None:
     assert remote.brief
 
 
+def test_answer_question_local_matches_direct(container_env) -> None:
+    """B's question to the briefing, on Modal's wrapper and directly: the same grounded answer."""
+    from functions.briefing_qa import answer_question
+    from functions.summarization import summarize
+
+    segments = [
+        TranscriptSegment(speaker="caller", text="Hi, this is Maria Lopez. My account number is 4471.", start=0),
+        TranscriptSegment(speaker="caller", text="I already restarted the app twice.", start=4),
+    ]
+    summary = summarize(SummarizeRequest(segments=segments), direct_services())
+    for question, expected in (("What's the account number?", "4471"), ("What's their email?", "don't know")):
+        req = BriefingQuestion(question=question, summary=summary, transcript=segments)
+        remote = from_wire(BriefingAnswer, modal_deploy.answer_question.local(to_wire(req)))
+        assert remote == answer_question(req, direct_services())
+        assert expected in remote.answer and remote.source == "offline"
+
+
 def test_synthesize_speech_local_matches_direct_espeak(container_env) -> None:
     """espeak-ng is deterministic: the WAV is byte-identical both ways."""
     from functions.speech import synthesize_speech
@@ -294,6 +313,7 @@ def test_every_modal_function_matches_an_entry_point_and_its_models(monkeypatch:
             "summarize",
             "synthesize_speech",
             "dial_phone",
+            "answer_question",
         }
     )
     module_functions = {k for k, v in vars(modal_deploy).items() if isinstance(v, modal.Function)}

@@ -40,6 +40,7 @@ class Heard:
     last_energy_at: float | None = None
     recent: deque = field(default_factory=lambda: deque(maxlen=400))  # (t, dbfs, pcm bytes)
     energy_times: list[float] = field(default_factory=list)
+    recorded: list[tuple[float, bytes]] = field(default_factory=list)  # every frame, with `record` naming its sender
 
 
 class Peer:
@@ -54,12 +55,13 @@ class Peer:
         voice: bool = False,
         listen: bool = True,
         frame_ms: int = 10,
-        record: tuple[str, ...] = (),
+        record: bool | tuple[str, ...] = (),
     ) -> None:
         self.identity = identity
-        # Everything heard from these identities, kept whole (48 kHz mono PCM with arrival times), e.g.
-        # to transcribe what a participant said; `recent` keeps only the last few seconds.
-        self.recordings: dict[str, list[tuple[float, bytes]]] = {i: [] for i in record}
+        # Keep every frame heard (48 kHz mono PCM with arrival times) from everyone (`True`) or from
+        # these identities: what a test transcribes (`recorded`, `speech_after`); `recent` keeps only
+        # the last few seconds.
+        self.record = record
         self.frame_ms = frame_ms  # of what it hears: coarser frames cost a listener less (benches)
         self.listen = listen  # subscribe and measure what arrives (off: a talker only, cheaper)
         self.voice = voice  # publish a microphone that plays what `say()` is given, silence between
@@ -140,13 +142,15 @@ class Peer:
         await self.publish()
 
     # --- sending --------------------------------------------------------------------------
-    async def say(self, pcm: bytes, rate: int) -> None:
-        """Speak one utterance on the microphone; returns when it has been sent."""
+    async def say(self, pcm: bytes, rate: int) -> float:
+        """Speak one utterance on the microphone; returns once its last sample is in the source's queue,
+        with when that sample leaves it (monotonic): the end of the utterance as the room hears it (the
+        source buffers up to a second ahead of real time)."""
         from functions.audio import resample
 
         done = asyncio.get_running_loop().create_future()
         self._utterances.put_nowait((np.frombuffer(resample(pcm, rate, SAMPLE_RATE), dtype="<i2"), done))
-        await done
+        return await done
 
     def _samples(self) -> np.ndarray:
         if self.voice:
@@ -167,7 +171,7 @@ class Peer:
         while True:
             if self.voice and pos >= len(samples):
                 if playing is not None and not playing.done():
-                    playing.set_result(None)
+                    playing.set_result(time.monotonic() + source.queued_duration)
                     playing = None
                 if not self._utterances.empty():
                     samples, playing = self._utterances.get_nowait()
@@ -207,7 +211,7 @@ class Peer:
         self._streams[track.sid] = stream
         stats = self.heard[identity]
         try:
-            await self._measure(stream, stats, self.recordings.get(identity))
+            await self._measure(stream, stats, identity)
         finally:
             # A stream left open stays subscribed to the SDK's event queue, which then runs its filter
             # for every audio frame of the process: leaked streams made later tests' peers time out.
@@ -215,7 +219,7 @@ class Peer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stream.aclose(), 2.0)
 
-    async def _measure(self, stream: rtc.AudioStream, stats: Heard, recording: list | None = None) -> None:
+    async def _measure(self, stream: rtc.AudioStream, stats: Heard, identity: str = "") -> None:
         async for ev in stream:
             pcm = bytes(ev.frame.data.cast("B"))
             x = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
@@ -224,8 +228,8 @@ class Peer:
             now = time.monotonic()
             stats.frames += 1
             stats.recent.append((now, db, pcm))
-            if recording is not None:
-                recording.append((now, pcm))
+            if self.record is True or (self.record and identity in self.record):
+                stats.recorded.append((now, pcm))
             if db > ENERGY_DBFS:
                 stats.energetic_frames += 1
                 stats.energy_times.append(now)
@@ -260,7 +264,7 @@ class Peer:
 
     def recorded(self, identity: str, since: float = 0.0, until: float = float("inf")) -> bytes:
         """What was heard from `identity` (48 kHz mono s16le) between two `time.monotonic()` times."""
-        return b"".join(pcm for t, pcm in self.recordings[identity] if since <= t <= until)
+        return b"".join(pcm for t, pcm in self.heard[identity].recorded if since <= t <= until)
 
     def audible_identities(self, within_s: float = 0.5) -> set[str]:
         return {ident for ident in list(self.heard) if self.hears(ident, within_s)}
@@ -286,6 +290,25 @@ class Peer:
         so a momentary stall of the audio pipeline on a busy machine is not read as silence."""
         want = set(identities)
         await self.wait_until(lambda: self.audible_identities() == want, timeout, f"hearing only {sorted(want)}")
+
+    async def speech_after(
+        self, identity: str, t0: float, *, quiet_s: float = 1.5, timeout: float = 30.0
+    ) -> tuple[float, bytes]:
+        """(when it started, the 48 kHz PCM) of what `identity` said after `t0`: from its first audible
+        frame until it has been quiet for `quiet_s` (needs `record=True`). Bounded by `timeout`."""
+        spoke = lambda: self.first_energy_after(identity, t0) is not None  # noqa: E731
+        await self.wait_until(spoke, timeout, f"{identity} speaking")
+        start = self.first_energy_after(identity, t0)
+        assert start is not None
+
+        def ended() -> bool:
+            last = self.heard[identity].last_energy_at or start
+            return time.monotonic() - last >= quiet_s
+
+        await self.wait_until(ended, timeout, f"{identity} to finish speaking")
+        end = self.heard[identity].last_energy_at or start
+        pcm = b"".join(p for t, p in self.heard[identity].recorded if start - 0.1 <= t <= end + 0.1)
+        return start, pcm
 
     async def wait_message(self, predicate, timeout: float = 10.0) -> dict:
         await self.wait_until(lambda: any(predicate(m) for m in self.messages), timeout, "a data message")

@@ -37,10 +37,13 @@ from functions.gateway import (
     to_wire,
 )
 from functions.models import (
+    BriefingAnswer,
+    BriefingQuestion,
     CallSummary,
     DialRequest,
     DialResult,
     FunctionStatus,
+    QuestionKind,
     Role,
     SpeechRequest,
     SpeechResult,
@@ -187,6 +190,8 @@ def test_wire_round_trip_every_model() -> None:
         SpeechResult(audio_wav=audio, sample_rate=22050, duration_s=0.1, engine="piper"),
         DIAL,
         DIALED,
+        BriefingQuestion(question="What's the account number?", summary=CallSummary(), transcript=SEGMENTS),
+        BriefingAnswer(answer="The account number is 4471.", kind=QuestionKind.identifier, found=True),
     ]
     for ep in ENTRY_POINTS.values():
         assert any(type(s) is ep.request for s in samples) and any(type(s) is ep.response for s in samples)

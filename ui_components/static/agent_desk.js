@@ -96,6 +96,7 @@
       this.rolling = {};        // call_id → rolling summary
       this.captionLag = {};     // call_id → {behind_s, dropped, dropped_s} from the media worker
       this.summaries = {};      // transfer_id → summary
+      this.qa = {};             // transfer_id → {at: exchange}: B's questions to the briefing and its answers
       this.events = {};         // transfer_id → {seq: event}
       this.transfers = {};      // transfer_id → transfer (last seen)
       this.callLog = [];        // local call events for the timeline: {at, text}
@@ -218,6 +219,11 @@
       for (const e of t.events || []) evs[e.seq] = e;
       if (event) evs[event.seq] = event;
       if (t.summary) this.summaries[t.transfer_id] = t.summary;
+      for (const q of t.qa || []) this.noteQA(t.transfer_id, q);
+    }
+
+    noteQA(tid, exchange) {
+      (this.qa[tid] = this.qa[tid] || {})[exchange.at] = exchange;
     }
 
     // Join the consult while a transfer I'm part of is consulting; leave it afterwards.
@@ -262,6 +268,8 @@
         this.notice = "The transfer went on to the next agent.";
       } else if (type === "transfer.summary" && p.transfer_id) {
         this.summaries[p.transfer_id] = p.summary;
+      } else if (type === "transfer.qa" && p.transfer_id && p.exchange) {
+        this.noteQA(p.transfer_id, p.exchange);
       } else if (type === "transcript.segment" && this.isMyCall(p.call_id)) {
         this.captions.push(p);
         if (this.captions.length > 200) this.captions.splice(0, this.captions.length - 200);
@@ -272,7 +280,7 @@
       }
       WT.emit("lobby-message", { slot: this.slot, type });
       this.render();
-      if (!["transcript.segment", "summary.updated", "transfer.summary", "transcript.status"].includes(type)) this.refresh();
+      if (!["transcript.segment", "summary.updated", "transfer.summary", "transcript.status", "transfer.qa"].includes(type)) this.refresh();
     }
 
     isMyCall(callId) {
@@ -536,6 +544,7 @@
         byPhone ? el("div", { class: "wt-small" }, "Phone: ", el("b", { dataset: { testid: "phone-leg" } }, legText || "Dialing")) : null,
         el("p", { class: "wt-small wt-muted" }, says),
         WT.summaryCard(summary, { testid: "transfer-summary", empty: "Preparing the summary…" }),
+        this.qaList(t),
         t.state === "introducing"
           ? el("div", { class: "wt-controls" },
             el("button", { class: "wt-btn wt-primary wt-leave", onclick: () => this.transferAction("leave", t), disabled: !t.introduced }, "Leave the call"),
@@ -561,12 +570,24 @@
           el("span", {}, "From ", el("b", {}, t.from_name || t.from_agent), t.queue ? ` via the ${t.queue} queue` : "", " · caller ", el("b", {}, t.caller_name || "unknown")),
           el("span", { class: `wt-pill wt-t-${t.state}` }, STATE_LABEL[t.state] || t.state)),
         WT.summaryCard(summary, { testid: "incoming-summary", empty: "The summary is on its way…" }),
+        t.target_kind === "agent" && t.state === "consulting" ? el("p", { class: "wt-small wt-muted" }, "Ask the briefing by voice: \u201cBriefing, what\u2019s the account number?\u201d, or any question while nobody else speaks.") : null,
+        this.qaList(t),
         t.state === "introducing"
           ? el("p", { class: "wt-small wt-muted" }, t.introduced ? `You're with the caller and ${t.from_name || t.from_agent}; they'll leave shortly.` : "Joining the caller…")
           : el("div", { class: "wt-controls" },
             el("button", { class: "wt-btn wt-primary wt-accept-transfer", onclick: () => this.transferAction("accept", t), disabled: !consulting }, "Accept"),
             el("label", { class: "wt-field wt-inline" }, el("span", { class: "wt-small" }, "Reason"), reason),
             el("button", { class: "wt-btn wt-danger wt-decline-transfer", onclick: () => this.transferAction("decline", t), disabled: !consulting }, "Decline")));
+    }
+
+    // B's questions to the briefing and its spoken answers, in order (text nodes only: they are speech).
+    qaList(t) {
+      const items = Object.values(this.qa[t.transfer_id] || {}).sort((a, b) => a.at - b.at);
+      if (!items.length) return null;
+      return el("ol", { class: "wt-qa", dataset: { testid: "briefing-qa" } }, items.map((q) => el("li", { class: "wt-qa-item", dataset: { found: q.found ? "1" : "0" } },
+        el("div", { class: "wt-qa-q" }, el("span", { class: "wt-sum-k" }, "Q"), el("span", {}, q.question)),
+        el("div", { class: "wt-qa-a" }, el("span", { class: "wt-sum-k" }, "A"), el("span", {}, q.answer),
+          q.source && q.source !== "offline" ? el("span", { class: "wt-small wt-muted" }, ` · ${q.source}`) : null))));
     }
 
     renderLive() {
