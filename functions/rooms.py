@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 
+import aiohttp
 from livekit import api
 
 from functions.errors import LiveKitError, NotFound
@@ -54,8 +55,8 @@ class Rooms:
             if e.code == api.TwirpErrorCode.NOT_FOUND:
                 raise NotFound(f"{what}: {e.message}") from e
             raise LiveKitError(f"{what}: {e.code} {e.message}", retryable=e.status >= 500) from e
-        except (OSError, TimeoutError) as e:
-            raise LiveKitError(f"{what}: LiveKit server unreachable ({e})", retryable=True) from e
+        except (OSError, TimeoutError, aiohttp.ClientError) as e:  # ClientError: e.g. the server hung up mid-request
+            raise LiveKitError(f"{what}: LiveKit server unreachable ({e!r})", retryable=True) from e
 
     # --- rooms -------------------------------------------------------------------------
     async def create_room(
