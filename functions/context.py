@@ -197,9 +197,11 @@ class AppContext:
             self.phone.close()
         if self.store:
             self.store.close()
-        if self.workers:
-            await asyncio.to_thread(self.workers.stop)
-        if self.livekit:
-            await asyncio.to_thread(self.livekit.stop)
+        # Side by side: the workers' jobs left with their rooms, so neither waits on the other, and a
+        # stop is bounded by the slower of the two (a worker's SHUTDOWN_S), not by their sum.
+        await asyncio.gather(
+            *([asyncio.to_thread(self.workers.stop)] if self.workers else []),
+            *([asyncio.to_thread(self.livekit.stop)] if self.livekit else []),
+        )
         self.orchestrator = None
         self.instance_lock.release()

@@ -81,6 +81,7 @@ from functions.transcripts import Transcripts
 log = logging.getLogger(__name__)
 S = TransferState
 LOBBY = "agents-lobby"
+ENDED_NOTICE_S = 0.3  # an ended call's room outlives its "ended" notice by this much
 
 SummarySource = Callable[[Call], CallSummary]
 T = TypeVar("T")
@@ -271,7 +272,10 @@ class TransferOrchestrator:
                 state = outcome if t.state is not S.idle else S.failed  # idle: an initiate that failed
                 await self._finish_locked(t.transfer_id, state, actor=actor, reason=reason, end_call=True)
             call = self.store.update_call(call_id, status=CallStatus.ended)
-            await self._notify_call(call)
+            if await self._notify_call(call):
+                # LiveKit drops data still on its way to a room it deletes: the caller's page missed
+                # "ended" when the room went at once (measured), and showed a dropped call instead.
+                await asyncio.sleep(ENDED_NOTICE_S)
             await self._safe(self.rooms.delete_room(call.room))  # the call job leaves with its room
         self.media.forget_call(call_id)
         self.transcripts.forget(call_id)
@@ -698,15 +702,17 @@ class TransferOrchestrator:
         call = self.store.get_call(t.call_id)
         self._cancel_timers(transfer_id)
         await self._notify(t)  # before the rollback deletes the consult room A and B are in
-        await self._rollback(t, call)
+        # end_call deletes the call room itself, once the caller has been told the call ended.
+        await self._rollback(t, call, delete_call_room=not end_call)
         return t, call
 
-    async def _rollback(self, t: Transfer, call: Call) -> None:
+    async def _rollback(self, t: Transfer, call: Call, *, delete_call_room: bool = True) -> None:
         if t.target_kind is TargetKind.phone and self.phone is not None and t.state is not S.completed:
             await self._safe(self.phone.stop(t))
         await self._safe(self.rooms.delete_room(t.consult_room))  # the consult job leaves with it
         if call.status is CallStatus.ended:
-            await self._safe(self.rooms.delete_room(t.call_room))
+            if delete_call_room:
+                await self._safe(self.rooms.delete_room(t.call_room))
         elif t.state in ROLLBACK_STATES:
             await self._safe(self.media.set_hold(call, False))
             # B may have got into the caller's room before the hand-off failed.
@@ -788,14 +794,14 @@ class TransferOrchestrator:
             sends.append(self.rooms.send(t.consult_room, msg))
         await asyncio.gather(*sends)
 
-    async def _notify_call(self, call: Call) -> None:
-        """What the caller's side may know: status and who they talk to, never the summary."""
+    async def _notify_call(self, call: Call) -> bool:
+        """What the caller's side may know: status and who they talk to, never the summary. True if sent."""
         msg = Notification(
             type="call.status",
             payload={"call_id": call.call_id, "status": call.status.value, "agent": call.agent_identity},
         )
         self._emit(msg)
-        await self.rooms.send(call.room, msg)
+        return await self.rooms.send(call.room, msg)
 
     def _emit(self, msg: Notification) -> None:
         for listener in self.listeners:
