@@ -107,8 +107,8 @@ class Reconciler:
             await self._call(call, live.get(call.room))
         for t in o.store.list_transfers(open_only=True):
             await self._consult(t, live.get(t.consult_room))
-        for name in live:
-            await self._closed(name)
+        for name, room in live.items():
+            await self._closed(name, room)
         return self._this_pass
 
     # --- one call ---------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ class Reconciler:
             o._background.spawn(fail())
 
     # --- rooms the state has closed -----------------------------------------------------------------
-    async def _closed(self, name: str) -> None:
+    async def _closed(self, name: str, room: api.Room) -> None:
         o = self.orch
         call, t = o._room_owner(name)
         if call is not None and call.status is CallStatus.ended:
@@ -206,7 +206,8 @@ class Reconciler:
             ended_at = t.updated_at
         else:
             return  # not ours, or still needed
-        if time.time() - ended_at < CLOSING_S:
+        created_at = room.creation_time_ms / 1000 or float(room.creation_time)
+        if created_at < ended_at and time.time() - ended_at < CLOSING_S:
             return  # deleted by the action that ended it; LiveKit lists a room until its participants are out
         lock = o._lock(call.call_id if call is not None else t.call_id)  # type: ignore[union-attr]
         if lock.locked():
