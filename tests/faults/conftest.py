@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
@@ -147,9 +148,11 @@ class Scene:
         self.peers.append(p)
         return p
 
-    async def start(self, *, killable: frozenset[str] = frozenset()) -> Scene:
+    async def start(self, *, killable: frozenset[str] = frozenset(), utterances: bool = False) -> Scene:
         """The call with the caller and A talking, both agents in the lobby. `killable` ⊆ {"caller", "a"}:
-        those run in a process of their own (`self.caller_proc`, `self.a_proc`), so the test can kill them."""
+        those run in a process of their own (`self.caller_proc`, `self.a_proc`), so the test can kill them.
+        `utterances`: the caller speaks in utterances (1 s of tone, 1 s of silence) instead of one endless
+        tone, so live transcription sends each one to speech-to-text as it ends."""
         created = await self.ok("/rooms/create", {"caller_name": "Maria Lopez", "agent_identity": self.a_id}, self.a_id)
         self.call = created["call"]
         self.caller_id = created["caller_identity"]
@@ -159,6 +162,11 @@ class Scene:
         self.b_lobby = await self.peer(self.b_id, None, listen=False).connect(self.url, b_lobby)
         if "caller" in killable:
             self.caller_proc = await self.process(self.caller_id, CALLER_HZ, self.room, await self.caller_token())
+        elif utterances:
+            self.caller = self.peer(self.caller_id, None)
+            self.caller.voice = True
+            await self.caller.connect(self.url, await self.caller_token())
+            self.caller._spawn(_keep_talking(self.caller))
         else:
             self.caller = await self.peer(self.caller_id, CALLER_HZ).connect(self.url, await self.caller_token())
         if "a" in killable:
@@ -394,6 +402,15 @@ class Scene:
 
 def briefing(tid: str) -> str:
     return briefing_identity(tid)
+
+
+UTTERANCE = (np.sin(2 * np.pi * CALLER_HZ * np.arange(48000) / 48000) * 0.3 * 32767).astype("<i2").tobytes()
+
+
+async def _keep_talking(peer: Peer) -> None:
+    while True:
+        await peer.say(UTTERANCE, 48000)
+        await asyncio.sleep(1.0)
 
 
 async def wait_for(predicate, timeout: float, what: str, every: float = 0.1):
