@@ -163,10 +163,10 @@ class AppContext:
             self.livekit.pid,
             self.livekit.exit_status(),
         )
-        if self.orchestrator is not None:
-            ended = await self.orchestrator.end_open_calls(LIVEKIT_DIED)
-            if ended:
-                log.error("%d open call(s) ended: %s", len(ended), LIVEKIT_DIED)
+        if (
+            self.orchestrator is not None
+        ):  # in the background: a database that cannot be written must not delay the restart
+            self._watch.spawn(self._end_lost_calls(self.orchestrator))
         try:
             await asyncio.to_thread(self.livekit.start)
         except ServiceError as e:
@@ -180,7 +180,19 @@ class AppContext:
             except ServiceError as e:
                 log.warning("the agents' lobby could not be created again yet: %s", e)
 
+    @staticmethod
+    async def _end_lost_calls(orchestrator: TransferOrchestrator) -> None:
+        ended = await orchestrator.end_open_calls(LIVEKIT_DIED)
+        if ended:
+            log.error("%d open call(s) ended: %s", len(ended), LIVEKIT_DIED)
+
     async def stop(self) -> None:
+        try:
+            await self._stop()
+        finally:
+            self.instance_lock.release()
+
+    async def _stop(self) -> None:
         self._watch.cancel()
         if self.orchestrator and self.livekit is not None:
             # The embedded server stops with the app, and its calls with it: they end now, with a
@@ -204,4 +216,3 @@ class AppContext:
             *([asyncio.to_thread(self.livekit.stop)] if self.livekit else []),
         )
         self.orchestrator = None
-        self.instance_lock.release()

@@ -26,9 +26,11 @@ once when it is back); the passes go on. `repairs` keeps what was repaired, newe
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -103,12 +105,19 @@ class Reconciler:
             log.warning("the LiveKit server answers again after %.1f s", time.monotonic() - self.livekit_down_since)
             self.livekit_down_since = None
         self.passes += 1
-        for call in o.store.list_calls():
-            await self._call(call, live.get(call.room))
-        for t in o.store.list_transfers(open_only=True):
-            await self._consult(t, live.get(t.consult_room))
-        for name, room in live.items():
-            await self._closed(name, room)
+        checks: list[Callable[[], Awaitable[None]]] = [
+            *(functools.partial(self._call, call, live.get(call.room)) for call in o.store.list_calls()),
+            *(
+                functools.partial(self._consult, t, live.get(t.consult_room))
+                for t in o.store.list_transfers(open_only=True)
+            ),
+            *(functools.partial(self._closed, name, room) for name, room in live.items()),
+        ]
+        for check in checks:
+            try:
+                await check()
+            except ServiceError as e:  # one room's RoomService call failed: the others are still checked
+                log.warning("reconciler: a check failed (next pass in %.1f s): %s", self.interval_s, e)
         return self._this_pass
 
     # --- one call ---------------------------------------------------------------------------------

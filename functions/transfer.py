@@ -284,14 +284,17 @@ class TransferOrchestrator:
     async def end_open_calls(self, reason: str, *, outcome: TransferState = S.failed) -> list[Call]:
         """End every open call with `reason` (the LiveKit server they lived on is gone, or is being
         stopped with the app): agents and callers are told, nothing stays half-open."""
-        ended = []
-        for call in self.store.list_calls():
-            ended.append(
-                await self._stored(
-                    lambda c=call: self.end_call(c.call_id, actor="system", reason=reason, outcome=outcome)
+        # Side by side (each under its own call's lock): a stop with many calls open stays bounded.
+        return list(
+            await asyncio.gather(
+                *(
+                    self._stored(
+                        lambda c=call: self.end_call(c.call_id, actor="system", reason=reason, outcome=outcome)
+                    )
+                    for call in self.store.list_calls()
                 )
             )
-        return ended
+        )
 
     async def ensure_lobby(self) -> None:
         """The agents' lobby exists (idempotent). Joins never create rooms, so it is created here,
