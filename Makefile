@@ -10,7 +10,8 @@ run:
 	@scripts/setup.sh --no-browser
 	.venv/bin/python app.py $(ARGS)
 
-# One pytest process per tier (scripts/test.sh): unit+modal, ai, api, integration, browser.
+# One pytest process per tier (scripts/test.sh): unit+modal, ai, api, integration, faults, browser,
+# each under a time limit, the whole suite under TEST_BUDGET_S (30 min).
 test: setup
 	.venv/bin/ruff check .
 	scripts/test.sh $(PYTEST_ARGS)

@@ -22,10 +22,12 @@ from functions.body_limit import install_body_limits
 from functions.context import AppContext
 from functions.control_routes import control_router
 from functions.errors import ConfigError
+from functions.instance_lock import InstanceLock
 from functions.settings import Settings, load_settings
 from ui_components import mount_ui
 
 log = logging.getLogger("warm-transfer")
+GRACEFUL_SHUTDOWN_S = 2
 
 
 def create_app(settings: Settings | None = None, **providers: object) -> FastAPI:
@@ -90,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 2
+    try:
+        InstanceLock(settings.data_dir).check()  # a clear refusal before anything starts (the app takes it)
+    except ConfigError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 2
     host = args.host or settings.app_host
     port = args.port or settings.app_port
     app = create_app(settings)
@@ -104,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         share_link(app, host, port)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # Bounded: open streams (the UI's event streams) get this long to finish, then the app stops anyway.
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     return 0
 
 

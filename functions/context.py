@@ -16,7 +16,9 @@ from pathlib import Path
 
 from functions.auth import Auth
 from functions.background import Background
+from functions.errors import ServiceError
 from functions.gateway import Backend, FunctionsGateway, make_gateway
+from functions.instance_lock import InstanceLock
 from functions.livekit_server import EmbeddedLiveKit
 from functions.media_protocol import WEBHOOK_PATH
 from functions.phone_bridge import TwilioPhoneLeg
@@ -28,7 +30,10 @@ from functions.transfer import TransferOrchestrator
 from functions.workers import WorkerProcesses
 
 log = logging.getLogger(__name__)
-WATCH_EVERY_S = 1.0  # how often the embedded server and the workers are checked
+WATCH_EVERY_S = 0.5  # how often the embedded server and the workers are checked
+STOP_CALLS_S = 3.0  # a clean stop ends the open calls (embedded server) within this, then goes on
+LIVEKIT_DIED = "the LiveKit server stopped unexpectedly and its rooms were lost"
+APP_STOPPED = "the service was stopped"
 
 
 def control_url(settings: Settings) -> str:
@@ -68,6 +73,8 @@ class AppContext:
         self.gateway: FunctionsGateway | None = None
         self._watch = Background()
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the control plane runs on
+        self.instance_lock = InstanceLock(settings.data_dir)
+        self.livekit_restarts = 0
 
     @property
     def started(self) -> bool:
@@ -78,7 +85,17 @@ class AppContext:
         return [self.orchestrator] if self.orchestrator else []
 
     async def start(self) -> AppContext:
+        """Everything, in order; a failure on the way stops what was started (no orphan server)."""
         self.loop = asyncio.get_running_loop()
+        # Before anything else: a second control plane on this DATA_DIR would start a server of its own.
+        self.instance_lock.acquire()
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> AppContext:
         settings = self.base_settings
         livekit_state: Path | None = None
         if not settings.livekit_url:
@@ -127,18 +144,63 @@ class AppContext:
         return self
 
     async def _watchdog(self) -> None:
-        """The embedded server and the workers are ours to keep running: a death is noticed within a
-        second, logged, and the process started again."""
+        """The embedded server and the workers are ours to keep running: a death is noticed within
+        WATCH_EVERY_S, logged, and the process started again."""
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
             if self.livekit is not None and not self.livekit.alive():
-                log.error("the embedded livekit-server died; starting it again (open calls are lost)")
-                await asyncio.to_thread(self.livekit.start)
+                await self._livekit_died()
             if self.workers is not None:
                 await asyncio.to_thread(self.workers.restart_dead)
 
+    async def _livekit_died(self) -> None:
+        """The server's rooms died with it: the open calls are ended with a reason agents and callers
+        are told (the store says so, nothing stays half-open), then the server is started again on the
+        same port and keys, and the lobby is created anew. A failed start is tried again next tick."""
+        assert self.livekit is not None
+        log.error(
+            "the embedded livekit-server (pid %s) died (%s): ending the open calls and starting it again",
+            self.livekit.pid,
+            self.livekit.exit_status(),
+        )
+        if (
+            self.orchestrator is not None
+        ):  # in the background: a database that cannot be written must not delay the restart
+            self._watch.spawn(self._end_lost_calls(self.orchestrator))
+        try:
+            await asyncio.to_thread(self.livekit.start)
+        except ServiceError as e:
+            log.error("livekit-server did not start again (next try in %.1f s): %s", WATCH_EVERY_S, e)
+            return
+        self.livekit_restarts += 1
+        log.warning("livekit-server started again (pid %s) on %s", self.livekit.pid, self.livekit.url)
+        if self.orchestrator is not None:
+            try:
+                await self.orchestrator.ensure_lobby()
+            except ServiceError as e:
+                log.warning("the agents' lobby could not be created again yet: %s", e)
+
+    @staticmethod
+    async def _end_lost_calls(orchestrator: TransferOrchestrator) -> None:
+        ended = await orchestrator.end_open_calls(LIVEKIT_DIED)
+        if ended:
+            log.error("%d open call(s) ended: %s", len(ended), LIVEKIT_DIED)
+
     async def stop(self) -> None:
+        try:
+            await self._stop()
+        finally:
+            self.instance_lock.release()
+
+    async def _stop(self) -> None:
         self._watch.cancel()
+        if self.orchestrator and self.livekit is not None:
+            # The embedded server stops with the app, and its calls with it: they end now, with a
+            # reason, while the server can still tell the agents and callers (bounded).
+            try:
+                await asyncio.wait_for(self.orchestrator.end_open_calls(APP_STOPPED), STOP_CALLS_S)
+            except (TimeoutError, ServiceError) as e:
+                log.warning("not every open call could be ended before stopping: %s", e or "timed out")
         if self.orchestrator:
             await self.orchestrator.aclose()
         if self.rooms:
@@ -147,8 +209,10 @@ class AppContext:
             self.phone.close()
         if self.store:
             self.store.close()
-        if self.workers:
-            await asyncio.to_thread(self.workers.stop)
-        if self.livekit:
-            await asyncio.to_thread(self.livekit.stop)
+        # Side by side: the workers' jobs left with their rooms, so neither waits on the other, and a
+        # stop is bounded by the slower of the two (a worker's SHUTDOWN_S), not by their sum.
+        await asyncio.gather(
+            *([asyncio.to_thread(self.workers.stop)] if self.workers else []),
+            *([asyncio.to_thread(self.livekit.stop)] if self.livekit else []),
+        )
         self.orchestrator = None

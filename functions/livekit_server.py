@@ -150,6 +150,13 @@ class EmbeddedLiveKit:
             return False
         return True
 
+    def exit_status(self) -> str:
+        """How a server that is no longer alive ended, for the log."""
+        if self._proc is not None and self._proc.returncode is not None:
+            code = self._proc.returncode
+            return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        return "not our child: exit status unknown"
+
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 
+import aiohttp
 from livekit import api
 
 from functions.errors import LiveKitError, NotFound
@@ -65,8 +66,8 @@ class Rooms:
             if e.code == api.TwirpErrorCode.NOT_FOUND:
                 raise NotFound(f"{what}: {e.message}") from e
             raise LiveKitError(f"{what}: {e.code} {e.message}", retryable=e.status >= 500) from e
-        except (OSError, TimeoutError) as e:
-            raise LiveKitError(f"{what}: LiveKit server unreachable ({e})", retryable=True) from e
+        except (OSError, TimeoutError, aiohttp.ClientError) as e:  # ClientError: e.g. the server hung up mid-request
+            raise LiveKitError(f"{what}: LiveKit server unreachable ({e!r})", retryable=True) from e
 
     # --- rooms -------------------------------------------------------------------------
     async def create_room(
@@ -176,6 +177,11 @@ class Rooms:
         finally:
             self._outbox.pop(room, None)
             self._senders.pop(room, None)
+
+    async def flush(self, room: str) -> None:
+        """What was posted to `room` has been sent (bounded by FLUSH_S)."""
+        if sender := self._senders.get(room):
+            await self._flush([sender])
 
     async def _flush(self, senders: list[asyncio.Task]) -> None:
         if not senders:

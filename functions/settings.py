@@ -177,6 +177,12 @@ class Settings(BaseSettings):
         8.0, ge=0, le=300, description="a caller who left the room (reload, network) may rejoin within this"
     )
     hold_ack_timeout_s: float = Field(2.0, gt=0, le=30, description="initiate waits this long for hold audio")
+    reconcile_interval_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="how often the control plane compares LiveKit with the state and repairs the media (0 = never)",
+    )
 
     # --- app ------------------------------------------------------------------------------
     app_host: str = "127.0.0.1"

@@ -203,17 +203,20 @@ class Store:
             return [Call(**dict(r)) for r in self._db.execute(sql)]
 
     def update_call(self, call_id: str, **fields: object) -> Call:
+        with self._locked():
+            self._update_call(call_id, fields)
+        return self.get_call(call_id)
+
+    def _update_call(self, call_id: str, fields: dict[str, object]) -> None:
         allowed = {"agent_identity", "status", "caller_name"}
         if not set(fields) <= allowed:
             raise InvalidInput(f"cannot update call fields {sorted(set(fields) - allowed)}")
         values = {k: (v.value if isinstance(v, CallStatus) else v) for k, v in fields.items()}
         values["updated_at"] = time.time()
         cols = ", ".join(f"{k}=?" for k in values)
-        with self._locked():
-            cur = self._db.execute(f"UPDATE calls SET {cols} WHERE call_id=?", (*values.values(), call_id))
-            if cur.rowcount == 0:
-                raise NotFound(f"no call '{call_id}'")
-        return self.get_call(call_id)
+        cur = self._db.execute(f"UPDATE calls SET {cols} WHERE call_id=?", (*values.values(), call_id))
+        if cur.rowcount == 0:
+            raise NotFound(f"no call '{call_id}'")
 
     # --- transfers ------------------------------------------------------------------------
     def add_transfer(self, t: Transfer) -> Transfer:
@@ -278,13 +281,24 @@ class Store:
         return [self.get_transfer(i) for i in ids]
 
     def transition(
-        self, transfer_id: str, new: TransferState, *, actor: str, reason: str = "", detail: dict | None = None
+        self,
+        transfer_id: str,
+        new: TransferState,
+        *,
+        actor: str,
+        reason: str = "",
+        detail: dict | None = None,
+        call: dict[str, object] | None = None,
     ) -> Transfer:
-        """Apply one legal transition and append its event, atomically. Illegal: raises, changes nothing."""
+        """Apply one legal transition and append its event, atomically; `call` = fields of the transfer's
+        call to update in the same transaction (the call's record never disagrees with its transfer, even
+        when the disk fills between the two). Illegal: raises, changes nothing."""
         with self._locked():
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute("SELECT state FROM transfers WHERE transfer_id=?", (transfer_id,)).fetchone()
+                row = self._db.execute(
+                    "SELECT state, call_id FROM transfers WHERE transfer_id=?", (transfer_id,)
+                ).fetchone()
                 if row is None:
                     raise NotFound(f"no transfer '{transfer_id}'")
                 current = TransferState(row[0])
@@ -309,6 +323,8 @@ class Store:
                         json.dumps({**(detail or {}), **({"reason": reason} if reason else {})}),
                     ),
                 )
+                if call:
+                    self._update_call(row[1], call)
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # SQLite may have rolled back itself (e.g. disk full)

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 
 from functions.background import Background
+from functions.errors import StorageUnavailable
 from functions.media_protocol import BEHIND_WARN_S, SegmentReport, TranscriptionStatus
-from functions.models import Call, CallSummary, Notification
+from functions.models import Call, CallSummary, Notification, TranscriptSegment
 from functions.rooms import Rooms
 from functions.store import Store
 from functions.summarization import Refresh, RollingSummary
 
 log = logging.getLogger(__name__)
+MAX_UNSTORED = 20_000  # segments kept in memory while the database cannot be written
+UNSTORED_RETRY_S = 0.5
 
 
 def placeholder_summary(call: Call) -> CallSummary:
@@ -49,6 +53,8 @@ class Transcripts:
         self.lag_s: dict[str, float] = {}  # call_id → the last segment's end-of-utterance → report lag
         self.backlog: dict[str, TranscriptionStatus] = {}  # call_id → how far its call room's captions lag
         self.background = Background()
+        self.unstored: deque[tuple[str, TranscriptSegment, str | None]] = deque()  # waiting for the database
+        self._flushing: asyncio.Task | None = None
 
     def _rolling(self, call_id: str) -> RollingSummary:
         rolling = self.summaries.get(call_id)
@@ -105,6 +111,34 @@ class Transcripts:
             msg = Notification(type="transcript.status", payload=payload)
             self.rooms.post(call.room, msg, [call.agent_identity])
 
+    def _store(self, call_id: str, seg: TranscriptSegment, transfer_id: str | None) -> None:
+        """Stored now, or, while the database cannot be written (read-only, disk full), kept in order
+        and stored once it can: the captions and the summary go on meanwhile, nothing is lost (up to
+        MAX_UNSTORED segments, about an hour of a busy call centre's speech)."""
+        if not self.unstored:
+            try:
+                self.store.add_segment(call_id, seg, transfer_id=transfer_id)
+                return
+            except StorageUnavailable as e:
+                log.warning("transcript segments wait for the database: %s", e)
+        if len(self.unstored) >= MAX_UNSTORED:
+            log.error("transcript segment of %s lost: %d already wait for the database", call_id, MAX_UNSTORED)
+            return
+        self.unstored.append((call_id, seg, transfer_id))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = self.background.spawn(self._flush())
+
+    async def _flush(self) -> None:
+        while self.unstored:
+            call_id, seg, transfer_id = self.unstored[0]
+            try:
+                self.store.add_segment(call_id, seg, transfer_id=transfer_id)
+            except StorageUnavailable:
+                await asyncio.sleep(UNSTORED_RETRY_S)
+                continue
+            self.unstored.popleft()
+        log.info("the transcript segments that waited for the database are stored")
+
     def forget(self, call_id: str) -> None:
         self.summaries.pop(call_id, None)
         self.dropped.pop(call_id, None)
@@ -116,7 +150,7 @@ class Transcripts:
         call = self.store.get_call(report.call_id)
         self.dropped[call.call_id] = max(self.dropped.get(call.call_id, 0), report.dropped)
         self.lag_s[call.call_id] = report.lag_s
-        self.store.add_segment(call.call_id, seg, transfer_id=report.transfer_id)
+        self._store(call.call_id, seg, report.transfer_id)
         payload = {"call_id": call.call_id, **seg.model_dump(mode="json", exclude={"words"})}
         if report.transfer_id:
             transfer = self.store.get_transfer(report.transfer_id)

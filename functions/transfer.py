@@ -29,14 +29,23 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from livekit import api
 
 from functions.announcements import back_speech, hold_speech
 from functions.background import Background
 from functions.consult_qa import ConsultQA
-from functions.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, LiveKitError, NotFound, ServiceError
+from functions.errors import (
+    Conflict,
+    Forbidden,
+    IllegalTransition,
+    InvalidInput,
+    LiveKitError,
+    NotFound,
+    ServiceError,
+    StorageUnavailable,
+)
 from functions.gateway import FunctionsGateway, make_gateway, merge_status
 from functions.media_control import MediaControl
 from functions.media_protocol import (
@@ -69,6 +78,7 @@ from functions.models import (
 )
 from functions.names import normalize_name
 from functions.presence import LOBBY, Presence
+from functions.reconciler import Reconciler
 from functions.rooms import Rooms
 from functions.routing import CallQueue, destination, first_target, next_target
 from functions.services import Services
@@ -80,8 +90,10 @@ from functions.transcripts import Transcripts
 
 log = logging.getLogger(__name__)
 S = TransferState
+ENDED_NOTICE_S = 0.3  # an ended call's room outlives its "ended" notice by this much
 
 SummarySource = Callable[[Call], CallSummary]
+T = TypeVar("T")
 
 
 class PhoneLeg(Protocol):
@@ -106,10 +118,14 @@ class PhoneLeg(Protocol):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How the orchestrator retries a LiveKit call that failed retryably: a value, not literals."""
+    """How the orchestrator retries a LiveKit call that failed retryably, and how long a state change
+    nobody is waiting for (a timer, a departure, the hand-off) waits out a database that cannot be
+    written: a value, not literals."""
 
     attempts: int = 3
     base_delay_s: float = 0.2
+    storage_every_s: float = 0.5
+    storage_for_s: float = 600.0
 
     def delay(self, attempt: int) -> float:
         return self.base_delay_s * 2**attempt
@@ -158,6 +174,8 @@ class TransferOrchestrator:
         self.presence = presence or Presence(self.settings, store, rooms)
         self.calls = CallQueue(self.settings, self.presence, rooms, self.assign_agent)
         self.listeners += [self.presence.on_notification, self.calls.on_notification]
+        # Media follows state: what LiveKit has is compared with the store and repaired (functions.reconciler).
+        self.reconciler = Reconciler(self, interval_s=self.settings.reconcile_interval_s)
 
     def _summary_refresh(self) -> Refresh | None:
         """The rolling summaries' LLM refresh, through the gateway (on Modal with FUNCTIONS_BACKEND=modal,
@@ -183,6 +201,8 @@ class TransferOrchestrator:
         await self.presence.start()
         await self.recover()
         self._background.spawn(self._watch_workers())
+        if self.reconciler.interval_s > 0:
+            self._background.spawn(self.reconciler.run())
 
     async def aclose(self) -> None:
         for timers in self._timers.values():
@@ -190,6 +210,7 @@ class TransferOrchestrator:
                 t.cancel()
         self._background.cancel()
         self.transcripts.background.cancel()
+        await self._background.wait(timeout=2.0)  # bounded: cancelled tasks finish before their clients close
         await self.calls.aclose()
         await self.presence.aclose()
 
@@ -212,7 +233,9 @@ class TransferOrchestrator:
         await self.calls.recover(waiting)
         for call in self.store.list_calls():
             if call.room not in live:
-                self._background.spawn(self.end_call(call.call_id, actor="system", reason="call room gone"))
+                self._background.spawn(
+                    self._stored(lambda c=call: self.end_call(c.call_id, actor="system", reason="call room gone"))
+                )
             else:
                 self._background.spawn(self._ensure_call_job(call))
 
@@ -237,15 +260,17 @@ class TransferOrchestrator:
             agent_identity=agent_identity,
             status=CallStatus.active if agent_identity else CallStatus.waiting,
         )
-        # The row first: a room never exists without its call (a failure below ends the call).
-        call = self.store.add_call(call)
-        try:
-            # Created with its call job: the media plane is there before the caller is.
-            await self._retry(lambda: self.rooms.create_room(room, empty_timeout=120, job=self.media.call_job(call)))
-        except ServiceError:
-            self.store.update_call(call_id, status=CallStatus.ended)
-            await self._safe(self.rooms.delete_room(room))
-            raise
+        async with self._lock(call_id):  # the reconciler never sees the row without its room
+            # The row first: a room never exists without its call (a failure below ends the call).
+            call = self.store.add_call(call)
+            try:
+                # Created with its call job: the media plane is there before the caller is.
+                job = self.media.call_job(call)
+                await self._retry(lambda: self.rooms.create_room(room, empty_timeout=120, job=job))
+            except ServiceError:
+                self.store.update_call(call_id, status=CallStatus.ended)
+                await self._safe(self.rooms.delete_room(room))
+                raise
         # A dispatch the server drops (a worker that did not answer in time) never joins, so no
         # webhook would tell: checked once its grace period is over, re-dispatched if missing.
         self._background.spawn(self._ensure_call_job(call))
@@ -264,22 +289,42 @@ class TransferOrchestrator:
         await self._notify_call(call)
         return call
 
-    async def end_call(self, call_id: str, *, actor: str, reason: str = "call ended") -> Call:
-        call = self.store.get_call(call_id)
-        if call.status is CallStatus.ended:
-            return call
-        for t in self.store.list_transfers(call_id=call_id, open_only=True):
-            await self._finish_quietly(t.transfer_id, S.caller_left, actor=actor, reason=reason)
+    async def end_call(
+        self, call_id: str, *, actor: str, reason: str = "call ended", outcome: TransferState = S.caller_left
+    ) -> Call:
+        """End the call and its open transfer (as `outcome`), in one step under the call's lock: an
+        action racing it (an initiate, an accept) runs wholly before or wholly after, never between."""
         async with self._lock(call_id):
             call = self.store.get_call(call_id)
             if call.status is CallStatus.ended:
                 return call
+            for t in self.store.list_transfers(call_id=call_id, open_only=True):
+                state = outcome if t.state is not S.idle else S.failed  # idle: an initiate that failed
+                await self._finish_locked(t.transfer_id, state, actor=actor, reason=reason, end_call=True)
             call = self.store.update_call(call_id, status=CallStatus.ended)
-        await self._notify_call(call)
-        await self._safe(self.rooms.delete_room(call.room))  # the call job leaves with its room
+            if await self._notify_call(call, now=True):
+                # LiveKit drops data still on its way to a room it deletes: the caller's page missed
+                # "ended" when the room went at once (measured), and showed a dropped call instead.
+                await asyncio.sleep(ENDED_NOTICE_S)
+            await self._safe(self.rooms.delete_room(call.room))  # the call job leaves with its room
         self.media.forget_call(call_id)
         self.transcripts.forget(call_id)
         return call
+
+    async def end_open_calls(self, reason: str, *, outcome: TransferState = S.failed) -> list[Call]:
+        """End every open call with `reason` (the LiveKit server they lived on is gone, or is being
+        stopped with the app): agents and callers are told, nothing stays half-open."""
+        # Side by side (each under its own call's lock): a stop with many calls open stays bounded.
+        return list(
+            await asyncio.gather(
+                *(
+                    self._stored(
+                        lambda c=call: self.end_call(c.call_id, actor="system", reason=reason, outcome=outcome)
+                    )
+                    for call in self.store.list_calls()
+                )
+            )
+        )
 
     async def ensure_lobby(self) -> None:
         """The agents' lobby exists (idempotent). Joins never create rooms, so it is created here,
@@ -354,7 +399,7 @@ class TransferOrchestrator:
         async with self._lock(call_id):
             call = self.store.get_call(call_id)
             if call.status is CallStatus.ended:
-                raise InvalidInput(f"call {call_id} has ended")
+                raise Conflict(f"call {call_id} has ended")
             if call.agent_identity != from_agent:
                 raise Forbidden(f"{from_agent} is not the agent on call {call_id}")
             if open_ := self.store.list_transfers(call_id=call_id, open_only=True):
@@ -391,16 +436,24 @@ class TransferOrchestrator:
                 ):
                     if isinstance(outcome, BaseException):
                         raise outcome
-                self.store.update_call(call_id, status=CallStatus.on_hold)
                 detail = {"target": target, **({"route": list(dest.route)} if dest.route else {})}
-                transfer = self.store.transition(tid, S.consulting, actor=from_agent, detail=detail)
+                transfer = self.store.transition(
+                    tid, S.consulting, actor=from_agent, detail=detail, call={"status": CallStatus.on_hold}
+                )
             except Exception as e:
                 failure = e
             else:
                 failure = None
         if failure is not None:
-            # Whatever broke, undo what was set up: the caller goes back to A, nothing hangs.
-            await self._finish(tid, S.failed, actor="system", reason=f"initiate failed: {failure}")
+            # Whatever broke, undo what was set up: the caller goes back to A, nothing hangs. A database
+            # that cannot be written now gets the undo later (the reconciler keeps the media meanwhile).
+            def undo() -> Awaitable[Transfer]:
+                return self._finish(tid, S.failed, actor="system", reason=f"initiate failed: {failure}")
+
+            try:
+                await undo()
+            except StorageUnavailable:
+                self._background.spawn(self._stored(undo))
             if isinstance(failure, ServiceError):
                 raise failure
             raise LiveKitError(f"transfer could not start: {failure}", retryable=True) from failure
@@ -442,7 +495,8 @@ class TransferOrchestrator:
         t = self.store.get_transfer(transfer_id)
         if actor != t.target:
             raise Forbidden("only the transfer's target can decline it")
-        check_transition(t.state, S.declined)  # illegal: raises, changes nothing
+        async with self._lock(t.call_id):  # an action under way on the call (an initiate) finishes first
+            check_transition(self.store.get_transfer(transfer_id).state, S.declined)  # illegal: 409, no change
         moved = await self._offer_failed(transfer_id, S.declined, target=actor, actor=actor, reason=reason[:200])
         return moved or self.store.get_transfer(transfer_id)
 
@@ -536,7 +590,9 @@ class TransferOrchestrator:
             elif identity == briefing_identity(transfer.transfer_id):
                 self._background.spawn(self._ensure_consult_job(transfer))
         elif event.event == "room_finished" and call is not None and call.status is not CallStatus.ended:
-            self._background.spawn(self.end_call(call.call_id, actor="system", reason="call room closed"))
+            self._background.spawn(
+                self._stored(lambda: self.end_call(call.call_id, actor="system", reason="call room closed"))
+            )
 
     def _may_be_in(self, room: str, identity: str, call: Call | None, transfer: Transfer | None) -> bool:
         """Who the current state allows in one of our rooms (the webhook removes anyone else)."""
@@ -566,7 +622,7 @@ class TransferOrchestrator:
         await asyncio.sleep(self.settings.caller_grace_s)
         self._caller_lost.pop(call.call_id, None)
         if identity not in await self.rooms.identities(call.room):
-            await self.end_call(call.call_id, actor=identity, reason="caller hung up")
+            await self._stored(lambda: self.end_call(call.call_id, actor=identity, reason="caller hung up"))
 
     async def on_media_report(self, report: MediaReport) -> None:
         if isinstance(report, WorkerHeartbeat):
@@ -706,20 +762,28 @@ class TransferOrchestrator:
             reason = "target did not reach the caller's room"
             await self._finish_quietly(transfer_id, S.failed, actor="system", reason=reason)
             return
+        done = await self._stored(lambda: self._hand_over(transfer_id))
+        if done is not None:
+            t, call = done
+            await self._notify(t)
+            await self._notify_call(call)
+
+    async def _hand_over(self, transfer_id: str) -> tuple[Transfer, Call] | None:
+        """B is in the caller's room: the state first (one transaction), then the media follows it."""
+        t = self.store.get_transfer(transfer_id)
         async with self._lock(t.call_id):
             t = self.store.get_transfer(transfer_id)
             if t.state is not S.completing:
-                return  # the caller hung up meanwhile; that path already cleaned up
+                return None  # the caller hung up meanwhile; that path already cleaned up
+            call_fields = {"agent_identity": t.target, "status": CallStatus.active}
+            t = self.store.transition(transfer_id, S.completed, actor="system", call=call_fields)
             call = self.store.get_call(t.call_id)
             # Order matters for the caller: B is already audible, so stopping the hold audio
             # leaves no silence; A (muted since initiate) goes last.
             await self._safe(self._retry(lambda: self.media.set_hold(call, False)))
             await self._safe(self._retry(lambda: self.rooms.remove_participant(t.call_room, t.from_agent)))
             await self._safe(self._retry(lambda: self.rooms.delete_room(t.consult_room)))
-            call = self.store.update_call(t.call_id, agent_identity=t.target, status=CallStatus.active)
-            t = self.store.transition(transfer_id, S.completed, actor="system")
-        await self._notify(t)
-        await self._notify_call(call)
+        return t, call
 
     # --- internals: queues and hunt lists, the three-way introduction ------------------------------
     async def _offer_failed(
@@ -837,25 +901,38 @@ class TransferOrchestrator:
         """End a transfer in `state` and undo what it set up. Illegal → raises, changes nothing."""
         call_id = self.store.get_transfer(transfer_id).call_id
         async with self._lock(call_id):
-            t = self.store.transition(transfer_id, state, actor=actor, reason=reason)
-            # The call's record follows the transfer at once, so nobody reads a stale pair.
-            call = self.store.get_call(t.call_id)
-            if t.state is S.caller_left:
-                call = self.store.update_call(t.call_id, status=CallStatus.ended)
-            elif t.state in ROLLBACK_STATES and call.status is not CallStatus.ended:
-                call = self.store.update_call(t.call_id, status=CallStatus.active, agent_identity=t.from_agent)
-            self._cancel_timers(transfer_id)
-            await self._notify(t)  # before the rollback deletes the consult room A and B are in
-            await self._rollback(t, call)
+            t, call = await self._finish_locked(transfer_id, state, actor=actor, reason=reason)
         await self._notify_call(call)
         return t
 
-    async def _rollback(self, t: Transfer, call: Call) -> None:
+    async def _finish_locked(
+        self, transfer_id: str, state: TransferState, *, actor: str, reason: str = "", end_call: bool = False
+    ) -> tuple[Transfer, Call]:
+        """`_finish` with the call's lock held; `end_call`: the call ends with it (whatever `state`)."""
+        before = self.store.get_transfer(transfer_id)
+        call = self.store.get_call(before.call_id)
+        # The call's record follows the transfer in the same transaction, so nobody reads a stale pair.
+        if state is S.caller_left or end_call:
+            call_fields: dict[str, object] = {"status": CallStatus.ended}
+        elif state in ROLLBACK_STATES and call.status is not CallStatus.ended:
+            call_fields = {"status": CallStatus.active, "agent_identity": before.from_agent}
+        else:
+            call_fields = {}
+        t = self.store.transition(transfer_id, state, actor=actor, reason=reason, call=call_fields)
+        call = self.store.get_call(t.call_id)
+        self._cancel_timers(transfer_id)
+        await self._notify(t)  # before the rollback deletes the consult room A and B are in
+        # end_call deletes the call room itself, once the caller has been told the call ended.
+        await self._rollback(t, call, delete_call_room=not end_call)
+        return t, call
+
+    async def _rollback(self, t: Transfer, call: Call, *, delete_call_room: bool = True) -> None:
         if t.target_kind is TargetKind.phone and self.phone is not None and t.state is not S.completed:
             await self._safe(self.phone.stop(t))
         await self._safe(self.rooms.delete_room(t.consult_room))  # the consult job leaves with it
         if call.status is CallStatus.ended:
-            await self._safe(self.rooms.delete_room(t.call_room))
+            if delete_call_room:
+                await self._safe(self.rooms.delete_room(t.call_room))
         elif t.state in ROLLBACK_STATES:
             held = any(e.to_state is S.consulting for e in t.events)  # the caller was on hold: say they're back
             speech = back_speech(self.settings, t, self.presence.name_of(t.from_agent)) if held else None
@@ -903,11 +980,33 @@ class TransferOrchestrator:
                 task.cancel()
 
     async def _finish_quietly(self, transfer_id: str, state: TransferState, *, actor: str, reason: str) -> None:
-        """For events (timers, departures) that may lose a race with a user action."""
+        """For events (timers, departures) that may lose a race with a user action, and that nobody
+        waits for: a database that cannot be written delays them, it does not lose them."""
         try:
-            await self._finish(transfer_id, state, actor=actor, reason=reason)
+            await self._stored(lambda: self._finish(transfer_id, state, actor=actor, reason=reason))
         except IllegalTransition:
             pass
+
+    async def _stored(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run a state change nobody is waiting for, again every `storage_every_s` while the database
+        cannot be written (read-only, disk full), for up to `storage_for_s`: applied once it can."""
+        deadline = time.monotonic() + self.retry.storage_for_s
+        waited = False
+        while True:
+            try:
+                result = await op()
+            except StorageUnavailable as e:
+                if time.monotonic() > deadline:
+                    log.error("a state change was given up after %.0f s: %s", self.retry.storage_for_s, e)
+                    raise
+                if not waited:
+                    log.warning("a state change waits for the database: %s", e)
+                    waited = True
+                await asyncio.sleep(self.retry.storage_every_s)
+                continue
+            if waited:
+                log.info("the database took the delayed state change")
+            return result
 
     async def _notify(self, t: Transfer, *, summary: CallSummary | None = None, extra: dict | None = None) -> None:
         payload = {"transfer": t.model_dump(mode="json", exclude={"events"}), "event": _last_event(t), **(extra or {})}
@@ -921,14 +1020,21 @@ class TransferOrchestrator:
         if t.state in (S.consulting, S.completing, S.introducing, *ROLLBACK_STATES, S.caller_left):
             self.rooms.post(t.consult_room, msg)  # delivered before the rollback deletes the room
 
-    async def _notify_call(self, call: Call) -> None:
-        """What the caller's side may know: status and who they talk to, never the summary."""
+    async def _notify_call(self, call: Call, *, now: bool = False) -> bool:
+        """What the caller's side may know: status and who they talk to, never the summary. Queued
+        (`Rooms.post`), or with `now` sent before this returns: True if it was."""
         msg = Notification(
             type="call.status",
             payload={"call_id": call.call_id, "status": call.status.value, "agent": call.agent_identity},
         )
         self._emit(msg)
-        self.rooms.post(call.room, msg)
+        if not now:
+            self.rooms.post(call.room, msg)
+            return True
+        # Sent before the caller returns (e.g. "ended" before the room goes): what was posted to the
+        # room before it goes first, so the order holds.
+        await self.rooms.flush(call.room)
+        return await self.rooms.send(call.room, msg)
 
     def _emit(self, msg: Notification) -> None:
         for listener in self.listeners:

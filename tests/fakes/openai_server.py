@@ -9,6 +9,9 @@ It listens on 127.0.0.1 on a free port (real sockets: the openai 3.x SDK is driv
   → dict (the JSON answer). Tests plug the real Whisper in, so this is a real local STT endpoint.
 - POST /v1/audio/speech: calls `speak(body)` → iterable of PCM byte blocks, streamed with chunked
   transfer encoding as they come (tests plug piper in at 24 kHz).
+- `faults`: a provider that breaks mid-call. {"chat" | "transcriptions" | "speech": "fail" | "hang"}:
+  "fail" answers 500 at once, "hang" holds the request for `hang_s` (longer than any client timeout)
+  and then answers 500; set and cleared while the server runs.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class OpenAIRecorder:
         self.transcribe: Callable[[bytes, dict[str, list[str]]], dict[str, Any]] | None = None
         self.speak: Callable[[dict[str, Any]], Iterable[bytes]] | None = None
         self._chat_calls = 0
+        self.faults: dict[str, str] = {}
+        self.hang_s = 60.0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -96,6 +101,13 @@ class OpenAIRecorder:
                     rec.form, rec.files = parse_multipart(ctype, body)
                 recorder.requests.append(rec)
                 try:
+                    kind = "chat" if self.path.endswith("/chat/completions") else self.path.rsplit("/", 1)[-1]
+                    fault = recorder.faults.get(kind)
+                    if fault == "hang":
+                        time.sleep(recorder.hang_s)
+                    if fault in ("fail", "hang"):
+                        self._send_json(500, {"error": {"message": f"scripted {fault}", "type": "server_error"}})
+                        return
                     if self.path.endswith("/chat/completions"):
                         self._chat(rec)
                     elif self.path.endswith("/audio/transcriptions"):
