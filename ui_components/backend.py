@@ -21,9 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from functions.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
-from functions.models import Call, CallStatus, Notification, Transfer, is_agent_identity
+from functions.models import Call, CallStatus, Notification, Transfer, TransferState, is_agent_identity
 from functions.names import NAME_MAX_CHARS, normalize_name
 from functions.presence import Presence
+from functions.state_machine import ROLLBACK_STATES
 from functions.transfer import LOBBY
 
 log = logging.getLogger(__name__)
@@ -175,15 +176,22 @@ class UiBackend:
         return self.ctx.store.get_call(call_id)
 
     def _caller_view(self, call: Call) -> dict:
-        """What a caller may know: status and who they talk to (never summaries)."""
+        """What a caller may know: status, who they talk to, and whether that agent took the call
+        over (`transferred`) or is back after a transfer that did not happen (`back`); never summaries.
+        From the store, so a reloaded page says the same as the one before it."""
         offer = self.presence.offer_of(call.call_id)
         ringing = offer.agent if offer else None
+        transfers = self.ctx.store.list_transfers(call_id=call.call_id)
+        last = transfers[-1] if transfers else None
+        active = call.status is CallStatus.active
         return {
             "status": call.status.value,
             "agent": call.agent_identity,
             "agent_name": self.presence.name_of(call.agent_identity),
             "ringing": ringing,
             "ringing_name": self.presence.name_of(ringing),
+            "transferred": active and any(t.state is TransferState.completed for t in transfers),
+            "back": active and last is not None and last.state in ROLLBACK_STATES,
         }
 
     @_safe
@@ -266,7 +274,8 @@ class UiBackend:
         room = _text(args, "room", 64)
         if room == LOBBY:
             await self.orch.ensure_lobby()  # a reload after a day without agents
-        return {"token": self._token(agent, room)}
+        # A reloaded desk rejoins its call room during the hold too: silent and deaf until it ends.
+        return {"token": self.orch.agent_token(agent.identity, room, agent.name, while_held=True).model_dump()}
 
     @_safe
     async def agent_end_call(self, args: dict) -> dict:

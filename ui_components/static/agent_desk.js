@@ -86,9 +86,11 @@
       this.summaries = {};      // transfer_id → summary
       this.events = {};         // transfer_id → {seq: event}
       this.transfers = {};      // transfer_id → transfer (last seen)
-      this.callLog = [];        // local call events for the timeline: {at, text}
+      this.callLog = [];        // local call events for the timeline: {call_id, at, text}
       this.focusTid = null;
       this.consultTid = null;
+      this.lastCallId = null;   // the call the panels showed last: its timeline stays until the next one
+      this._autoJoined = "";    // "room:status" the desk last joined by itself (never in a loop)
       this.lobby = WT.room(`${slot}-lobby`, { wt_label: "Lobby" });
       this.callRoom = WT.room(`${slot}-call`, null);
       this.consult = WT.room(`${slot}-consult`, null);
@@ -98,6 +100,7 @@
       this.callRoom.addEventListener("disconnected", () => this.refresh());
       this.callRoom.addEventListener("permissions", () => this.render());
       this.consult.addEventListener("disconnected", () => { this.consultTid = null; this.refresh(); });
+      this.consult.addEventListener("left", () => this.leftConsult());
       this.callRoom.addEventListener("left", () => this.render());
       this.refresh = WT.debounce(() => this.load(), 120);
       setInterval(() => { if (this.session) this.load(); }, 10000); // safety net only
@@ -113,6 +116,13 @@
       if (kind === "desk") this.resume();
     }
 
+    // The page's boot (outside the tabs) resumes a saved sign-in before this tab is ever shown:
+    // Gradio mounts a tab's components only when the tab is first opened.
+    adopt(server) {
+      if (server && !this.server) this.server = server;
+      this.resume();
+    }
+
     // A reload keeps the sign-in (this tab only): the session is in sessionStorage.
     store(value) {
       try {
@@ -124,16 +134,16 @@
     async resume() {
       let saved = null;
       try { saved = JSON.parse(sessionStorage.getItem(`wt-agent-${this.slot}`) || "null"); } catch (e) { saved = null; }
-      if (this.session || !saved || !saved.session || this._resuming) return;
+      if (this.session || !saved || !saved.session || this._resuming || !this.server) return;
       this._resuming = true;
       this.session = saved.session;
+      this.me = saved.me || null; // the desk renders while agent_state is on its way
       const out = await this.fn("agent_state");
       this._resuming = false;
-      if (out.error) { this.session = null; this.store(null); this.render(); return; }
-      this.me = saved.me;
+      if (out.error) { this.session = null; this.me = null; this.store(null); this.render(); return; }
+      if (out.me) this.me = { identity: out.me.identity, name: out.me.name };
       await this.connectLobby();
-      this.apply(out);
-      if (out.call && out.call.status === "active" && !this.callRoom.connected) await this.rejoinCall();
+      this.apply(out); // back into the consult and the call room (on hold: silent), see syncConsult/syncCall
       WT.emit("agent-signed-in", { slot: this.slot });
     }
 
@@ -195,9 +205,37 @@
       for (const t of [snap.latest_transfer, snap.transfer_out, snap.transfer_in]) if (t) this.noteTransfer(t);
       const focus = snap.transfer_in || snap.transfer_out || snap.latest_transfer;
       if (focus) this.focusTid = focus.transfer_id;
+      const current = this.currentCallId();
+      if (current) this.lastCallId = current;
       this.syncConsult();
+      this.syncCall();
       this.render();
     }
+
+    // The call this desk is on now: its own, or the one an incoming transfer is about.
+    currentCallId() {
+      const snap = this.snap || {};
+      if (snap.call) return snap.call.call_id;
+      return snap.transfer_in && OPEN.has(snap.transfer_in.state) ? snap.transfer_in.call_id : null;
+    }
+
+    // In the call room whenever the state says so: this desk's call (also on hold, where the server
+    // lets it neither speak nor hear), or the caller's room while handing over to me. Joined by
+    // itself once per room and status, so "Leave" or a refused token is not retried in a loop.
+    async syncCall() {
+      const snap = this.snap || {};
+      const tin = snap.transfer_in;
+      const room = snap.call ? snap.call.room : tin && tin.state === "completing" ? tin.call_room : null;
+      const key = room && `${room}:${snap.call ? snap.call.status : "completing"}`;
+      if (!room || this.inCallRoom(room) || this._autoJoined === key) return;
+      this._autoJoined = key;
+      const tok = await this.fn("agent_room_token", { room });
+      if (this.inCallRoom(room)) return; // joined meanwhile (Accept)
+      if (tok.error) { this.error = tok.error; this.render(); return; }
+      await this.joinCall(tok.token);
+    }
+
+    inCallRoom(room) { return !!this.callRoom.room && this.callRoom.roomName === room; }
 
     noteTransfer(t, event) {
       this.transfers[t.transfer_id] = Object.assign({}, this.transfers[t.transfer_id] || {}, t);
@@ -273,12 +311,26 @@
       } else if (s === "consulting") {
         this.busy = "";
         this.notice = mine ? `Consulting ${who}: they're hearing the brief.` : `Warm transfer from ${who}: listen to the brief, then accept or decline.`;
+      } else if (s === "caller_left") {
+        // Nobody is back with anyone: the call is over.
+        this.busy = "";
+        this.notice = mine ? `The caller hung up during the transfer to ${who}: the call has ended.` : `The caller hung up: the transfer from ${who} is off.`;
       } else if (!OPEN.has(s)) {
         this.busy = "";
         const label = (STATE_LABEL[s] || s).toLowerCase();
         this.notice = mine ? `Transfer ${label}${reason}: you're back with the caller.` : `Transfer ${label}${reason}.`;
         if (!mine && this.callRoom.connected && this.callRoom.roomName === t.call_room) this.callRoom.disconnect(true);
       }
+    }
+
+    // "Leave" in the consult: for the target that is a decline, at once (a reload is not a leave:
+    // the server gives a reloading target a few seconds to come back instead).
+    leftConsult() {
+      const t = this.snap && this.snap.transfer_in;
+      this.consultTid = null;
+      if (t && t.state === "consulting") return this.transferAction("decline", t, "left the consult");
+      this.refresh();
+      return null;
     }
 
     // --- actions ----------------------------------------------------------------------
@@ -301,13 +353,14 @@
       return this.act("Answering…", "agent_accept_call", { call_id: callId }, async (out) => {
         this.captions = [];
         this.notice = "";
-        this.callLog.push({ at: Date.now() / 1000, text: `Answered ${out.call.caller_name || "the caller"}` });
+        this.callLog.push({ call_id: out.call.call_id, at: Date.now() / 1000, text: `Answered ${out.call.caller_name || "the caller"}` });
         await this.joinCall(out.token);
       });
     }
 
     async joinCall(token) {
       const room = token.room;
+      if (this.inCallRoom(room)) return; // joined or joining already (syncCall)
       await this.callRoom.connect(token, {
         publish: true,
         tokenProvider: async () => { const x = await this.fn("agent_room_token", { room }); return x.error ? x : x.token; },
@@ -326,7 +379,7 @@
       const call = this.snap && this.snap.call;
       if (!call) return null;
       return this.act("Ending the call…", "agent_end_call", { call_id: call.call_id }, async () => {
-        this.callLog.push({ at: Date.now() / 1000, text: "Call ended" });
+        this.callLog.push({ call_id: call.call_id, at: Date.now() / 1000, text: "Call ended" });
         await this.callRoom.disconnect(true);
       });
     }
@@ -343,12 +396,12 @@
       });
     }
 
-    transferAction(action, t) {
+    transferAction(action, t, reason) {
       const text = { complete: "Completing the transfer…", cancel: "Cancelling…", accept: "Accepting: joining the caller…", decline: "Declining…" }[action];
-      return this.act(text, "agent_transfer_action", { transfer_id: t.transfer_id, action }, async (out) => {
+      return this.act(text, "agent_transfer_action", { transfer_id: t.transfer_id, action, reason: reason || "" }, async (out) => {
         if (out.join) {
           this.captions = [];
-          this.callLog.push({ at: Date.now() / 1000, text: "Joined the caller" });
+          this.callLog.push({ call_id: t.call_id, at: Date.now() / 1000, text: "Joined the caller" });
           this.busy = "Joining the caller…";
           await this.joinCall(out.join);
         }
@@ -381,11 +434,12 @@
       }
       const snap = this.snap || { me: {}, incoming: [], agents: [] };
       const me = snap.me || {};
+      const who = this.me || me; // a resumed session renders before its snapshot arrives
       const status = me.busy ? "On a call" : me.available ? "Available" : "Unavailable";
       nodes.push(el("div", { class: "wt-deskhead" },
         el("div", {},
-          el("div", { class: "wt-title", dataset: { testid: "agent-name" } }, this.me.name),
-          el("div", { class: "wt-small wt-muted" }, this.me.identity)),
+          el("div", { class: "wt-title", dataset: { testid: "agent-name" } }, who.name || ""),
+          el("div", { class: "wt-small wt-muted" }, who.identity || "")),
         el("span", { class: `wt-pill wt-avail-${me.busy ? "busy" : me.available ? "on" : "off"}`, dataset: { testid: "availability" } }, status),
         el("button", { class: "wt-btn wt-toggle-available", onclick: () => this.setAvailable(!me.available) }, me.available ? "Go unavailable" : "Go available"),
         el("button", { class: "wt-btn wt-link", onclick: () => this.signOut() }, "Sign out")));
@@ -500,11 +554,12 @@
     renderLive() {
       const root = this.parts.live;
       if (!root) return;
-      const snap = this.snap || {};
-      const callId = (snap.call && snap.call.call_id) || (snap.transfer_in && snap.transfer_in.call_id);
+      // Only the call this desk is on now: an ended call's summary and captions are not shown as live.
+      const callId = this.currentCallId();
       const rolling = callId && this.rolling[callId];
-      const transferSummary = this.focusTid && this.summaries[this.focusTid];
-      const captions = this.captions.filter((c) => !callId || c.call_id === callId).slice(-30);
+      const focus = this.focusTid && this.transfers[this.focusTid];
+      const transferSummary = callId && focus && focus.call_id === callId && this.summaries[this.focusTid];
+      const captions = callId ? this.captions.filter((c) => c.call_id === callId).slice(-30) : [];
       const capList = el("ol", { class: "wt-captions", dataset: { testid: "captions" } },
         captions.map((c) => el("li", {}, el("span", { class: "wt-speaker" }, c.speaker === "caller" ? "Caller" : String(c.speaker || "").replace(/^agent:/, "")), el("span", {}, c.text))));
       WT.swap(root, [
@@ -532,8 +587,12 @@
     renderTimeline() {
       const root = this.parts.timeline;
       if (!root) return;
-      const items = this.callLog.map((c) => ({ at: c.at, text: c.text, kind: "call" }));
-      const t = this.focusTid && this.transfers[this.focusTid];
+      // The current call's events, or the last call's until the next one starts (marked as over).
+      const current = this.currentCallId();
+      const shown = current || this.lastCallId;
+      const items = this.callLog.filter((c) => c.call_id === shown).map((c) => ({ at: c.at, text: c.text, kind: "call" }));
+      const focus = this.focusTid && this.transfers[this.focusTid];
+      const t = focus && focus.call_id === shown ? focus : null;
       if (t) {
         for (const e of Object.values(this.events[t.transfer_id] || {})) {
           const detail = e.detail && (e.detail.reason || e.detail.target) ? ` — ${e.detail.reason || `to ${e.detail.target}`}` : "";
@@ -542,7 +601,9 @@
       }
       items.sort((a, b) => a.at - b.at);
       WT.swap(root, [el("section", { class: "wt-card" },
-        el("h3", {}, "Call timeline", t ? el("span", { class: "wt-muted wt-small" }, ` · transfer ${t.transfer_id}`) : null),
+        el("h3", {}, "Call timeline",
+          shown && !current ? el("span", { class: "wt-muted wt-small", dataset: { testid: "timeline-over" } }, " · last call, over") : null,
+          t ? el("span", { class: "wt-muted wt-small" }, ` · transfer ${t.transfer_id}`) : null),
         items.length
           ? el("ol", { class: "wt-timeline", dataset: { testid: "timeline" } }, items.map((i) => el("li", { dataset: { kind: i.kind } }, el("time", {}, WT.time(i.at)), el("span", {}, i.text))))
           : el("div", { class: "wt-empty" }, "Events of the call and its transfers appear here with their times."))]);
@@ -560,6 +621,7 @@
     }
     return desk;
   };
+  WT.desk = factory;
   WT.kinds.desk = factory;
   WT.kinds.live = factory;
   WT.kinds.timeline = factory;

@@ -36,6 +36,13 @@
       this.resume();
     }
 
+    // The page's boot (outside the tabs) resumes a saved call before the Caller tab is ever shown:
+    // Gradio mounts a tab's components only when the tab is first opened.
+    adopt(server) {
+      this.server = this.server || server;
+      this.resume();
+    }
+
     // A reload keeps the call: this tab's ticket is in sessionStorage (never sent elsewhere).
     saved() {
       try { return JSON.parse(sessionStorage.getItem(`wt-call-${this.slot}`) || "null"); } catch (e) { return null; }
@@ -56,7 +63,6 @@
       if (view.error || view.status === "ended") { this._resuming = false; this.call = null; this.save(); return; }
       this.call = saved;
       this.view = view;
-      if (view.status === "active") this.firstAgent = view.agent;
       this.render();
       const tok = await WT.call(this.server, "caller_token", saved);
       this._resuming = false;
@@ -108,8 +114,9 @@
 
     onData(msg) {
       if (msg.type === "call.status" && this.call && msg.payload && msg.payload.call_id === this.call.call_id) {
-        this.applyStatus({ status: msg.payload.status, agent: msg.payload.agent });
-        this.refreshStatus(); // names come from the server
+        // Until the server's view arrives, "transferred"/"back" are this page's own guess.
+        this.applyStatus({ status: msg.payload.status, agent: msg.payload.agent, transferred: undefined, back: undefined });
+        this.refreshStatus(); // names, and whether the call was transferred, come from the server
       }
     }
 
@@ -166,9 +173,12 @@
       if (v.status === "ended") return ["Call ended", "Thanks for calling."];
       if (v.status === "on_hold") return ["On hold — please wait", "Your agent is bringing in a colleague who can help. Music plays while you wait."];
       if (v.status === "active") {
-        const transferred = this.firstAgent && v.agent !== this.firstAgent;
+        // The server knows the call's history (a reload forgets this page's); a fresh status message
+        // is read with what this page saw until the server's view arrives.
+        const back = v.back !== undefined ? v.back : this.wasOnHold && v.agent === this.firstAgent;
+        const transferred = v.transferred !== undefined ? v.transferred : !!this.firstAgent && v.agent !== this.firstAgent;
+        if (back) return [`You're back with ${this.agentName()}`, ""];
         if (transferred) return [`Now connected to ${this.agentName()}`, "Your call was transferred. They already know what it's about."];
-        if (this.wasOnHold) return [`You're back with ${this.agentName()}`, ""];
         return [`You're talking to ${this.agentName()}`, ""];
       }
       if (v.ringing) return [`Calling ${v.ringing_name || v.ringing}…`, "Please stay on the line."];
@@ -232,7 +242,7 @@
         const controls = el("div", { class: "wt-controls" });
         if (status !== "ended") {
           if (this.room.connected) {
-            controls.append(el("button", { class: "wt-btn wt-mute", onclick: () => this.room.toggleMute() },
+            controls.append(el("button", { class: "wt-btn wt-mute", onclick: () => this.room.toggleMute(), disabled: !this.room.micAllowed },
               this.room.micEnabled ? "Mute" : "Unmute"));
           }
           controls.append(el("button", { class: "wt-btn wt-danger wt-hangup", onclick: () => this.hangUp(), disabled: !!this.busy }, "Hang up"));
@@ -252,10 +262,12 @@
   WT.kinds.caller = function (slot) {
     if (!phones[slot]) {
       phones[slot] = new CallerPhone(slot);
-      // Re-draw the mute label when the room widget changes.
+      // Re-draw the mute label when the room widget changes, or the microphone moves to another tab.
       WT.room(slot).addEventListener("state", () => phones[slot].render());
       WT.room(slot).addEventListener("participants", () => phones[slot].render());
+      WT.bus.addEventListener("page-roles", () => phones[slot].render());
     }
     return phones[slot];
   };
+  WT.phone = WT.kinds.caller;
 })();
