@@ -120,7 +120,7 @@
     // Gradio mounts a tab's components only when the tab is first opened.
     adopt(server) {
       if (server && !this.server) this.server = server;
-      this.resume();
+      return this.resume();
     }
 
     // A reload keeps the sign-in (this tab only): the session is in sessionStorage.
@@ -131,19 +131,24 @@
       } catch (e) { /* storage unavailable: sign in again after a reload */ }
     }
 
-    async resume() {
+    // One resume at a time (the desk panel and the page panel both ask); done once the desk is back
+    // in its rooms.
+    resume() {
+      if (!this._resuming) this._resuming = this._resume().finally(() => { this._resuming = null; });
+      return this._resuming;
+    }
+
+    async _resume() {
       let saved = null;
       try { saved = JSON.parse(sessionStorage.getItem(`wt-agent-${this.slot}`) || "null"); } catch (e) { saved = null; }
-      if (this.session || !saved || !saved.session || this._resuming || !this.server) return;
-      this._resuming = true;
+      if (this.session || !saved || !saved.session || !this.server) return;
       this.session = saved.session;
       this.me = saved.me || null; // the desk renders while agent_state is on its way
       const out = await this.fn("agent_state");
-      this._resuming = false;
       if (out.error) { this.session = null; this.me = null; this.store(null); this.render(); return; }
       if (out.me) this.me = { identity: out.me.identity, name: out.me.name };
       await this.connectLobby();
-      this.apply(out); // back into the consult and the call room (on hold: silent), see syncConsult/syncCall
+      await this.apply(out); // back into the consult and the call room (on hold: silent)
       WT.emit("agent-signed-in", { slot: this.slot });
     }
 
@@ -207,9 +212,9 @@
       if (focus) this.focusTid = focus.transfer_id;
       const current = this.currentCallId();
       if (current) this.lastCallId = current;
-      this.syncConsult();
-      this.syncCall();
+      const joined = Promise.all([this.syncConsult(), this.syncCall()]);
       this.render();
+      return joined;
     }
 
     // The call this desk is on now: its own, or the one an incoming transfer is about.

@@ -40,7 +40,7 @@
     // Gradio mounts a tab's components only when the tab is first opened.
     adopt(server) {
       this.server = this.server || server;
-      this.resume();
+      return this.resume();
     }
 
     // A reload keeps the call: this tab's ticket is in sessionStorage (never sent elsewhere).
@@ -55,17 +55,21 @@
       } catch (e) { /* storage unavailable: no resume */ }
     }
 
-    async resume() {
+    // One resume at a time (the caller panel and the page panel both ask); done once back in the room.
+    resume() {
+      if (!this._resuming) this._resuming = this._resume().finally(() => { this._resuming = null; });
+      return this._resuming;
+    }
+
+    async _resume() {
       const saved = this.saved();
-      if (this.call || !saved || this._resuming) return;
-      this._resuming = true;
+      if (this.call || !saved || !this.server) return;
       const view = await WT.call(this.server, "caller_status", saved);
-      if (view.error || view.status === "ended") { this._resuming = false; this.call = null; this.save(); return; }
+      if (view.error || view.status === "ended") { this.call = null; this.save(); return; }
       this.call = saved;
       this.view = view;
       this.render();
       const tok = await WT.call(this.server, "caller_token", saved);
-      this._resuming = false;
       if (tok.error) { this.error = tok.error; this.render(); return; }
       await this.connectRoom(tok.token);
     }

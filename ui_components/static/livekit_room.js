@@ -87,21 +87,32 @@
   // - a room never plays back a participant this page is itself (any number of roles).
   const ROLE_TABS = { "tab-agent-a-button": "a", "tab-agent-b-button": "b", "tab-caller-button": "caller" };
   WT.ROLE_NAMES = { a: "Agent A", b: "Agent B", caller: "Caller" };
-  WT.page = { role: null };
+  // role: the role whose tab was shown last; resuming: roles the page is bringing back after a
+  // reload (they count as played from the start, so no other role speaks for them meanwhile).
+  WT.page = { role: null, resuming: new Set() };
 
   function visibleRole() {
     const tab = document.querySelector('[role="tab"][aria-selected="true"]');
     return tab && ROLE_TABS[tab.id] ? ROLE_TABS[tab.id] : null; // Calls (or no tab bar): no role
   }
 
-  // Roles of this page that are in (or joining) a room with a microphone.
+  // Roles of this page that are in (or joining) a room with a microphone, or coming back after a reload.
   WT.liveRoles = function liveRoles() {
-    const roles = new Set();
+    const roles = new Set(WT.page.resuming);
     for (const r of Object.values(WT.rooms)) if (r.room && r.publish) roles.add(r.role);
     return roles;
   };
-  // The role that has the microphone, or null when this page plays at most one role (it keeps it).
-  WT.micRole = function micRole() { return WT.liveRoles().size > 1 ? WT.page.role : null; };
+  // The role that has the microphone, or null when this page plays at most one role (it keeps it);
+  // "" while the tab bar is not there yet: then nobody speaks.
+  WT.micRole = function micRole() {
+    if (WT.liveRoles().size <= 1) return null;
+    if (!WT.page.role) WT.page.role = visibleRole();
+    return WT.page.role || "";
+  };
+  WT.resuming = function resuming(role, on) {
+    if (on) WT.page.resuming.add(role);
+    else if (WT.page.resuming.delete(role)) WT.pageChanged();
+  };
   WT.pageIdentities = function pageIdentities() {
     const ids = new Set();
     for (const r of Object.values(WT.rooms)) if (r.room && r.identity) ids.add(r.identity);
@@ -349,7 +360,7 @@
     }
 
     // Whether this room's role may use the page's microphone (see "One page, several roles").
-    get micAllowed() { return WT.micRole() === null || WT.micRole() === this.role; }
+    get micAllowed() { const holder = WT.micRole(); return holder === null || holder === this.role; }
 
     // Publish the microphone exactly when the user wants it, the server allows it and the page's
     // microphone is this role's; one change at a time.

@@ -18,8 +18,13 @@
       this.root = root;
       root.classList.add("wt-page");
       const words = (v) => String(v || "").split(/\s+/).filter(Boolean);
-      for (const slot of words(props.wt_agents)) if (saved(`wt-agent-${slot}`)) WT.desk(slot, null).adopt(server);
-      for (const slot of words(props.wt_callers)) if (saved(`wt-call-${slot}`)) WT.phone(slot).adopt(server);
+      // Every role coming back counts as played from the start (see WT.liveRoles), so the one resumed
+      // first does not take the microphone while the others are still on their way.
+      const desks = words(props.wt_agents).filter((slot) => saved(`wt-agent-${slot}`));
+      const calls = words(props.wt_callers).filter((slot) => saved(`wt-call-${slot}`));
+      for (const slot of [...desks, ...calls]) WT.resuming(slot, true);
+      for (const slot of desks) WT.desk(slot, null).adopt(server).finally(() => WT.resuming(slot, false));
+      for (const slot of calls) WT.phone(slot).adopt(server).finally(() => WT.resuming(slot, false));
       WT.bus.addEventListener("page-roles", () => this.render());
       this.render();
     }
