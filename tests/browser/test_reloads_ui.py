@@ -52,7 +52,7 @@ def store_of(app_server):
 async def past_grace(app_server, extra: float = 2.0) -> None:
     """Longer than any grace the control plane gives a participant who left a room."""
     s = app_server.app.state.ctx.settings
-    await asyncio.sleep(max(s.caller_grace_s, getattr(s, "target_grace_s", 0.0)) + extra)
+    await asyncio.sleep(max(s.caller_grace_s, s.target_grace_s) + extra)
 
 
 async def test_caller_reload_keeps_the_call_talking_and_on_hold(world, app_server, lk_api, shots):
