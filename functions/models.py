@@ -46,6 +46,7 @@ class TokenRequest(BaseModel):
     role: Role
     room: str
     can_publish: bool = True
+    can_subscribe: bool = True
     hidden: bool = False
     ttl_s: int | None = Field(None, ge=10, le=3600)
 

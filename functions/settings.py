@@ -176,6 +176,13 @@ class Settings(BaseSettings):
     caller_grace_s: float = Field(
         8.0, ge=0, le=300, description="a caller who left the room (reload, network) may rejoin within this"
     )
+    target_grace_s: float = Field(
+        6.0,
+        ge=0,
+        le=60,
+        description="a consult target who left the consult room (reload, network) may rejoin within this; the "
+        "caller hears hold audio meanwhile, so it is kept short",
+    )
     hold_ack_timeout_s: float = Field(2.0, gt=0, le=30, description="initiate waits this long for hold audio")
     reconcile_interval_s: float = Field(
         1.0,

@@ -32,7 +32,7 @@ def _grants(req: TokenRequest) -> api.VideoGrants:
         room=req.room,
         can_publish=req.can_publish,
         can_publish_sources=MIC_ONLY,
-        can_subscribe=True,
+        can_subscribe=req.can_subscribe,  # False only for A rejoining its call room during the hold
         # Callers never send data; a receive-only agent (the lobby) neither.
         can_publish_data=req.role is Role.service or (req.role is Role.agent and req.can_publish),
         can_update_own_metadata=False,

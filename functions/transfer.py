@@ -166,6 +166,7 @@ class TransferOrchestrator:
         self._locks: dict[str, asyncio.Lock] = {}  # call_id → lock: actions on one call are serialized
         self._arrivals: dict[tuple[str, str], asyncio.Event] = {}  # (room, identity) → microphone published
         self._caller_lost: dict[str, asyncio.Task] = {}  # call_id → ends the call unless the caller rejoins
+        self._target_lost: dict[str, asyncio.Task] = {}  # transfer_id → rolls back unless B rejoins the consult
         self._background = Background()
         self.listeners: list[Callable[[Notification], None]] = []
         self.consult_qa = ConsultQA(store, rooms, self._emit)  # B's questions to the briefing
@@ -341,8 +342,11 @@ class TransferOrchestrator:
             raise InvalidInput(f"call {call_id} has ended")
         return self._token(call.caller_identity, call.caller_name or "Caller", Role.caller, call.room)
 
-    def agent_token(self, agent: str, room: str, name: str = "") -> TokenResponse:
-        """Agents get only rooms of calls they are on, consults they are part of, and the lobby."""
+    def agent_token(self, agent: str, room: str, name: str = "", *, while_held: bool = False) -> TokenResponse:
+        """Agents get only rooms of calls they are on, consults they are part of, and the lobby.
+
+        `while_held`: A asks for its call room during the hold (the UI rejoining after a reload) and
+        gets a token that can neither publish nor subscribe there; the rollback gives both back."""
         _check_agent(agent)
         if room == LOBBY:  # receive-only: presence and notifications
             return self._token(agent, name, Role.agent, room, can_publish=False)
@@ -358,6 +362,8 @@ class TransferOrchestrator:
             if not allowed:
                 raise Forbidden(f"agent {agent} is not on call {call.call_id}")
             if call.status is CallStatus.on_hold and call.agent_identity == agent:
+                if while_held:  # in the room, hearing and saying nothing until the hold ends
+                    return self._token(agent, name, Role.agent, room, can_publish=False, can_subscribe=False)
                 # A full token now would let A talk over the hold audio.
                 raise Forbidden(f"call {call.call_id} is on hold while you consult; cancel the transfer to return")
             return self._token(agent, name, Role.agent, room)
@@ -366,8 +372,17 @@ class TransferOrchestrator:
                 return self._token(agent, name, Role.agent, room)
         raise Forbidden(f"agent {agent} may not join room {room}")
 
-    def _token(self, identity: str, name: str, role: Role, room: str, *, can_publish: bool = True) -> TokenResponse:
-        req = TokenRequest(identity=identity, name=name or identity, role=role, room=room, can_publish=can_publish)
+    def _token(
+        self, identity: str, name: str, role: Role, room: str, *, can_publish: bool = True, can_subscribe: bool = True
+    ) -> TokenResponse:
+        req = TokenRequest(
+            identity=identity,
+            name=name or identity,
+            role=role,
+            room=room,
+            can_publish=can_publish,
+            can_subscribe=can_subscribe,
+        )
         return mint_token(req, self.settings)
 
     # --- transfers ----------------------------------------------------------------------------
@@ -563,6 +578,8 @@ class TransferOrchestrator:
         elif event.event == "participant_joined" and transfer is not None:
             if identity == transfer.target and transfer.state is S.consulting:
                 self._target_joined(transfer.transfer_id)
+                if lost := self._target_lost.pop(transfer.transfer_id, None):
+                    lost.cancel()  # back within the grace period (a reload): the consult goes on
         elif event.event == "participant_joined" and call is not None and identity == call.caller_identity:
             if lost := self._caller_lost.pop(call.call_id, None):
                 lost.cancel()  # back within the grace period: the call goes on
@@ -577,15 +594,10 @@ class TransferOrchestrator:
                 self._left_introduction(call, identity)
         elif event.event == "participant_left" and transfer is not None and transfer.state is S.consulting:
             if identity == transfer.target:
-                self._background.spawn(
-                    self._offer_failed(
-                        transfer.transfer_id,
-                        S.target_left,
-                        target=identity,
-                        actor=identity,
-                        reason="target left the consult",
-                        quietly=True,
-                    )
+                # A reload looks like leaving to LiveKit: B gets TARGET_GRACE_S to come back. A B who
+                # declines, or leaves the consult in the UI (which declines), ends it at once.
+                self._target_lost[transfer.transfer_id] = self._background.spawn(
+                    self._target_left_unless_back(transfer, identity)
                 )
             elif identity == briefing_identity(transfer.transfer_id):
                 self._background.spawn(self._ensure_consult_job(transfer))
@@ -623,6 +635,20 @@ class TransferOrchestrator:
         self._caller_lost.pop(call.call_id, None)
         if identity not in await self.rooms.identities(call.room):
             await self._stored(lambda: self.end_call(call.call_id, actor=identity, reason="caller hung up"))
+
+    async def _target_left_unless_back(self, t: Transfer, identity: str) -> None:
+        await asyncio.sleep(self.settings.target_grace_s)
+        self._target_lost.pop(t.transfer_id, None)
+        if identity not in await self.rooms.identities(t.consult_room):
+            # Not back: a queue or hunt list offers the transfer to the next agent, else back with A.
+            await self._offer_failed(
+                t.transfer_id,
+                S.target_left,
+                target=identity,
+                actor=identity,
+                reason="target left the consult",
+                quietly=True,
+            )
 
     async def on_media_report(self, report: MediaReport) -> None:
         if isinstance(report, WorkerHeartbeat):
@@ -975,8 +1001,8 @@ class TransferOrchestrator:
 
     def _cancel_timers(self, transfer_id: str) -> None:
         current = asyncio.current_task()
-        for task in self._timers.pop(transfer_id, {}).values():
-            if task is not current:
+        for task in [*self._timers.pop(transfer_id, {}).values(), self._target_lost.pop(transfer_id, None)]:
+            if task is not None and task is not current:
                 task.cancel()
 
     async def _finish_quietly(self, transfer_id: str, state: TransferState, *, actor: str, reason: str) -> None:

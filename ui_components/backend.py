@@ -22,9 +22,18 @@ from dataclasses import dataclass
 
 from functions.announcements import hold_announcement
 from functions.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
-from functions.models import Call, CallStatus, Notification, Transfer, is_agent_identity
+from functions.models import (
+    TERMINAL_STATES,
+    Call,
+    CallStatus,
+    Notification,
+    Transfer,
+    TransferState,
+    is_agent_identity,
+)
 from functions.names import NAME_MAX_CHARS, normalize_name
 from functions.presence import LOBBY, Presence
+from functions.state_machine import ROLLBACK_STATES
 
 log = logging.getLogger(__name__)
 NAME_MAX = NAME_MAX_CHARS
@@ -169,14 +178,19 @@ class UiBackend:
 
     def _caller_view(self, call: Call) -> dict:
         """What a caller may know: status, who they talk to or whose phone rings, their place in the
-        queue, and what they are told on hold (never summaries)."""
+        queue, what they are told on hold, and whether that agent took the call over (`transferred`) or
+        is back after a transfer that did not happen (`back`); never summaries. From the store, so a
+        reloaded page says the same as the one before it."""
         waiting = self.orch.calls.get(call.call_id)
         ringing = waiting.agent if waiting else None
         note, joining = "", None
-        open_ = self.ctx.store.list_transfers(call_id=call.call_id, open_only=True)
+        transfers = self.ctx.store.list_transfers(call_id=call.call_id)
+        last = transfers[-1] if transfers else None
+        active = call.status is CallStatus.active
+        open_ = [t for t in transfers if t.state not in TERMINAL_STATES]
         if call.status is CallStatus.on_hold and open_:
             note = hold_announcement(self.ctx.settings, open_[0])
-        elif open_ and open_[0].state.value == "introducing" and call.status is CallStatus.active:
+        elif open_ and open_[0].state is TransferState.introducing and active:
             joining = open_[0].target  # three-way: the caller talks to A and B
         return {
             "status": call.status.value,
@@ -188,6 +202,8 @@ class UiBackend:
             "note": note,
             "with": joining,
             "with_name": self.presence.name_of(joining),
+            "transferred": active and any(t.state is TransferState.completed for t in transfers),
+            "back": active and last is not None and last.state in ROLLBACK_STATES,
         }
 
     @_safe
@@ -265,7 +281,8 @@ class UiBackend:
         room = _text(args, "room", 64)
         if room == LOBBY:
             await self.orch.ensure_lobby()  # a reload after a day without agents
-        return {"token": self._token(agent, room)}
+        # A reloaded desk rejoins its call room during the hold too: silent and deaf until it ends.
+        return {"token": self.orch.agent_token(agent.identity, room, agent.name, while_held=True).model_dump()}
 
     @_safe
     async def agent_end_call(self, args: dict) -> dict:

@@ -38,6 +38,19 @@ def render_calls_tab(backend: UiBackend) -> None:
     WtPanel("calls", "calls", server_functions=backend.agent_functions())
 
 
+def render_page_panel(backend: UiBackend, *, agents: list[str], callers: list[str]) -> None:
+    """Outside the tabs, so always mounted (Gradio mounts a tab's components when it is first
+    opened): resumes the sign-ins and the call a reload left (whatever tab is shown), and says
+    which role has the microphone when one page plays several."""
+    WtPanel(
+        "page",
+        "page",
+        server_functions=backend.agent_functions() + backend.caller_functions(),
+        agents=" ".join(agents),
+        callers=" ".join(callers),
+    )
+
+
 def build_blocks(backend: UiBackend) -> gr.Blocks:
     with gr.Blocks(title="Warm Transfer") as blocks:
         with gr.Row(elem_classes=["wt-header"]):
@@ -47,6 +60,7 @@ def build_blocks(backend: UiBackend) -> gr.Blocks:
                 apply_default_css=False,
                 js_on_load=None,
             )
+        render_page_panel(backend, agents=["a", "b"], callers=["caller"])
         with gr.Tabs(elem_id="wt-tabs"):
             with gr.Tab("Agent A", id="agent-a", elem_id="tab-agent-a", render_children=True):
                 render_agent_tab(backend, "a", identity="agent-a", name="Agent A")

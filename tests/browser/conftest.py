@@ -56,13 +56,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def speech_file(folder: Path, text: str) -> Path:
-    """Real speech for a fake microphone: espeak-ng, resampled to 48 kHz mono with sox."""
+def speech_file(folder: Path, text: str, *, pause_s: float = 0.0) -> Path:
+    """Real speech for a fake microphone: espeak-ng, resampled to 48 kHz mono with sox, then
+    `pause_s` of silence (Chromium loops the file: one utterance per loop)."""
     raw, wav = folder / "raw.wav", folder / "speech-48k.wav"
     subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), text], check=True, capture_output=True)
     if shutil.which("sox"):
-        subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(wav)], check=True)
+        pad = ["pad", "0", str(pause_s)] if pause_s else []
+        subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(wav), *pad], check=True)
         return wav
+    if pause_s:
+        raise RuntimeError("sox is needed for a speech file with pauses (apt-get install sox)")
     return raw
 
 

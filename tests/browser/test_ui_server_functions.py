@@ -39,8 +39,11 @@ async def ui(app_factory):
 
 
 async def test_every_function_checks_who_is_asking(ui):
-    assert set(ui.ids) == {"desk", "caller", "calls"}
+    assert set(ui.ids) == {"desk", "caller", "calls", "page"}
     assert (await ui("desk", "agent_state"))["error"] == "please sign in again"
+    # The page's boot panel (outside the tabs) carries both sets; each still checks who is asking.
+    assert (await ui("page", "agent_state"))["error"] == "please sign in again"
+    assert "not yours" in (await ui("page", "caller_status"))["error"]
     assert "wrong" in (await ui("desk", "agent_sign_in", identity="agent-a", passcode="nope"))["error"]
     refused = await ui("desk", "agent_sign_in", identity="caller-x", passcode="s3cret")
     assert refused["kind"] == "InvalidInput" and "agent id" in refused["error"]

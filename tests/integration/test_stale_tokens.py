@@ -62,6 +62,24 @@ async def test_a_rejoining_during_hold_with_a_token_from_before_hears_and_says_n
     assert world.caller.hears(world.hold_id), "the caller lost the hold audio"
 
 
+async def test_a_rejoining_during_hold_with_the_held_token_is_silent_then_back_after_cancel(world):
+    """What the UI asks for when A reloads during the hold (`while_held`): a token that can neither
+    publish nor subscribe, so A is never heard over the hold audio, not even before the webhook;
+    the rollback gives both back, and the caller hears A again."""
+    t = await world.initiate()
+    await world.caller.wait_hears(world.hold_id, timeout=20)
+    await world.a.disconnect()
+    held = world.orch.agent_token(world.a_id, world.call.room, while_held=True).token
+    a_again, joined = await _join(world, world.a_id, A_HZ, held)
+    await asyncio.sleep(2.0)
+    assert a_again.first_energy_after(world.call.caller_identity, joined) is None, "A heard the caller on hold"
+    assert world.caller.first_energy_after(world.a_id, joined) is None, "the caller heard A during the hold"
+    assert world.caller.hears(world.hold_id), "the caller lost the hold audio"
+    await world.orch.cancel(t.transfer_id, actor=world.a_id)
+    await world.caller.wait_hears(world.a_id, timeout=10)  # the peer re-publishes when allowed, as the UI does
+    await a_again.wait_hears(world.call.caller_identity, timeout=10)
+
+
 async def test_a_rejoining_after_the_hand_off_is_removed(world):
     old = world.orch.agent_token(world.a_id, world.call.room).token
     t = await world.initiate()

@@ -4,6 +4,7 @@ participants publishing distinct tones: caller 440 Hz, A 660 Hz, B 880 Hz.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -116,13 +117,40 @@ async def test_nobody_joins_the_consult_times_out(world):
 
 
 async def test_b_leaving_the_consult_returns_caller_to_a(world):
+    """B gone for good: the caller is back with A once TARGET_GRACE_S (the time a reloading B gets to
+    come back) is over, and not much later."""
+    grace = world.orch.settings.target_grace_s
     t = await world.initiate()
     await world.join_consult()
     await world.b_consult.wait_hears(world.a_id)
     await world.b_consult.disconnect()
-    done = await world.wait_state(TransferState.target_left)
+    left = time.monotonic()
+    done = await world.wait_state(TransferState.target_left, timeout=grace + 10)
+    took = time.monotonic() - left
+    assert grace - 0.5 <= took <= grace + 3, f"rolled back {took:.1f} s after B left (grace {grace} s)"
     assert done.events[-1].actor == world.b_id
     await _assert_caller_back_with_a(world, t)
+
+
+async def test_b_back_in_the_consult_within_the_grace_keeps_the_transfer(world):
+    """What a reload of B's page does to LiveKit: B leaves the consult and joins it again a few seconds
+    later. The transfer goes on (the caller still on hold), and B can accept."""
+    grace = world.orch.settings.target_grace_s
+    t = await world.initiate()
+    await world.join_consult()
+    await world.b_consult.wait_hears(world.a_id)
+    await world.b_consult.disconnect()
+    await asyncio.sleep(grace / 2)
+    url = world.orch.settings.livekit_url
+    token = world.orch.agent_token(world.b_id, t.consult_room).token
+    world.b_consult = await world._peer(world.b_id, B_HZ).connect(url, token)
+    await world.b_consult.wait_hears(world.a_id)
+    await asyncio.sleep(grace / 2 + 2)  # past the end of the grace
+    assert world.orch.get_transfer(t.transfer_id).state is TransferState.consulting
+    await world.caller.wait_hears_only({world.hold_id})
+    await world.orch.accept(t.transfer_id, actor=world.b_id)
+    await world.b_joins_call()
+    await world.wait_state(TransferState.completed)
 
 
 async def test_caller_hanging_up_during_consult_ends_transfer_and_tells_a_and_b(world):

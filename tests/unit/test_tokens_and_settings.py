@@ -50,6 +50,14 @@ def test_agent_call_token_publishes_mic_and_data(settings):
     assert not v.get("roomAdmin")
 
 
+def test_held_agent_token_neither_publishes_nor_subscribes(settings):
+    """What A gets for its call room during the hold (a reload): in the room, silent and deaf."""
+    req = {"identity": "agent-a", "role": Role.agent, "room": "call-1"}
+    v = _claims(settings, **req, can_publish=False, can_subscribe=False)["video"]
+    assert v["roomJoin"] is True and v["canPublish"] is False and v["canSubscribe"] is False
+    assert v["canPublishData"] is False
+
+
 def test_service_token_may_be_hidden(settings):
     v = _claims(settings, identity="transcriber-1", role=Role.service, room="call-1", hidden=True)["video"]
     assert v["hidden"] is True

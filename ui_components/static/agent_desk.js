@@ -99,9 +99,11 @@
       this.qa = {};             // transfer_id → {at: exchange}: B's questions to the briefing and its answers
       this.events = {};         // transfer_id → {seq: event}
       this.transfers = {};      // transfer_id → transfer (last seen)
-      this.callLog = [];        // local call events for the timeline: {at, text}
+      this.callLog = [];        // local call events for the timeline: {call_id, at, text}
       this.focusTid = null;
       this.consultTid = null;
+      this.lastCallId = null;   // the call the panels showed last: its timeline stays until the next one
+      this._autoJoined = "";    // "room:status" the desk last joined by itself (never in a loop)
       this.lobby = WT.room(`${slot}-lobby`, { wt_label: "Lobby" });
       this.callRoom = WT.room(`${slot}-call`, null);
       this.consult = WT.room(`${slot}-consult`, null);
@@ -111,6 +113,7 @@
       this.callRoom.addEventListener("disconnected", () => this.refresh());
       this.callRoom.addEventListener("permissions", () => this.render());
       this.consult.addEventListener("disconnected", () => { this.consultTid = null; this.refresh(); });
+      this.consult.addEventListener("left", () => this.leftConsult());
       this.callRoom.addEventListener("left", () => this.render());
       this.refresh = WT.debounce(() => this.load(), 120);
       setInterval(() => { if (this.session) this.load(); }, 10000); // safety net only
@@ -126,6 +129,13 @@
       if (kind === "desk") this.resume();
     }
 
+    // The page's boot (outside the tabs) resumes a saved sign-in before this tab is ever shown:
+    // Gradio mounts a tab's components only when the tab is first opened.
+    adopt(server) {
+      if (server && !this.server) this.server = server;
+      return this.resume();
+    }
+
     // A reload keeps the sign-in (this tab only): the session is in sessionStorage.
     store(value) {
       try {
@@ -134,19 +144,24 @@
       } catch (e) { /* storage unavailable: sign in again after a reload */ }
     }
 
-    async resume() {
+    // One resume at a time (the desk panel and the page panel both ask); done once the desk is back
+    // in its rooms.
+    resume() {
+      if (!this._resuming) this._resuming = this._resume().finally(() => { this._resuming = null; });
+      return this._resuming;
+    }
+
+    async _resume() {
       let saved = null;
       try { saved = JSON.parse(sessionStorage.getItem(`wt-agent-${this.slot}`) || "null"); } catch (e) { saved = null; }
-      if (this.session || !saved || !saved.session || this._resuming) return;
-      this._resuming = true;
+      if (this.session || !saved || !saved.session || !this.server) return;
       this.session = saved.session;
+      this.me = saved.me || null; // the desk renders while agent_state is on its way
       const out = await this.fn("agent_state");
-      this._resuming = false;
-      if (out.error) { this.session = null; this.store(null); this.render(); return; }
-      this.me = saved.me;
+      if (out.error) { this.session = null; this.me = null; this.store(null); this.render(); return; }
+      if (out.me) this.me = { identity: out.me.identity, name: out.me.name };
       await this.connectLobby();
-      this.apply(out);
-      if (out.call && out.call.status === "active" && !this.callRoom.connected) await this.rejoinCall();
+      await this.apply(out); // back into the consult and the call room (on hold: silent)
       WT.emit("agent-signed-in", { slot: this.slot });
     }
 
@@ -208,10 +223,39 @@
       for (const t of [snap.latest_transfer, snap.transfer_out, snap.transfer_in]) if (t) this.noteTransfer(t);
       const focus = snap.transfer_in || snap.transfer_out || snap.latest_transfer;
       if (focus) this.focusTid = focus.transfer_id;
-      this.syncConsult();
-      this.syncCall();
+      const current = this.currentCallId();
+      if (current) this.lastCallId = current;
+      const joined = Promise.all([this.syncConsult(), this.syncCall()]);
       this.render();
+      return joined;
     }
+
+    // The call this desk is on now: its own, or the one an incoming transfer is about.
+    currentCallId() {
+      const snap = this.snap || {};
+      if (snap.call) return snap.call.call_id;
+      return snap.transfer_in && OPEN.has(snap.transfer_in.state) ? snap.transfer_in.call_id : null;
+    }
+
+    // In the call room whenever the state says so: this desk's call (also on hold, where the server
+    // lets it neither speak nor hear), or the caller's room while handing over to me. Joined by
+    // itself once per room and status, so "Leave" or a refused token is not retried in a loop.
+    // A transfer to me that A completes or introduces brings me into the caller's room too.
+    async syncCall() {
+      const snap = this.snap || {};
+      const tin = snap.transfer_in;
+      const handing = tin && tin.target_kind === "agent" && ["completing", "introducing"].includes(tin.state);
+      const room = snap.call ? snap.call.room : handing ? tin.call_room : null;
+      const key = room && `${room}:${snap.call ? snap.call.status : tin.state}`;
+      if (!room || this.inCallRoom(room) || this._joiningCall || this._autoJoined === key) return;
+      this._autoJoined = key;
+      const tok = await this.fn("agent_room_token", { room });
+      if (this.inCallRoom(room)) return; // joined meanwhile (Accept)
+      if (tok.error) { this.error = tok.error; this.render(); return; }
+      await this.joinCall(tok.token);
+    }
+
+    inCallRoom(room) { return !!this.callRoom.room && this.callRoom.roomName === room; }
 
     noteTransfer(t, event) {
       this.transfers[t.transfer_id] = Object.assign({}, this.transfers[t.transfer_id] || {}, t);
@@ -242,16 +286,6 @@
         this.consultTid = null;
         await this.consult.disconnect(true);
       }
-    }
-
-    // Offered a transfer that A completes or introduces: join the caller's room (B's accept joins it itself).
-    async syncCall() {
-      const t = (this.snap || {}).transfer_in;
-      if (!t || t.target_kind !== "agent" || !["completing", "introducing"].includes(t.state)) return;
-      if (this.callRoom.connected || this._joiningCall) return;
-      const tok = await this.fn("agent_room_token", { room: t.call_room });
-      if (tok.error) { this.error = tok.error; this.render(); return; }
-      await this.joinCall(tok.token);
     }
 
     // --- messages -------------------------------------------------------------------------
@@ -312,12 +346,26 @@
       } else if (s === "consulting") {
         this.busy = "";
         this.notice = mine ? `Consulting ${who}: they're hearing the brief.` : `Warm transfer from ${who}: listen to the brief, then accept or decline.`;
+      } else if (s === "caller_left") {
+        // Nobody is back with anyone: the call is over.
+        this.busy = "";
+        this.notice = mine ? `The caller hung up during the transfer to ${who}: the call has ended.` : `The caller hung up: the transfer from ${who} is off.`;
       } else if (!OPEN.has(s)) {
         this.busy = "";
         const label = (STATE_LABEL[s] || s).toLowerCase();
         this.notice = mine ? `Transfer ${label}${reason}: you're back with the caller.` : `Transfer ${label}${reason}.`;
         if (!mine && this.callRoom.connected && this.callRoom.roomName === t.call_room) this.callRoom.disconnect(true);
       }
+    }
+
+    // "Leave" in the consult: for the target that is a decline, at once (a reload is not a leave:
+    // the server gives a reloading target a few seconds to come back instead).
+    leftConsult() {
+      const t = this.snap && this.snap.transfer_in;
+      this.consultTid = null;
+      if (t && t.state === "consulting") return this.transferAction("decline", t, "left the consult");
+      this.refresh();
+      return null;
     }
 
     // --- actions ----------------------------------------------------------------------
@@ -340,14 +388,14 @@
       return this.act("Answering…", "agent_accept_call", { call_id: callId }, async (out) => {
         this.captions = [];
         this.notice = "";
-        this.callLog.push({ at: Date.now() / 1000, text: `Answered ${out.call.caller_name || "the caller"}` });
+        this.callLog.push({ call_id: out.call.call_id, at: Date.now() / 1000, text: `Answered ${out.call.caller_name || "the caller"}` });
         await this.joinCall(out.token);
       });
     }
 
     async joinCall(token) {
       const room = token.room;
-      if (this._joiningCall) return;
+      if (this.inCallRoom(room) || this._joiningCall) return; // joined or joining already (syncCall)
       this._joiningCall = true;
       try {
         await this.callRoom.connect(token, {
@@ -371,7 +419,7 @@
       const call = this.snap && this.snap.call;
       if (!call) return null;
       return this.act("Ending the call…", "agent_end_call", { call_id: call.call_id }, async () => {
-        this.callLog.push({ at: Date.now() / 1000, text: "Call ended" });
+        this.callLog.push({ call_id: call.call_id, at: Date.now() / 1000, text: "Call ended" });
         await this.callRoom.disconnect(true);
       });
     }
@@ -388,13 +436,13 @@
       });
     }
 
-    transferAction(action, t) {
+    transferAction(action, t, reason) {
       const text = {
         complete: "Completing the transfer…", cancel: "Cancelling…", accept: "Accepting: joining the caller…",
         decline: "Declining…", introduce: "Introducing: bringing them into the call…", leave: "Leaving the call…",
       }[action];
       const args = { transfer_id: t.transfer_id, action };
-      if (action === "decline") args.reason = this.form.reason || "";
+      if (action === "decline") args.reason = reason || this.form.reason || "";
       return this.act(text, "agent_transfer_action", args, async (out) => {
         if (action === "leave") {
           this.callLog.push({ at: Date.now() / 1000, text: "Left the call" });
@@ -402,7 +450,7 @@
         }
         if (out.join) {
           this.captions = [];
-          this.callLog.push({ at: Date.now() / 1000, text: "Joined the caller" });
+          this.callLog.push({ call_id: t.call_id, at: Date.now() / 1000, text: "Joined the caller" });
           this.busy = "Joining the caller…";
           await this.joinCall(out.join);
         }
@@ -436,11 +484,12 @@
       const snap = this.snap || { me: {}, incoming: [], agents: [] };
       const me = snap.me || {};
       // The state the server derived (lobby connection, calls, offers, wrap-up), never a local guess.
+      const who = this.me || me; // a resumed session renders before its snapshot arrives
       const status = me.label || "Unavailable";
       nodes.push(el("div", { class: "wt-deskhead" },
         el("div", {},
-          el("div", { class: "wt-title", dataset: { testid: "agent-name" } }, this.me.name),
-          el("div", { class: "wt-small wt-muted" }, this.me.identity, (me.queues || []).length ? ` · queues: ${me.queues.join(", ")}` : "")),
+          el("div", { class: "wt-title", dataset: { testid: "agent-name" } }, who.name || ""),
+          el("div", { class: "wt-small wt-muted" }, who.identity || "", (me.queues || []).length ? ` · queues: ${me.queues.join(", ")}` : "")),
         el("span", { class: `wt-pill wt-avail-${AVAIL_CLASS[me.state] || "busy"}`, dataset: { testid: "availability", state: me.state || "" } }, status),
         el("button", { class: "wt-btn wt-toggle-available", onclick: () => this.setAvailable(!me.ready) }, me.ready ? "Go unavailable" : "Go available"),
         el("button", { class: "wt-btn wt-link", onclick: () => this.signOut() }, "Sign out")));
@@ -593,11 +642,12 @@
     renderLive() {
       const root = this.parts.live;
       if (!root) return;
-      const snap = this.snap || {};
-      const callId = (snap.call && snap.call.call_id) || (snap.transfer_in && snap.transfer_in.call_id);
+      // Only the call this desk is on now: an ended call's summary and captions are not shown as live.
+      const callId = this.currentCallId();
       const rolling = callId && this.rolling[callId];
-      const transferSummary = this.focusTid && this.summaries[this.focusTid];
-      const captions = this.captions.filter((c) => !callId || c.call_id === callId).slice(-30);
+      const focus = this.focusTid && this.transfers[this.focusTid];
+      const transferSummary = callId && focus && focus.call_id === callId && this.summaries[this.focusTid];
+      const captions = callId ? this.captions.filter((c) => c.call_id === callId).slice(-30) : [];
       const capList = el("ol", { class: "wt-captions", dataset: { testid: "captions" } },
         captions.map((c) => el("li", {}, el("span", { class: "wt-speaker" }, c.speaker === "caller" ? "Caller" : String(c.speaker || "").replace(/^agent:/, "")), el("span", {}, c.text))));
       WT.swap(root, [
@@ -625,8 +675,12 @@
     renderTimeline() {
       const root = this.parts.timeline;
       if (!root) return;
-      const items = this.callLog.map((c) => ({ at: c.at, text: c.text, kind: "call" }));
-      const t = this.focusTid && this.transfers[this.focusTid];
+      // The current call's events, or the last call's until the next one starts (marked as over).
+      const current = this.currentCallId();
+      const shown = current || this.lastCallId;
+      const items = this.callLog.filter((c) => c.call_id === shown).map((c) => ({ at: c.at, text: c.text, kind: "call" }));
+      const focus = this.focusTid && this.transfers[this.focusTid];
+      const t = focus && focus.call_id === shown ? focus : null;
       if (t) {
         for (const e of Object.values(this.events[t.transfer_id] || {})) {
           const d = e.detail || {};
@@ -640,7 +694,9 @@
       }
       items.sort((a, b) => a.at - b.at);
       WT.swap(root, [el("section", { class: "wt-card" },
-        el("h3", {}, "Call timeline", t ? el("span", { class: "wt-muted wt-small" }, ` · transfer ${t.transfer_id}`) : null),
+        el("h3", {}, "Call timeline",
+          shown && !current ? el("span", { class: "wt-muted wt-small", dataset: { testid: "timeline-over" } }, " · last call, over") : null,
+          t ? el("span", { class: "wt-muted wt-small" }, ` · transfer ${t.transfer_id}`) : null),
         items.length
           ? el("ol", { class: "wt-timeline", dataset: { testid: "timeline" } }, items.map((i) => el("li", { dataset: { kind: i.kind } }, el("time", {}, WT.time(i.at)), el("span", {}, i.text))))
           : el("div", { class: "wt-empty" }, "Events of the call and its transfers appear here with their times."))]);
@@ -658,6 +714,7 @@
     }
     return desk;
   };
+  WT.desk = factory;
   WT.kinds.desk = factory;
   WT.kinds.live = factory;
   WT.kinds.timeline = factory;

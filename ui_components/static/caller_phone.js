@@ -41,6 +41,13 @@
       this.resume();
     }
 
+    // The page's boot (outside the tabs) resumes a saved call before the Caller tab is ever shown:
+    // Gradio mounts a tab's components only when the tab is first opened.
+    adopt(server) {
+      this.server = this.server || server;
+      return this.resume();
+    }
+
     // A reload keeps the call: this tab's ticket is in sessionStorage (never sent elsewhere).
     saved() {
       try { return JSON.parse(sessionStorage.getItem(`wt-call-${this.slot}`) || "null"); } catch (e) { return null; }
@@ -53,18 +60,21 @@
       } catch (e) { /* storage unavailable: no resume */ }
     }
 
-    async resume() {
+    // One resume at a time (the caller panel and the page panel both ask); done once back in the room.
+    resume() {
+      if (!this._resuming) this._resuming = this._resume().finally(() => { this._resuming = null; });
+      return this._resuming;
+    }
+
+    async _resume() {
       const saved = this.saved();
-      if (this.call || !saved || this._resuming) return;
-      this._resuming = true;
+      if (this.call || !saved || !this.server) return;
       const view = await WT.call(this.server, "caller_status", saved);
-      if (view.error || view.status === "ended") { this._resuming = false; this.call = null; this.save(); return; }
+      if (view.error || view.status === "ended") { this.call = null; this.save(); return; }
       this.call = saved;
       this.view = view;
-      if (view.status === "active") this.firstAgent = view.agent;
       this.render();
       const tok = await WT.call(this.server, "caller_token", saved);
-      this._resuming = false;
       if (tok.error) { this.error = tok.error; this.render(); return; }
       await this.connectRoom(tok.token);
     }
@@ -114,8 +124,9 @@
     onData(msg) {
       if (!this.call || !msg.payload || msg.payload.call_id !== this.call.call_id) return;
       if (msg.type === "call.status") {
-        this.applyStatus({ status: msg.payload.status, agent: msg.payload.agent });
-        this.refreshStatus(); // names and what the caller is told come from the server
+        // Until the server's view arrives, "transferred"/"back" are this page's own guess.
+        this.applyStatus({ status: msg.payload.status, agent: msg.payload.agent, transferred: undefined, back: undefined });
+        this.refreshStatus(); // names, what the caller is told, whether the call was transferred: from the server
       } else if (msg.type === "call.queue") {
         this.refreshStatus(); // who it rings now, the place in the queue
       }
@@ -175,9 +186,12 @@
       if (v.status === "on_hold") return ["On hold — please wait", v.note || "Your agent is bringing in a colleague who can help. Music plays while you wait."];
       if (v.status === "active" && v.with) return [`You're talking to ${this.agentName()} and ${v.with_name || v.with}`, "Your agent is introducing a colleague who can help."];
       if (v.status === "active") {
-        const transferred = this.firstAgent && v.agent !== this.firstAgent;
+        // The server knows the call's history (a reload forgets this page's); a fresh status message
+        // is read with what this page saw until the server's view arrives.
+        const back = v.back !== undefined ? v.back : this.wasOnHold && v.agent === this.firstAgent;
+        const transferred = v.transferred !== undefined ? v.transferred : !!this.firstAgent && v.agent !== this.firstAgent;
+        if (back) return [`You're back with ${this.agentName()}`, ""];
         if (transferred) return [`Now connected to ${this.agentName()}`, "Your call was transferred. They already know what it's about."];
-        if (this.wasOnHold) return [`You're back with ${this.agentName()}`, ""];
         return [`You're talking to ${this.agentName()}`, ""];
       }
       if (v.ringing) return [`Calling ${v.ringing_name || v.ringing}…`, "Please stay on the line."];
@@ -254,7 +268,7 @@
         const controls = el("div", { class: "wt-controls" });
         if (status !== "ended") {
           if (this.room.connected) {
-            controls.append(el("button", { class: "wt-btn wt-mute", onclick: () => this.room.toggleMute() },
+            controls.append(el("button", { class: "wt-btn wt-mute", onclick: () => this.room.toggleMute(), disabled: !this.room.micAllowed },
               this.room.micEnabled ? "Mute" : "Unmute"));
           }
           controls.append(el("button", { class: "wt-btn wt-danger wt-hangup", onclick: () => this.hangUp(), disabled: !!this.busy }, "Hang up"));
@@ -274,10 +288,12 @@
   WT.kinds.caller = function (slot) {
     if (!phones[slot]) {
       phones[slot] = new CallerPhone(slot);
-      // Re-draw the mute label when the room widget changes.
+      // Re-draw the mute label when the room widget changes, or the microphone moves to another tab.
       WT.room(slot).addEventListener("state", () => phones[slot].render());
       WT.room(slot).addEventListener("participants", () => phones[slot].render());
+      WT.bus.addEventListener("page-roles", () => phones[slot].render());
     }
     return phones[slot];
   };
+  WT.phone = WT.kinds.caller;
 })();

@@ -76,6 +76,72 @@
     disconnected: "Disconnected",
   };
 
+  const HELD_NOTE = "On hold: the caller can't hear you and you can't hear them while you consult.";
+
+  // --- one page, several roles ------------------------------------------------------------
+  // One person may play Agent A, Agent B and the Caller in one page (the tabs). One microphone
+  // must not speak for all of them at once, and no role may play back another role of the same
+  // page (it is the same person: an echo). So, while more than one role is in a room:
+  // - only the role of the visible tab publishes the microphone (the Calls tab keeps the role
+  //   shown last); the others are muted and say so;
+  // - a room never plays back a participant this page is itself (any number of roles).
+  const ROLE_TABS = { "tab-agent-a-button": "a", "tab-agent-b-button": "b", "tab-caller-button": "caller" };
+  WT.ROLE_NAMES = { a: "Agent A", b: "Agent B", caller: "Caller" };
+  // role: the role whose tab was shown last; resuming: roles the page is bringing back after a
+  // reload (they count as played from the start, so no other role speaks for them meanwhile).
+  WT.page = { role: null, resuming: new Set() };
+
+  function visibleRole() {
+    const tab = document.querySelector('[role="tab"][aria-selected="true"]');
+    return tab && ROLE_TABS[tab.id] ? ROLE_TABS[tab.id] : null; // Calls (or no tab bar): no role
+  }
+
+  // Roles of this page that are in (or joining) a room with a microphone, or coming back after a reload.
+  WT.liveRoles = function liveRoles() {
+    const roles = new Set(WT.page.resuming);
+    for (const r of Object.values(WT.rooms)) if (r.room && r.publish) roles.add(r.role);
+    return roles;
+  };
+  // The role that has the microphone, or null when this page plays at most one role (it keeps it);
+  // "" while the tab bar is not there yet: then nobody speaks.
+  WT.micRole = function micRole() {
+    if (WT.liveRoles().size <= 1) return null;
+    if (!WT.page.role) WT.page.role = visibleRole();
+    return WT.page.role || "";
+  };
+  WT.resuming = function resuming(role, on) {
+    if (on) WT.page.resuming.add(role);
+    else if (WT.page.resuming.delete(role)) WT.pageChanged();
+  };
+  WT.pageIdentities = function pageIdentities() {
+    const ids = new Set();
+    for (const r of Object.values(WT.rooms)) if (r.room && r.identity) ids.add(r.identity);
+    return ids;
+  };
+  WT.micElsewhereText = function micElsewhereText(role) {
+    const holder = WT.ROLE_NAMES[WT.page.role];
+    return `Microphone off: this page plays more than one role, and the microphone follows the visible tab${holder ? ` (now ${holder})` : ""}. Open the ${WT.ROLE_NAMES[role] || role} tab to talk here.`;
+  };
+
+  // Any room joined or left, or another tab shown: re-decide microphones and playback (once per tick).
+  let pending = false;
+  WT.pageChanged = function pageChanged() {
+    if (pending) return;
+    pending = true;
+    queueMicrotask(() => {
+      pending = false;
+      for (const r of Object.values(WT.rooms)) { r.syncPlayback(); r.syncMic(); }
+      WT.emit("page-roles", { live: Array.from(WT.liveRoles()), mic: WT.micRole() });
+    });
+  };
+  function followTabs() {
+    const role = visibleRole();
+    if (role && role !== WT.page.role) { WT.page.role = role; WT.pageChanged(); }
+  }
+  document.addEventListener("click", () => setTimeout(followTabs, 0), true);
+  document.addEventListener("keyup", () => setTimeout(followTabs, 0), true);
+  setInterval(followTabs, 500); // a tab changed some other way (Gradio's own selection on load)
+
   class Room extends EventTarget {
     constructor(slot, props) {
       super();
@@ -93,6 +159,10 @@
       this.tokenProvider = null;
       this.roomName = "";
       this.element = null;
+      this.role = String(slot).split("-")[0]; // "a", "b" or "caller": the tab this room belongs to
+      this.identity = "";      // who this page is in the room (from the token, known before joining)
+      this._withheld = new Set(); // track sids not played back: a participant this page plays itself
+      this._micChain = Promise.resolve();
       this._retries = 0;
       this._leaving = false;
     }
@@ -116,6 +186,7 @@
       this.publish = opts.publish !== false;
       this.tokenProvider = opts.tokenProvider || null;
       this.roomName = info.room || "";
+      this.identity = info.identity || "";
       this.wantMic = this.publish;
       this.micError = "";
       this.note = "";
@@ -141,8 +212,16 @@
       }
       if (this.room !== room) return false;
       this._retries = 0;
+      this.identity = room.localParticipant.identity || this.identity;
+      // Joined with a token that may not publish or subscribe (A back in its call room during the
+      // hold, after a reload): on hold from the start, the microphone comes when the hold ends.
+      const perm = room.localParticipant.permissions;
+      if (this.publish && perm && (!perm.canPublish || !perm.canSubscribe)) {
+        this.held = true;
+        this.note = HELD_NOTE;
+      }
       this._setState("connected");
-      if (this.publish) await this.enableMic();
+      if (this.publish) await this.syncMic();
       this.needsAudioClick = !room.canPlaybackAudio;
       this.render();
       this._emit("connected", {});
@@ -163,10 +242,18 @@
         E.TrackPublished, E.TrackUnpublished, E.ParticipantNameChanged]) {
         room.on(ev, () => { if (mine()) { this.render(); this._emit("participants", {}); } });
       }
-      room.on(E.TrackSubscribed, (track) => {
+      room.on(E.TrackSubscribed, (track, pub, participant) => {
         if (!mine() || track.kind !== "audio") return;
+        if (WT.pageIdentities().has(participant.identity)) {
+          // This page is that participant too (it plays several roles): playing it back is an echo.
+          this._withheld.add(pub.trackSid);
+          pub.setSubscribed(false);
+          this.render();
+          return;
+        }
         const audio = track.attach();
         audio.dataset.wtAudio = "1";
+        audio.dataset.identity = participant.identity;
         this._audioBox().append(audio);
         this.render();
       });
@@ -195,12 +282,12 @@
       if (!this.publish) return;
       if (!canPublish || !canSubscribe) {
         this.held = true;
-        this.note = "On hold: the caller can't hear you and you can't hear them while you consult.";
+        this.note = HELD_NOTE;
       } else if (this.held) {
         this.held = false;
         this.note = "You're back on the call.";
-        // The server unpublished our microphone during the hold: publish it again.
-        if (this.wantMic) await this.enableMic();
+        // The server unpublished our microphone during the hold: publish it again (if it is ours to use).
+        await this.syncMic();
       }
       this.render();
       this._emit("permissions", { canPublish, canSubscribe });
@@ -212,6 +299,8 @@
       this.room = null;
       this._audioBox().replaceChildren();
       if (room) room.removeAllListeners();
+      this._withheld.clear();
+      WT.pageChanged();
       let why = "Disconnected.";
       let final = true;
       if (this._leaving || reason === R.CLIENT_INITIATED) why = "You left.";
@@ -267,8 +356,42 @@
     async setMuted(muted) {
       if (!this.room) return;
       this.wantMic = !muted;
-      if (muted) await this.room.localParticipant.setMicrophoneEnabled(false);
-      else await this.enableMic();
+      await this.syncMic();
+    }
+
+    // Whether this room's role may use the page's microphone (see "One page, several roles").
+    get micAllowed() { const holder = WT.micRole(); return holder === null || holder === this.role; }
+
+    // Publish the microphone exactly when the user wants it, the server allows it and the page's
+    // microphone is this role's; one change at a time.
+    syncMic() {
+      this._micChain = this._micChain.then(async () => {
+        const room = this.room;
+        if (!room || !this.publish || this.state !== "connected") return;
+        const want = this.wantMic && !this.held && this.micAllowed;
+        if (want && !this.micEnabled && !this.micError) await this.enableMic(); // a failed device waits for Retry
+        else if (!want && this.micEnabled) await room.localParticipant.setMicrophoneEnabled(false).catch(() => {});
+        this.render();
+      }).catch(() => {});
+      return this._micChain;
+    }
+
+    // Play back everyone in the room except participants this page is itself (see TrackSubscribed).
+    syncPlayback() {
+      const room = this.room;
+      if (!room) return;
+      const ours = WT.pageIdentities();
+      for (const p of room.remoteParticipants.values()) {
+        for (const pub of p.audioTrackPublications.values()) {
+          if (ours.has(p.identity) && pub.isSubscribed) {
+            this._withheld.add(pub.trackSid);
+            pub.setSubscribed(false);
+          } else if (!ours.has(p.identity) && this._withheld.has(pub.trackSid)) {
+            this._withheld.delete(pub.trackSid);
+            pub.setSubscribed(true);
+          }
+        }
+      }
       this.render();
     }
 
@@ -298,7 +421,7 @@
       for (const p of room.remoteParticipants.values()) {
         const pubs = Array.from(p.audioTrackPublications ? p.audioTrackPublications.values() : []);
         out.push({ identity: p.identity, name: p.name || p.identity, local: false, speaking: p.isSpeaking,
-          micOn: pubs.some((pub) => !pub.isMuted) });
+          micOn: pubs.some((pub) => !pub.isMuted), withheld: WT.pageIdentities().has(p.identity) });
       }
       return out;
     }
@@ -325,6 +448,7 @@
       if (note !== undefined) this.note = note;
       this.render();
       this._emit("state", { state });
+      WT.pageChanged();
     }
 
     _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
@@ -340,18 +464,20 @@
       const list = el("ul", { class: "wt-people" },
         people.map((p) => el("li", {
           class: `wt-person${p.speaking ? " speaking" : ""}${p.local ? " local" : ""}`,
-          dataset: { identity: p.identity, speaking: p.speaking ? "1" : "0" },
+          dataset: { identity: p.identity, speaking: p.speaking ? "1" : "0", played: p.local || p.withheld ? "0" : "1" },
         },
         el("span", { class: "wt-dot", title: p.speaking ? "speaking" : "" }),
         el("span", { class: "wt-name" }, p.local ? `${p.name} (you)` : p.name),
+        p.withheld ? el("span", { class: "wt-small wt-muted", dataset: { testid: "withheld" } }, "this page: not played") : null,
         el("span", { class: "wt-mic" }, p.micOn ? "" : "muted"))));
       const controls = el("div", { class: "wt-controls" });
+      const elsewhere = this.connected && this.publish && !this.micAllowed;
       if (this.connected && this.publish) {
-        controls.append(el("button", { class: "wt-btn wt-mute", onclick: () => this.toggleMute(), disabled: this.held },
+        controls.append(el("button", { class: "wt-btn wt-mute", onclick: () => this.toggleMute(), disabled: this.held || elsewhere },
           this.micEnabled ? "Mute" : "Unmute"));
       }
       if (this.micError && this.connected) {
-        controls.append(el("button", { class: "wt-btn wt-retry-mic", onclick: () => this.enableMic() }, "Retry microphone"));
+        controls.append(el("button", { class: "wt-btn wt-retry-mic", onclick: () => { this.micError = ""; this.wantMic = true; this.syncMic(); } }, "Retry microphone"));
       }
       if (this.needsAudioClick && this.connected) {
         controls.append(el("button", { class: "wt-btn wt-primary", onclick: () => this.room && this.room.startAudio() },
@@ -366,6 +492,7 @@
           el("span", { class: `wt-pill wt-state-${stateKey}`, dataset: { testid: "room-state" } }, stateText)),
         this.micError ? el("div", { class: "wt-alert wt-mic-error", role: "alert" }, this.micError) : null,
         this.note ? el("div", { class: "wt-note" }, this.note) : null,
+        elsewhere ? el("div", { class: "wt-note wt-mic-elsewhere", dataset: { testid: "mic-elsewhere" } }, WT.micElsewhereText(this.role)) : null,
         people.length ? list : el("div", { class: "wt-empty" }, this.hint || "Not in a room."),
         controls.childNodes.length ? controls : null,
       ].filter(Boolean));
