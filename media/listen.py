@@ -13,6 +13,7 @@ and every STATUS_EVERY_S while behind: the agent's desk shows it, and the brief 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import statistics
 import time
@@ -160,6 +161,7 @@ class RoomListener:
         self._background = Background()
         self.t0 = time.monotonic()  # segment times are seconds since this (monotonic clock)
         self.voice_at: dict[str, float] = {}  # identity → when its speech was last heard (monotonic)
+        self._streams: dict[str, rtc.AudioStream] = {}  # track sid → the stream reading it
 
     def speaker_label(self, identity: str) -> str:
         return "caller" if identity == self.caller_identity else f"agent:{identity}"
@@ -170,6 +172,7 @@ class RoomListener:
 
     def start(self) -> RoomListener:
         self.room.on("track_subscribed", self._on_track)
+        self.room.on("track_unsubscribed", self._on_untrack)
         for p in self.room.remote_participants.values():
             for pub in p.track_publications.values():
                 if pub.track is not None:
@@ -203,6 +206,13 @@ class RoomListener:
             return  # hold audio and the briefing are not part of the conversation
         self._background.spawn(self._read(track, p.identity))
 
+    def _on_untrack(self, track: rtc.Track, _pub: rtc.RemoteTrackPublication, _p: rtc.RemoteParticipant) -> None:
+        # Close the stream of a track that is gone: WebRTC reuses its receiver for the next track, and
+        # a stream left open would caption that next speaker under this one's name (measured: after a
+        # one-page reload and a hand-over, B's words came out twice, once as the caller's).
+        if stream := self._streams.pop(track.sid, None):
+            self._background.spawn(_close(stream))
+
     async def _read(self, track: rtc.Track, identity: str) -> None:
         seg = Segmenter()
         # 16 kHz mono from the SDK (resampled in Rust): a third of the samples Python would touch at
@@ -210,6 +220,7 @@ class RoomListener:
         # 10 events a second per speaker instead of 100 keeps the worker's loops responsive (at 10 ms
         # frames, rooms connecting beside five transcribed calls timed out in the SDK).
         stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1, frame_size_ms=FRAME_MS)
+        self._streams[track.sid] = stream
         offset = time.monotonic() - self.t0  # the segmenter's clock starts when this track does
         self._on_listening(identity)
         try:
@@ -221,7 +232,9 @@ class RoomListener:
         finally:
             if utt := seg.flush():
                 self._enqueue(identity, utt, offset)
-            await stream.aclose()
+            if self._streams.get(track.sid) is stream:
+                del self._streams[track.sid]
+                await _close(stream)
 
     def _enqueue(self, identity: str, utt: Utterance, offset: float) -> None:
         self.queue.put(identity, Utterance(utt.pcm, utt.start + offset, utt.end + offset, utt.capped))
@@ -248,3 +261,10 @@ class RoomListener:
         if lag > 5.0:
             log.warning("transcription lag in %s: %.1fs behind real time", self.room.name, lag)
         await self._on_segment(seg, lag)
+
+
+async def _close(stream: rtc.AudioStream) -> None:
+    """Bounded: the SDK ends a closed stream with an end-of-stream event; if that never comes the
+    reader is left to the job's teardown rather than holding this task."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stream.aclose(), 2.0)
