@@ -75,7 +75,7 @@ class ConsultJob(_Job):
     transfer_id: str
     target: str
     summary: CallSummary
-    # B's questions to the briefing are answered from the summary and this (functions.briefing_qa).
+    # B's questions to the briefing are answered from the summary and this (functions.qa.briefing_qa).
     transcript: list[TranscriptSegment] = Field(default_factory=list, max_length=2000)
     answer_questions: bool = True
 

@@ -119,7 +119,7 @@ class TargetKind(StrEnum):
 
 
 class AgentState(StrEnum):
-    """What an agent is doing, derived from facts (functions.presence)."""
+    """What an agent is doing, derived from facts (control.presence)."""
 
     offline = "offline"  # no live connection (not in the agents' lobby)
     away = "away"  # connected, but not taking calls (the agent's choice)
@@ -256,7 +256,7 @@ class DialResult(BaseModel):
 
 
 class QuestionKind(StrEnum):
-    """What B asked the briefing about (functions.briefing_qa)."""
+    """What B asked the briefing about (functions.qa.briefing_qa)."""
 
     identifier = "identifier"
     name = "name"
@@ -317,6 +317,8 @@ class BriefingExchange(BaseModel):
 
 
 # --- data messages to clients ---------------------------------------------------------------
+
+TOPIC = "warm-transfer"  # the LiveKit data topic of every Notification (control.rooms and the media jobs send on it)
 
 
 class Notification(BaseModel):

@@ -39,8 +39,7 @@ from functions.media_protocol import (
     SegmentReport,
     TranscriptionStatus,
 )
-from functions.models import SERVICE_PREFIXES, Notification, SpeechRequest, TranscriptSegment
-from functions.rooms import TOPIC
+from functions.models import SERVICE_PREFIXES, TOPIC, Notification, SpeechRequest, TranscriptSegment
 from media.briefing_qa import BriefingQA
 from media.function_reports import FunctionReports
 from media.listen import Backlog, RoomListener

@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from tests.api.conftest import PASSCODE, agent_headers
-from ui_components.backend import UiBackend
+from ui.backend import UiBackend
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 RLO, ZWSP, BOM = "\u202e", "\u200b", "\ufeff"

@@ -25,12 +25,12 @@ from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from app import create_app
-from functions.context import LIVEKIT_DIED
-from functions.livekit_server import free_port
+from control.context import LIVEKIT_DIED
+from control.livekit_server import free_port
+from control.rooms import Rooms
+from control.transfer import LOBBY
 from functions.models import CallStatus, Notification, TransferState
-from functions.rooms import Rooms
 from functions.settings import load_settings
-from functions.transfer import LOBBY
 from tests.faults.conftest import API_KEY, headers
 from tests.support.peer import Peer
 
@@ -56,7 +56,7 @@ async def test_livekit_server_killed_mid_consult(tmp_path, caplog):
     app = create_app(settings)
     peers: list[Peer] = []
     told: list[Notification] = []
-    caplog.set_level(logging.INFO, logger="functions.context")
+    caplog.set_level(logging.INFO, logger="control.context")
     try:
         async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
             ctx = app.state.ctx

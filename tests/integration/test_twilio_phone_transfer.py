@@ -18,16 +18,16 @@ from livekit import api
 from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 
+from control.phone_bridge import DECLINED, NO_INPUT, NO_SIP, NO_SIP_REASON, PROMPT, REPROMPT, TwilioPhoneLeg
+from control.rooms import Rooms
+from control.store import Store
+from control.transfer import TransferOrchestrator
+from control.twilio_webhooks import twilio_router
 from functions.errors import InvalidInput
 from functions.gateway import make_gateway
 from functions.models import CallStatus, CallSummary, TransferState
-from functions.phone_bridge import DECLINED, NO_INPUT, NO_SIP, NO_SIP_REASON, PROMPT, REPROMPT, TwilioPhoneLeg
-from functions.rooms import Rooms
 from functions.services import build_services
-from functions.speech import EspeakSpeaker
-from functions.store import Store
-from functions.transfer import TransferOrchestrator
-from functions.twilio_webhooks import twilio_router
+from functions.tts.speech import EspeakSpeaker
 from tests.integration.conftest import B_HZ, CallWorld
 from tests.support.twilio_recorder import TwilioRecorder
 

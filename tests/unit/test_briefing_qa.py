@@ -13,17 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from functions.briefing_qa import (
-    DONT_KNOW,
-    TRANSCRIPT_MAX_CHARS,
-    OfflineAnswerer,
-    addressed,
-    answer_question,
-    asks,
-    bound_transcript,
-    classify,
-)
-from functions.consult_qa import ConsultQA
+from control.consult_qa import ConsultQA
+from control.store import Store
 from functions.media_protocol import QAReport
 from functions.models import (
     BriefingExchange,
@@ -36,12 +27,21 @@ from functions.models import (
     Transfer,
     TransferState,
 )
-from functions.offline_patterns import denoise
-from functions.offline_summary import digits_view
+from functions.qa.briefing_qa import (
+    DONT_KNOW,
+    TRANSCRIPT_MAX_CHARS,
+    OfflineAnswerer,
+    addressed,
+    answer_question,
+    asks,
+    bound_transcript,
+    classify,
+)
 from functions.services import Services
 from functions.settings import Settings
-from functions.store import Store
-from functions.summarization import OfflineSummarizer
+from functions.summary.offline_patterns import denoise
+from functions.summary.offline_summary import digits_view
+from functions.summary.summarization import OfflineSummarizer
 from media.listen import RoomListener
 from tests.unit.test_summarizer_offline import CALLS_DIR, load_full
 

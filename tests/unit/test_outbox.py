@@ -1,4 +1,4 @@
-"""Notifications go out through a per-room outbox (functions.rooms.Rooms.post): the action that
+"""Notifications go out through a per-room outbox (control.rooms.Rooms.post): the action that
 causes them does not wait for LiveKit, a room's messages keep their order, what was posted to a
 room is sent before the room is deleted, and a LiveKit that does not answer cannot hang a stop.
 The peer is a stand-in for the RoomService transport (`send` and `delete_room`'s call), recording
@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from functions import rooms as rooms_module
+from control import rooms as rooms_module
+from control.rooms import Rooms
 from functions.models import Notification
-from functions.rooms import Rooms
 from functions.settings import Settings
 
 pytestmark = pytest.mark.unit

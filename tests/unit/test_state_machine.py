@@ -7,10 +7,10 @@ import itertools
 
 import pytest
 
+from control.state_machine import ALLOWED
+from control.store import Store
 from functions.errors import Conflict, IllegalTransition, NotFound
 from functions.models import TERMINAL_STATES, Call, Transfer, TransferState
-from functions.state_machine import ALLOWED
-from functions.store import Store
 
 pytestmark = pytest.mark.unit
 S = TransferState

@@ -11,12 +11,12 @@ import asyncio
 
 import pytest
 
+from control.store import Store
+from control.transcripts import Transcripts
 from functions.media_protocol import MAX_BEHIND_S, SegmentReport, TranscriptionStatus
 from functions.models import Call, TranscriptSegment
-from functions.segmenter import Utterance
-from functions.store import Store
-from functions.transcripts import Transcripts
 from media.listen import Metrics, UtteranceQueue
+from media.segmenter import Utterance
 
 pytestmark = pytest.mark.unit
 
