@@ -29,7 +29,7 @@ from livekit.agents.utils import http_context
 from livekit.agents.utils.audio import audio_frames_from_file
 from livekit.agents.voice.background_audio import BuiltinAudioClip
 
-from functions.audio import read_wav, resample
+from functions.audio import read_wav, resample, rms_dbfs
 from functions.gateway import FunctionsGateway
 from functions.media_protocol import (
     CallJob,
@@ -150,11 +150,7 @@ async def load_hold_clip(min_dbfs: float = -45.0) -> np.ndarray:
     frames = [f async for f in audio_frames_from_file(BuiltinAudioClip.HOLD_MUSIC.path(), sample_rate=RATE)]
     pcm = np.concatenate([np.frombuffer(f.data, dtype="<i2") for f in frames])
     step = RATE // 50  # 20 ms
-    loud = [
-        i
-        for i in range(0, len(pcm) - step, step)
-        if 20 * np.log10(np.sqrt(np.mean((pcm[i : i + step] / 32768.0) ** 2)) + 1e-9) > min_dbfs
-    ]
+    loud = [i for i in range(0, len(pcm) - step, step) if rms_dbfs(pcm[i : i + step]) > min_dbfs]
     return pcm[loud[0] : loud[-1] + step].copy() if loud else pcm
 
 

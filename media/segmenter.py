@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-import numpy as np
+from functions.audio import rms_dbfs
 
 RATE = 16000
 FRAME = RATE // 50  # 20 ms
@@ -54,12 +54,6 @@ class Segmenter:
         """An utterance is in progress (speech heard, its end-of-utterance silence not over yet)."""
         return bool(self._frames)
 
-    @staticmethod
-    def level(frame: bytes) -> float:
-        x = np.frombuffer(frame, dtype="<i2").astype(np.float64) / 32768.0
-        rms = float(np.sqrt(np.mean(x * x)))
-        return 20 * np.log10(rms) if rms > 1e-9 else -120.0
-
     def _is_speech(self, db: float) -> bool:
         speech = db > max(self.min_dbfs, self._floor + self.above_floor_db)
         # The floor follows quiet frames quickly and loud ones very slowly.
@@ -77,7 +71,7 @@ class Segmenter:
         for i in range(0, usable, FRAME * 2):
             frame = data[i : i + FRAME * 2]
             self._frame_index += 1
-            speech = self._is_speech(self.level(frame))
+            speech = self._is_speech(rms_dbfs(frame, silence=-120.0))
             if not self._frames:
                 if speech:
                     self._frames = [*self._preroll, frame]
