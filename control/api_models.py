@@ -140,10 +140,6 @@ class RoomView(BaseModel):
     participants: list[ParticipantView]
 
 
-class AssignRequest(_Strict):
-    """An agent picks up a waiting call (no fields: the agent is the request's X-Agent-Identity)."""
-
-
 # --- transfers --------------------------------------------------------------------------------
 
 
