@@ -30,7 +30,7 @@ from typing import Literal
 from control.presence import LOBBY, Presence
 from control.rooms import Rooms
 from functions.background import Background
-from functions.errors import Conflict, InvalidInput, NotFound
+from functions.errors import Conflict, InvalidInput
 from functions.models import AgentState, Call, Notification, Transfer, TransferState, is_agent_identity
 from functions.settings import QUEUE_RE, Settings
 
@@ -328,9 +328,3 @@ class CallQueue:
         for call in sorted(calls, key=lambda c: c.created_at):
             if call.call_id not in self._calls:
                 await self.add(call)
-
-    def require(self, call_id: str) -> WaitingCall:
-        w = self._calls.get(call_id)
-        if w is None:
-            raise NotFound(f"call {call_id} is not waiting for an agent")
-        return w

@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.models import BriefingExchange, CallSummary, FunctionStatus, TranscriptSegment
 
-MEDIA_AGENT = "warm-transfer-media"  # the default agent_name workers register under (MEDIA_AGENT_NAME)
 INTERNAL_PATH = "/internal/media"
 WEBHOOK_PATH = "/livekit/webhook"
 
