@@ -29,18 +29,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import sqlite3
-import threading
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
-from control.store import sqlite_errors
+from control.store import SqliteFile
 from functions.errors import ConfigError, Conflict, ProviderTimeout
 from functions.models import CallSummary, DialRequest, DialResult, Transfer, TransferState
 from functions.services import Services
@@ -86,8 +83,8 @@ def speakable(text: str, limit: int = BRIEF_MAX_CHARS) -> str:
     return cleaned or "No summary is available for this call."
 
 
-def whisper_twiml(gather_url: str, brief: str) -> str:
-    """What the answered phone leg hears first: the brief, then the accept/decline prompt."""
+def _gather_twiml(gather_url: str, *lines: str) -> str:
+    """`lines` said while one key press is gathered; no key in GATHER_TIMEOUT_S posts an empty result."""
     vr = VoiceResponse()
     g = Gather(
         input="dtmf",
@@ -97,26 +94,19 @@ def whisper_twiml(gather_url: str, brief: str) -> str:
         method="POST",
         action_on_empty_result=True,
     )
-    g.say(INTRO)
-    g.say(speakable(brief))
-    g.say(PROMPT)
+    for line in lines:
+        g.say(line)
     vr.append(g)
     return str(vr)
+
+
+def whisper_twiml(gather_url: str, brief: str) -> str:
+    """What the answered phone leg hears first: the brief, then the accept/decline prompt."""
+    return _gather_twiml(gather_url, INTRO, speakable(brief), PROMPT)
 
 
 def reprompt_twiml(gather_url: str) -> str:
-    vr = VoiceResponse()
-    g = Gather(
-        input="dtmf",
-        num_digits=1,
-        timeout=GATHER_TIMEOUT_S,
-        action=gather_url,
-        method="POST",
-        action_on_empty_result=True,
-    )
-    g.say(REPROMPT)
-    vr.append(g)
-    return str(vr)
+    return _gather_twiml(gather_url, REPROMPT)
 
 
 def goodbye_twiml(text: str) -> str:
@@ -235,28 +225,14 @@ CREATE TABLE IF NOT EXISTS webhook_seen (
 """
 
 
-class LegStore:
+class LegStore(SqliteFile):
     """Phone legs and the webhook replay log, in their own small SQLite file."""
 
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with sqlite_errors():
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._lock = threading.RLock()
+        super().__init__(path)
         with self._locked():
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """The connection's lock, SQLite's failures converted (StorageUnavailable, 503)."""
-        with self._lock, sqlite_errors():
-            yield
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     def create(self, leg: Leg) -> bool:
         """Insert `leg` unless its transfer has one already; True if this call inserted it."""

@@ -136,13 +136,45 @@ class IdempotencyClaim:
 _OPEN = tuple(s.value for s in TransferState if s not in TERMINAL_STATES)
 
 
-class Store:
+class SqliteFile:
+    """One SQLite file (or `:memory:`) behind one lock, autocommit outside explicit transactions:
+    what the store and the phone legs' store (control.phone_bridge.LegStore) share."""
+
     def __init__(self, path: Path | str) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         with sqlite_errors():
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The connection's lock, with SQLite's failures converted (see `sqlite_errors`)."""
+        with self._lock, sqlite_errors():
+            yield
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction (inside `_locked`): BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any
+        exception. A block that rolled back itself (nothing to write after all) is not committed."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:  # SQLite may have rolled back itself (e.g. disk full)
+                self._db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class Store(SqliteFile):
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(path)
         self._db.row_factory = sqlite3.Row
         with self._locked():
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -156,16 +188,6 @@ class Store:
             for table, column, definition in MIGRATIONS:
                 if column not in {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """The connection's lock, with SQLite's failures converted (see `sqlite_errors`)."""
-        with self._lock, sqlite_errors():
-            yield
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     # --- calls -------------------------------------------------------------------------
     def add_call(self, call: Call) -> Call:
@@ -222,8 +244,7 @@ class Store:
     def add_transfer(self, t: Transfer) -> Transfer:
         """Insert a new transfer; refuses a second open transfer on the same call."""
         with self._locked():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write():
                 busy = self._db.execute(
                     f"SELECT transfer_id FROM transfers WHERE call_id=? AND state IN ({','.join('?' * len(_OPEN))})",
                     (t.call_id, *_OPEN),
@@ -248,11 +269,6 @@ class Store:
                         json.dumps(t.route),
                     ),
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:  # SQLite may have rolled back itself (e.g. disk full)
-                    self._db.execute("ROLLBACK")
-                raise
         return self.get_transfer(t.transfer_id)
 
     def get_transfer(self, transfer_id: str) -> Transfer:
@@ -294,8 +310,7 @@ class Store:
         call to update in the same transaction (the call's record never disagrees with its transfer, even
         when the disk fills between the two). Illegal: raises, changes nothing."""
         with self._locked():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write():
                 row = self._db.execute(
                     "SELECT state, call_id FROM transfers WHERE transfer_id=?", (transfer_id,)
                 ).fetchone()
@@ -325,11 +340,6 @@ class Store:
                 )
                 if call:
                     self._update_call(row[1], call)
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:  # SQLite may have rolled back itself (e.g. disk full)
-                    self._db.execute("ROLLBACK")
-                raise
         return self.get_transfer(transfer_id)
 
     def retarget(
@@ -339,8 +349,7 @@ class Store:
         with `events` (their `detail`s) appended, atomically. None, changing nothing, when the transfer is
         no longer consulting or no longer offered to `expected` (a race another action won)."""
         with self._locked():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write():
                 row = self._db.execute(
                     "SELECT state, target FROM transfers WHERE transfer_id=?", (transfer_id,)
                 ).fetchone()
@@ -354,27 +363,16 @@ class Store:
                     "UPDATE transfers SET target=?, updated_at=? WHERE transfer_id=?", (target, now, transfer_id)
                 )
                 self._append_events(transfer_id, TransferState.consulting, actor, events, now)
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
         return self.get_transfer(transfer_id)
 
     def note(self, transfer_id: str, *, actor: str, detail: dict) -> Transfer:
         """Append an event that changes no state (e.g. the introduction began: B is with the caller)."""
         with self._locked():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write():
                 row = self._db.execute("SELECT state FROM transfers WHERE transfer_id=?", (transfer_id,)).fetchone()
                 if row is None:
                     raise NotFound(f"no transfer '{transfer_id}'")
                 self._append_events(transfer_id, TransferState(row[0]), actor, [detail], time.time())
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
         return self.get_transfer(transfer_id)
 
     def _append_events(self, transfer_id: str, state: TransferState, actor: str, details: list[dict], now: float):
@@ -404,8 +402,7 @@ class Store:
         """Remember an agent (its name, whether it takes calls); `changed_at` (`at`, default now) moves
         only when `ready` does."""
         with self._locked():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write():
                 row = self._db.execute("SELECT * FROM agents WHERE identity=?", (identity,)).fetchone()
                 now = time.time() if at is None else at
                 if row is None:
@@ -423,11 +420,6 @@ class Store:
                             identity,
                         ),
                     )
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
         record = self.get_agent(identity)
         assert record is not None
         return record
@@ -531,18 +523,12 @@ class Store:
                 if row["status_code"] is None:
                     return IdempotencyClaim("pending")
                 return IdempotencyClaim("done", row["status_code"], row["body"])
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write():
                 self._db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now - IDEMPOTENCY_TTL_S,))
                 self._db.execute("DELETE FROM idempotency_keys WHERE agent=? AND key=?", (agent, key))
                 self._db.execute(
                     "INSERT INTO idempotency_keys VALUES (?,?,?,?,?,?)", (agent, key, fingerprint, None, None, now)
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:  # SQLite may have rolled back itself (e.g. disk full)
-                    self._db.execute("ROLLBACK")
-                raise
         return IdempotencyClaim("new")
 
     def finish_idempotency_key(self, agent: str, key: str, status_code: int, body: str) -> None:
