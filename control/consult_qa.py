@@ -12,8 +12,9 @@ from collections.abc import Callable
 from control.rooms import Rooms
 from control.store import Store
 from functions.errors import NotFound
+from functions.events import Notification, QAAnswered, QAPayload
 from functions.media_protocol import QAReport
-from functions.models import BriefingExchange, Notification, TransferState
+from functions.models import BriefingExchange, TransferState
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,7 @@ class ConsultQA:
             return None
         exchange = report.exchange.model_copy(update={"transfer_id": t.transfer_id})
         self.store.add_qa(exchange)
-        msg = Notification(
-            type="transfer.qa",
-            payload={
-                "transfer_id": t.transfer_id,
-                "call_id": t.call_id,
-                "exchange": exchange.model_dump(mode="json"),
-            },
-        )
+        msg = QAAnswered(payload=QAPayload(transfer_id=t.transfer_id, call_id=t.call_id, exchange=exchange))
         self.emit(msg)
         await self.rooms.send(t.consult_room, msg, [t.from_agent, t.target])
         return exchange

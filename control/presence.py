@@ -30,7 +30,8 @@ from control.rooms import Rooms
 from control.store import Store
 from functions.background import Background
 from functions.errors import Conflict, InvalidInput, ServiceError
-from functions.models import AgentState, CallStatus, Notification, TargetKind, TransferState, is_agent_identity
+from functions.events import TRANSFER_PREFIX, CallStatusChanged, Notification, PresenceChanged, PresencePayload
+from functions.models import AgentState, CallStatus, TargetKind, TransferState, is_agent_identity
 from functions.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -320,7 +321,7 @@ class Presence:
     async def _announce_soon(self) -> None:
         await asyncio.sleep(0.05)
         self._pending = None
-        msg = Notification(type="presence.changed", payload={"agents": self.agents()})
+        msg = PresenceChanged(payload=PresencePayload(agents=self.agents()))
         self.rooms.post(LOBBY, msg)
         for listener in self.on_change:
             try:
@@ -331,10 +332,12 @@ class Presence:
     def on_notification(self, msg: Notification) -> None:
         """The orchestrator's notifications: calls and transfers change who is busy. A call that ended
         (or a caller handed over) puts its agent in wrap-up, and its end is announced when it comes."""
-        if not (msg.type.startswith("transfer.") or msg.type == "call.status"):
+        if not (msg.type.startswith(TRANSFER_PREFIX) or isinstance(msg, CallStatusChanged)):
             return
         self.changed()
-        ends = msg.type == "transfer.completed" or (msg.type == "call.status" and msg.payload.get("status") == "ended")
+        ends = msg.type == "transfer.completed" or (
+            isinstance(msg, CallStatusChanged) and msg.payload.status is CallStatus.ended
+        )
         if ends and self.settings.wrap_up_s > 0:
             self._background.spawn(self._after(self.settings.wrap_up_s + 0.1))
 

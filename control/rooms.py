@@ -20,7 +20,8 @@ import aiohttp
 from livekit import api
 
 from functions.errors import LiveKitError, NotFound
-from functions.models import TOPIC, Notification
+from functions.events import Notification
+from functions.models import TOPIC
 from functions.settings import Settings
 
 log = logging.getLogger(__name__)

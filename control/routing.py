@@ -31,7 +31,17 @@ from control.presence import LOBBY, Presence
 from control.rooms import Rooms
 from functions.background import Background
 from functions.errors import Conflict, InvalidInput
-from functions.models import AgentState, Call, Notification, Transfer, TransferState, is_agent_identity
+from functions.events import (
+    CallIncoming,
+    CallIncomingPayload,
+    CallQueued,
+    CallQueuePayload,
+    CallStatusChanged,
+    CallWithdrawn,
+    CallWithdrawnPayload,
+    Notification,
+)
+from functions.models import AgentState, Call, CallStatus, Transfer, TransferState, is_agent_identity
 from functions.settings import QUEUE_RE, Settings
 
 log = logging.getLogger(__name__)
@@ -223,9 +233,11 @@ class CallQueue:
 
     def on_notification(self, msg: Notification) -> None:
         """The orchestrator's: a call answered or ended some other way is no longer waiting."""
-        answered = msg.type == "call.status" and msg.payload.get("status") in ("active", "ended", "on_hold")
-        if answered and msg.payload.get("call_id") in self._calls:
-            self._background.spawn(self.withdraw(msg.payload["call_id"], reason=msg.payload["status"]))
+        if not isinstance(msg, CallStatusChanged):
+            return
+        answered = msg.payload.status in (CallStatus.active, CallStatus.ended, CallStatus.on_hold)
+        if answered and msg.payload.call_id in self._calls:
+            self._background.spawn(self.withdraw(msg.payload.call_id, reason=msg.payload.status.value))
 
     def _drop(self, w: WaitingCall, *, reason: str) -> None:
         self._calls.pop(w.call_id, None)
@@ -234,7 +246,7 @@ class CallQueue:
             timer.cancel()
         if w.agent:
             self.presence.set_ringing(w.agent, None)
-        msg = Notification(type="call.withdrawn", payload={"call_id": w.call_id, "reason": reason})
+        msg = CallWithdrawn(payload=CallWithdrawnPayload(call_id=w.call_id, reason=reason))
         self.rooms.post(LOBBY, msg, [w.agent] if w.agent else None)
         self._tell_callers()
 
@@ -267,7 +279,7 @@ class CallQueue:
         self.presence.set_ringing(agent, None)
         if (timer := self._timers.pop(w.call_id, None)) and timer is not asyncio.current_task():
             timer.cancel()
-        msg = Notification(type="call.withdrawn", payload={"call_id": w.call_id, "reason": reason})
+        msg = CallWithdrawn(payload=CallWithdrawnPayload(call_id=w.call_id, reason=reason))
         self.rooms.post(LOBBY, msg, [agent])
         self._route(w)
 
@@ -311,9 +323,10 @@ class CallQueue:
         wait = None if taking == 0 else round(math.ceil(place / taking) * per_caller)
         return {"place": place, "estimated_wait_s": wait}
 
-    def _incoming(self, w: WaitingCall) -> Notification:
-        payload = {"call_id": w.call_id, "caller_name": w.caller_name, "offered_to": w.agent}
-        return Notification(type="call.incoming", payload=payload)
+    def _incoming(self, w: WaitingCall) -> CallIncoming:
+        return CallIncoming(
+            payload=CallIncomingPayload(call_id=w.call_id, caller_name=w.caller_name, offered_to=w.agent)
+        )
 
     def _tell_callers(self) -> None:
         """Each waiting caller's page, when what it shows changed: who it rings, its place, the wait."""
@@ -321,7 +334,7 @@ class CallQueue:
             payload = {"call_id": w.call_id, "ringing": w.agent, "queue": self.place(w.call_id)}
             if self._told.get(w.call_id) != payload:
                 self._told[w.call_id] = payload
-                self.rooms.post(w.room, Notification(type="call.queue", payload=payload))
+                self.rooms.post(w.room, CallQueued(payload=CallQueuePayload.model_validate(payload)))
 
     async def recover(self, calls: list[Call]) -> None:
         """After a restart: calls still waiting for an agent queue again, in their order."""

@@ -18,8 +18,16 @@ from control.rooms import Rooms
 from control.store import Store
 from functions.background import Background
 from functions.errors import StorageUnavailable
+from functions.events import (
+    SegmentPayload,
+    SummaryUpdated,
+    SummaryUpdatedPayload,
+    TranscriptSegmentAdded,
+    TranscriptStatusChanged,
+    TranscriptStatusPayload,
+)
 from functions.media_protocol import BEHIND_WARN_S, SegmentReport, TranscriptionStatus
-from functions.models import Call, CallSummary, Notification, TranscriptSegment
+from functions.models import Call, CallSummary, TranscriptSegment
 from functions.summary.summarization import Refresh, RollingSummary
 
 log = logging.getLogger(__name__)
@@ -104,11 +112,10 @@ class Transcripts:
         self.backlog[report.call_id] = report
         call = self.store.get_call(report.call_id)
         if call.agent_identity:
-            payload = {
-                "call_id": call.call_id,
-                **report.model_dump(mode="json", include={"behind_s", "dropped", "dropped_s"}),
-            }
-            msg = Notification(type="transcript.status", payload=payload)
+            payload = TranscriptStatusPayload(
+                call_id=call.call_id, **report.model_dump(include={"behind_s", "dropped", "dropped_s"})
+            )
+            msg = TranscriptStatusChanged(payload=payload)
             self.rooms.post(call.room, msg, [call.agent_identity])
 
     def _store(self, call_id: str, seg: TranscriptSegment, transfer_id: str | None) -> None:
@@ -151,18 +158,17 @@ class Transcripts:
         self.dropped[call.call_id] = max(self.dropped.get(call.call_id, 0), report.dropped)
         self.lag_s[call.call_id] = report.lag_s
         self._store(call.call_id, seg, report.transfer_id)
-        payload = {"call_id": call.call_id, **seg.model_dump(mode="json", exclude={"words"})}
+        caption = SegmentPayload(
+            call_id=call.call_id, transfer_id=report.transfer_id, **seg.model_dump(exclude={"words"})
+        )
         if report.transfer_id:
             transfer = self.store.get_transfer(report.transfer_id)
-            payload["transfer_id"] = report.transfer_id
-            self.rooms.post(transfer.consult_room, Notification(type="transcript.segment", payload=payload))
+            self.rooms.post(transfer.consult_room, TranscriptSegmentAdded(payload=caption))
             return
-        self.rooms.post(call.room, Notification(type="transcript.segment", payload=payload))
+        self.rooms.post(call.room, TranscriptSegmentAdded(payload=caption))
         rolling = self._rolling(call.call_id)
         summary = await asyncio.to_thread(rolling.update, [seg])
         call = self.store.get_call(call.call_id)
         if call.agent_identity:  # the summary is for agents only, never the caller
-            msg = Notification(
-                type="summary.updated", payload={"call_id": call.call_id, "summary": summary.model_dump(mode="json")}
-            )
+            msg = SummaryUpdated(payload=SummaryUpdatedPayload(call_id=call.call_id, summary=summary))
             self.rooms.post(call.room, msg, [call.agent_identity])

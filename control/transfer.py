@@ -55,6 +55,15 @@ from functions.errors import (
     ServiceError,
     StorageUnavailable,
 )
+from functions.events import (
+    CallStatusChanged,
+    CallStatusPayload,
+    Notification,
+    OfferMoved,
+    OfferMovedPayload,
+    TransferChanged,
+    TransferPayload,
+)
 from functions.gateway import FunctionsGateway, make_gateway, merge_status
 from functions.media_protocol import (
     HEARTBEAT_S,
@@ -74,7 +83,6 @@ from functions.models import (
     CallStatus,
     CallSummary,
     FunctionStatus,
-    Notification,
     Role,
     SummarizeRequest,
     TargetKind,
@@ -501,7 +509,7 @@ class TransferOrchestrator:
         async with self._lock(t.call_id):
             t = self.store.transition(transfer_id, S.completing, actor=actor)
         self._cancel_timers(transfer_id)
-        await self._notify(t, extra={"join_room": t.call_room})
+        await self._notify(t, join_room=t.call_room)
         self._background.spawn(self._finish_handoff(transfer_id))
         return t
 
@@ -527,7 +535,7 @@ class TransferOrchestrator:
         async with self._lock(t.call_id):
             t = self.store.transition(transfer_id, S.introducing, actor=actor)
         self._cancel_timers(transfer_id)
-        await self._notify(t, extra={"join_room": t.call_room})
+        await self._notify(t, join_room=t.call_room)
         self._background.spawn(self._finish_introduction(transfer_id))
         return t
 
@@ -853,7 +861,7 @@ class TransferOrchestrator:
                 self._background.spawn(self._ensure_consult_job(moved))
                 summary = self.summary_source(self.store.get_call(moved.call_id))
                 await self._notify(moved, summary=summary)
-                withdrawn = Notification(type="transfer.offer_moved", payload={"transfer_id": transfer_id, "to": nxt})
+                withdrawn = OfferMoved(payload=OfferMovedPayload(transfer_id=transfer_id, to=nxt))
                 self.rooms.post(LOBBY, withdrawn, [target])
                 return moved
             if self.store.get_transfer(transfer_id).target != target:
@@ -1034,11 +1042,14 @@ class TransferOrchestrator:
                 log.info("the database took the delayed state change")
             return result
 
-    async def _notify(self, t: Transfer, *, summary: CallSummary | None = None, extra: dict | None = None) -> None:
-        payload = {"transfer": t.model_dump(mode="json", exclude={"events"}), "event": _last_event(t), **(extra or {})}
-        if summary is not None:
-            payload["summary"] = summary.model_dump(mode="json")
-        msg = Notification(type=f"transfer.{t.state.value}", payload=payload)
+    async def _notify(self, t: Transfer, *, summary: CallSummary | None = None, join_room: str | None = None) -> None:
+        payload = TransferPayload(
+            transfer=t.model_dump(mode="json", exclude={"events"}),
+            event=_last_event(t),
+            summary=summary,
+            join_room=join_room,
+        )
+        msg = TransferChanged.of(t.state, payload)
         agents = [t.from_agent] + ([t.target] if t.target_kind is TargetKind.agent else [])
         # In-process listeners (the UI) first; the LiveKit sends are queued (Rooms.post), never waited for.
         self._emit(msg)
@@ -1049,9 +1060,8 @@ class TransferOrchestrator:
     async def _notify_call(self, call: Call, *, now: bool = False) -> bool:
         """What the caller's side may know: status and who they talk to, never the summary. Queued
         (`Rooms.post`), or with `now` sent before this returns: True if it was."""
-        msg = Notification(
-            type="call.status",
-            payload={"call_id": call.call_id, "status": call.status.value, "agent": call.agent_identity},
+        msg = CallStatusChanged(
+            payload=CallStatusPayload(call_id=call.call_id, status=call.status, agent=call.agent_identity)
         )
         self._emit(msg)
         if not now:

@@ -51,7 +51,8 @@ from control.phone_bridge import (
 from control.store import storage_error
 from control.transfer import LOBBY, TransferOrchestrator
 from functions.errors import IllegalTransition, InvalidInput, PayloadTooLarge, ServiceError
-from functions.models import Notification, Transfer, TransferState
+from functions.events import PhoneLegChanged, PhoneLegPayload
+from functions.models import Transfer, TransferState
 from functions.settings import Settings
 from functions.telephony.telephony import public_base
 
@@ -207,17 +208,16 @@ def twilio_router(
         if leg is None:
             return
         t = orch.get_transfer(t.transfer_id)
-        msg = Notification(
-            type="transfer.phone_leg",
-            payload={
-                "transfer_id": t.transfer_id,
-                "call_id": t.call_id,
-                "target": t.target,
-                "call_sid": leg.call_sid,
-                "status": leg.status,
-                "answered_by": leg.answered_by,
-                "state": t.state.value,
-            },
+        msg = PhoneLegChanged(
+            payload=PhoneLegPayload(
+                transfer_id=t.transfer_id,
+                call_id=t.call_id,
+                target=t.target,
+                call_sid=leg.call_sid,
+                status=leg.status,
+                answered_by=leg.answered_by,
+                state=t.state,
+            )
         )
         try:
             await orch.rooms.send(LOBBY, msg, [t.from_agent])

@@ -318,16 +318,7 @@ class BriefingExchange(BaseModel):
 
 # --- data messages to clients ---------------------------------------------------------------
 
-TOPIC = "warm-transfer"  # the LiveKit data topic of every Notification (control.rooms and the media jobs send on it)
-
-
-class Notification(BaseModel):
-    """Versioned JSON sent over LiveKit data messages (topic `warm-transfer`)."""
-
-    v: int = PROTOCOL_VERSION
-    type: str
-    at: float = Field(default_factory=time.time)
-    payload: dict = Field(default_factory=dict)
+TOPIC = "warm-transfer"  # the LiveKit data topic of every notification (functions.events)
 
 
 class FunctionStatus(BaseModel):

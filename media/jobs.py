@@ -30,6 +30,7 @@ from livekit.agents.utils.audio import audio_frames_from_file
 from livekit.agents.voice.background_audio import BuiltinAudioClip
 
 from functions.audio import read_wav, resample, rms_dbfs
+from functions.events import SummaryCard, SummaryCardPayload
 from functions.gateway import FunctionsGateway
 from functions.media_protocol import (
     CallJob,
@@ -39,7 +40,7 @@ from functions.media_protocol import (
     SegmentReport,
     TranscriptionStatus,
 )
-from functions.models import SERVICE_PREFIXES, TOPIC, Notification, SpeechRequest, TranscriptSegment
+from functions.models import SERVICE_PREFIXES, TOPIC, SpeechRequest, TranscriptSegment
 from media.briefing_qa import BriefingQA
 from media.function_reports import FunctionReports
 from media.listen import Backlog, RoomListener
@@ -334,10 +335,7 @@ class BriefSpeaker:
             self._keep(asyncio.ensure_future(self.send_card()))
 
     async def send_card(self) -> None:
-        msg = Notification(
-            type="transfer.summary",
-            payload={"transfer_id": self.spec.transfer_id, "summary": self.spec.summary.model_dump(mode="json")},
-        )
+        msg = SummaryCard(payload=SummaryCardPayload(transfer_id=self.spec.transfer_id, summary=self.spec.summary))
         with contextlib.suppress(Exception):
             await self.room.local_participant.publish_data(
                 json.dumps(msg.model_dump(mode="json")),

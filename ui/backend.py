@@ -25,11 +25,11 @@ from control.names import NAME_MAX_CHARS, normalize_name
 from control.presence import LOBBY, Presence
 from control.state_machine import ROLLBACK_STATES
 from functions.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
+from functions.events import CallsChanged, CallsChangedPayload, Notification, TransferChanged
 from functions.models import (
     TERMINAL_STATES,
     Call,
     CallStatus,
-    Notification,
     Transfer,
     TransferState,
     is_agent_identity,
@@ -101,11 +101,10 @@ class UiBackend:
             self._listening = True
 
     def _on_notification(self, msg: Notification) -> None:
-        p = msg.payload
-        if msg.type == "transfer.consulting" and "summary" in p:
-            self._summaries[p["transfer"]["transfer_id"]] = p["summary"]
+        if isinstance(msg, TransferChanged) and msg.type == "transfer.consulting" and msg.payload.summary is not None:
+            self._summaries[msg.payload.transfer["transfer_id"]] = msg.payload.summary.model_dump(mode="json")
         # Agents' dashboards follow every change (presence announces its own: `presence.changed`).
-        self._spawn(self._send_lobby(Notification(type="calls.changed", payload={"cause": msg.type}), None))
+        self._spawn(self._send_lobby(CallsChanged(payload=CallsChangedPayload(cause=msg.type)), None))
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -160,7 +159,7 @@ class UiBackend:
         call = await self.orch.start_call(name, pick=pick or None)
         ticket = self.ctx.auth.caller_ticket(call.call_id, call.caller_identity)
         token = self.orch.caller_token(call.call_id, call.caller_identity)
-        self._spawn(self._send_lobby(Notification(type="calls.changed", payload={"cause": "call.new"}), None))
+        self._spawn(self._send_lobby(CallsChanged(payload=CallsChangedPayload(cause="call.new")), None))
         return {
             "call_id": call.call_id,
             "identity": call.caller_identity,

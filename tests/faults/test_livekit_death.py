@@ -29,7 +29,8 @@ from control.context import LIVEKIT_DIED
 from control.livekit_server import free_port
 from control.rooms import Rooms
 from control.transfer import LOBBY
-from functions.models import CallStatus, Notification, TransferState
+from functions.events import Notification
+from functions.models import CallStatus, TransferState
 from functions.settings import load_settings
 from tests.faults.conftest import API_KEY, headers
 from tests.support.peer import Peer
@@ -113,7 +114,11 @@ async def test_livekit_server_killed_mid_consult(tmp_path, caplog):
                 after = r.json()
                 assert after["state"] == TransferState.failed.value and after["reason"] == LIVEKIT_DIED, after
                 # The desks were told (the UI's in-process listeners): the transfer, then the call.
-                kinds = [(n.type, n.payload.get("transfer", {}).get("reason") or n.payload.get("status")) for n in told]
+                wire = [n.model_dump(mode="json") for n in told]  # as the desks' browsers get them
+                kinds = [
+                    (n["type"], n["payload"].get("transfer", {}).get("reason") or n["payload"].get("status"))
+                    for n in wire
+                ]
                 assert ("transfer.failed", LIVEKIT_DIED) in kinds and ("call.status", "ended") in kinds, kinds
                 assert any(
                     f"the embedded livekit-server (pid {old_pid}) died (killed by signal 9)" in rec.getMessage()

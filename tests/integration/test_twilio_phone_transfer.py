@@ -180,7 +180,7 @@ async def test_phone_transfer_dials_whispers_and_decline_returns_caller_to_a(wor
     # Ringing: A's UI gets the live leg status.
     assert (await world.post("status", CallStatus="ringing")).status_code == 204
     leg_note = [n for n in world.notes if n.type == "transfer.phone_leg"][-1]
-    assert leg_note.payload["status"] == "ringing" and leg_note.payload["call_sid"] == world.call_sid
+    assert leg_note.payload.status == "ringing" and leg_note.payload.call_sid == world.call_sid
     assert world.state() is S.consulting
 
     # Answered: the whisper. The brief is spoken verbatim, escaped by the builder.

@@ -28,7 +28,7 @@ class RoomsDouble:
         return True
 
     def post(self, room: str, message, identities: list[str] | None = None) -> None:
-        self.sent.append((room, message.type, message.payload, identities))
+        self.sent.append((room, message.type, message.model_dump(mode="json")["payload"], identities))  # as sent
 
     def of(self, kind: str) -> list[tuple[str, dict, list[str] | None]]:
         return [(room, payload, to) for room, t, payload, to in self.sent if t == kind]

@@ -15,13 +15,13 @@ import pytest
 
 from control.consult_qa import ConsultQA
 from control.store import Store
+from functions.events import Notification
 from functions.media_protocol import QAReport
 from functions.models import (
     BriefingExchange,
     BriefingQuestion,
     Call,
     CallSummary,
-    Notification,
     QuestionKind,
     TranscriptSegment,
     Transfer,
@@ -370,7 +370,7 @@ def test_the_control_plane_stores_each_exchange_and_tells_a_and_b() -> None:
     assert store.qa("t1") == [exchange]
     ((room, msg, to),) = rooms.sent
     assert (room, msg.type, to) == ("consult-t1", "transfer.qa", ["agent-a", "agent-b"])
-    assert msg.payload["exchange"]["answer"] == "The account number is 4471-9902." and emitted == [msg]
+    assert msg.payload.exchange.answer == "The account number is 4471-9902." and emitted == [msg]
     # Another call's report about this transfer is not taken.
     other = report.model_copy(update={"call_id": "c2"})
     assert asyncio.run(qa.on_report(other)) is None and len(store.qa("t1")) == 1

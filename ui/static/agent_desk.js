@@ -9,6 +9,7 @@
   "use strict";
   const WT = window.WT;
   const { el } = WT;
+  const P = WT.PROTOCOL; // the message types (protocol.js, generated from functions/events.py)
   const LOBBY = "agents-lobby";
   const STATE_LABEL = {
     idle: "Starting",
@@ -292,29 +293,29 @@
     onMessage(msg) {
       const p = msg.payload || {};
       const type = msg.type;
-      if (type.startsWith("transfer.") && p.transfer) {
+      if (type.startsWith(P.TRANSFER_PREFIX) && p.transfer) {
         const t = p.transfer;
         this.noteTransfer(t, p.event);
         if (p.summary) this.summaries[t.transfer_id] = p.summary;
         this.focusTid = t.transfer_id;
         this.onTransferState(this.transfers[t.transfer_id], p);
-      } else if (type === "transfer.offer_moved") {
+      } else if (type === P.TRANSFER_OFFER_MOVED) {
         this.notice = "The transfer went on to the next agent.";
-      } else if (type === "transfer.summary" && p.transfer_id) {
+      } else if (type === P.TRANSFER_SUMMARY && p.transfer_id) {
         this.summaries[p.transfer_id] = p.summary;
-      } else if (type === "transfer.qa" && p.transfer_id && p.exchange) {
+      } else if (type === P.TRANSFER_QA && p.transfer_id && p.exchange) {
         this.noteQA(p.transfer_id, p.exchange);
-      } else if (type === "transcript.segment" && this.isMyCall(p.call_id)) {
+      } else if (type === P.TRANSCRIPT_SEGMENT && this.isMyCall(p.call_id)) {
         this.captions.push(p);
         if (this.captions.length > 200) this.captions.splice(0, this.captions.length - 200);
-      } else if (type === "summary.updated" && p.call_id) {
+      } else if (type === P.SUMMARY_UPDATED && p.call_id) {
         this.rolling[p.call_id] = p.summary;
-      } else if (type === "transcript.status" && p.call_id) {
+      } else if (type === P.TRANSCRIPT_STATUS && p.call_id) {
         this.captionLag[p.call_id] = p;
       }
       WT.emit("lobby-message", { slot: this.slot, type });
       this.render();
-      if (!["transcript.segment", "summary.updated", "transfer.summary", "transcript.status", "transfer.qa"].includes(type)) this.refresh();
+      if (![P.TRANSCRIPT_SEGMENT, P.SUMMARY_UPDATED, P.TRANSFER_SUMMARY, P.TRANSCRIPT_STATUS, P.TRANSFER_QA].includes(type)) this.refresh();
     }
 
     isMyCall(callId) {

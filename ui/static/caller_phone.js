@@ -4,6 +4,7 @@
   "use strict";
   const WT = window.WT;
   const { el } = WT;
+  const P = WT.PROTOCOL; // the message types (protocol.js, generated from functions/events.py)
 
   class CallerPhone {
     constructor(slot) {
@@ -123,11 +124,11 @@
 
     onData(msg) {
       if (!this.call || !msg.payload || msg.payload.call_id !== this.call.call_id) return;
-      if (msg.type === "call.status") {
+      if (msg.type === P.CALL_STATUS) {
         // Until the server's view arrives, "transferred"/"back" are this page's own guess.
         this.applyStatus({ status: msg.payload.status, agent: msg.payload.agent, transferred: undefined, back: undefined });
         this.refreshStatus(); // names, what the caller is told, whether the call was transferred: from the server
-      } else if (msg.type === "call.queue") {
+      } else if (msg.type === P.CALL_QUEUE) {
         this.refreshStatus(); // who it rings now, the place in the queue
       }
     }

@@ -6,7 +6,7 @@
   "use strict";
   const WT = (window.WT = window.WT || {});
   const LK = window.LivekitClient;
-  const TOPIC = "warm-transfer";
+  const TOPIC = WT.PROTOCOL.TOPIC; // protocol.js, generated from functions/events.py
 
   // --- small DOM helpers ------------------------------------------------------------
   // el("div", {class: "x", dataset: {a: 1}, onclick: fn}, "text", childNode, ...)
