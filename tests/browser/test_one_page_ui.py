@@ -87,7 +87,12 @@ async def captions_follow_the_tab(page: Page, live, tab: str, *, speaking: str, 
     await until(new_line, f"a caption under {speaking} while the {tab} tab is shown", HEARD_S)
     await expect(said.nth(before_said)).to_contain_text(re.compile("order", re.IGNORECASE))
     everything = await live.get_by_test_id("captions").locator("li").all_inner_texts()
-    assert await quiet.count() == before_quiet, f"{silent} captioned while {tab} had the microphone: {everything}"
+    if await quiet.count() != before_quiet:  # say what the page and the server thought, for the log
+        roles = await page.evaluate(
+            "() => ({ role: WT.page.role, mic: WT.micRole(), live: Array.from(WT.liveRoles()), rooms: "
+            "Object.values(WT.rooms).map((r) => [r.role, r.roomName, r.state, r.micEnabled, r.wantMic]) })"
+        )
+        raise AssertionError(f"{silent} captioned while {tab} had the microphone: {everything}; page: {roles}")
 
 
 async def test_one_page_plays_caller_a_and_b_with_one_microphone(one_mic_browser, app_factory, lk_api, shots):
