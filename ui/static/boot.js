@@ -6,7 +6,9 @@
   if (window.LivekitClient && WT && WT.ready && (kind === "room" || (WT.kinds && WT.kinds[kind]))) {
     WT.attach(element, props, server);
   } else if (attempt < 600) {
-    setTimeout(function () { boot(attempt + 1); }, 25);
+    setTimeout(function () {
+      boot(attempt + 1);
+    }, 25);
   } else {
     element.textContent = "The call widgets did not load (livekit-client or the UI scripts are missing: run `npm ci`).";
   }

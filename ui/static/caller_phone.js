@@ -12,9 +12,9 @@
       this.server = null;
       this.root = null;
       this.agents = [];
-      this.call = null;         // {call_id, identity, ticket}
-      this.view = null;         // {status, agent, agent_name, ringing, ringing_name}
-      this.firstAgent = null;   // the agent who answered first (to say "Now connected to" after a transfer)
+      this.call = null; // {call_id, identity, ticket}
+      this.view = null; // {status, agent, agent_name, ringing, ringing_name}
+      this.firstAgent = null; // the agent who answered first (to say "Now connected to" after a transfer)
       this.wasOnHold = false;
       this.busy = "";
       this.error = "";
@@ -51,19 +51,28 @@
 
     // A reload keeps the call: this tab's ticket is in sessionStorage (never sent elsewhere).
     saved() {
-      try { return JSON.parse(sessionStorage.getItem(`wt-call-${this.slot}`) || "null"); } catch (e) { return null; }
+      try {
+        return JSON.parse(sessionStorage.getItem(`wt-call-${this.slot}`) || "null");
+      } catch {
+        return null;
+      }
     }
 
     save() {
       try {
         if (this.call) sessionStorage.setItem(`wt-call-${this.slot}`, JSON.stringify(this.call));
         else sessionStorage.removeItem(`wt-call-${this.slot}`);
-      } catch (e) { /* storage unavailable: no resume */ }
+      } catch {
+        /* storage unavailable: no resume */
+      }
     }
 
     // One resume at a time (the caller panel and the page panel both ask); done once back in the room.
     resume() {
-      if (!this._resuming) this._resuming = this._resume().finally(() => { this._resuming = null; });
+      if (!this._resuming)
+        this._resuming = this._resume().finally(() => {
+          this._resuming = null;
+        });
       return this._resuming;
     }
 
@@ -71,12 +80,20 @@
       const saved = this.saved();
       if (this.call || !saved || !this.server) return;
       const view = await WT.call(this.server, "caller_status", saved);
-      if (view.error || view.status === "ended") { this.call = null; this.save(); return; }
+      if (view.error || view.status === "ended") {
+        this.call = null;
+        this.save();
+        return;
+      }
       this.call = saved;
       this.view = view;
       this.render();
       const tok = await WT.call(this.server, "caller_token", saved);
-      if (tok.error) { this.error = tok.error; this.render(); return; }
+      if (tok.error) {
+        this.error = tok.error;
+        this.render();
+        return;
+      }
       await this.connectRoom(tok.token);
     }
 
@@ -100,7 +117,9 @@
       if (before !== JSON.stringify(this.agents) && !this.call) this.render();
     }
 
-    creds() { return this.call ? { call_id: this.call.call_id, identity: this.call.identity, ticket: this.call.ticket } : {}; }
+    creds() {
+      return this.call ? { call_id: this.call.call_id, identity: this.call.identity, ticket: this.call.ticket } : {};
+    }
 
     async start() {
       const nameInput = this.root.querySelector("input[name=caller-name]");
@@ -111,7 +130,12 @@
       this.error = "";
       this.render();
       const out = await WT.call(this.server, "caller_start", { name: this.name, agent: this.pick });
-      if (out.error) { this.busy = ""; this.error = out.error; this.render(); return; }
+      if (out.error) {
+        this.busy = "";
+        this.error = out.error;
+        this.render();
+        return;
+      }
       this.call = { call_id: out.call_id, identity: out.identity, ticket: out.ticket };
       this.save();
       this.view = out;
@@ -184,8 +208,13 @@
     headline() {
       const v = this.view || {};
       if (v.status === "ended") return ["Call ended", "Thanks for calling."];
-      if (v.status === "on_hold") return ["On hold — please wait", v.note || "Your agent is bringing in a colleague who can help. Music plays while you wait."];
-      if (v.status === "active" && v.with) return [`You're talking to ${this.agentName()} and ${v.with_name || v.with}`, "Your agent is introducing a colleague who can help."];
+      if (v.status === "on_hold")
+        return ["On hold — please wait", v.note || "Your agent is bringing in a colleague who can help. Music plays while you wait."];
+      if (v.status === "active" && v.with)
+        return [
+          `You're talking to ${this.agentName()} and ${v.with_name || v.with}`,
+          "Your agent is introducing a colleague who can help.",
+        ];
       if (v.status === "active") {
         // The server knows the call's history (a reload forgets this page's); a fresh status message
         // is read with what this page saw until the server's view arrives.
@@ -205,9 +234,12 @@
       const q = v.queue;
       if (v.status !== "waiting" || !q) return null;
       const place = q.place === 1 ? "You're next in line" : `You're number ${q.place} in line`;
-      const wait = q.estimated_wait_s == null ? "no agent is taking calls right now"
-        : q.estimated_wait_s < 60 ? "estimated wait under a minute"
-          : `estimated wait about ${Math.round(q.estimated_wait_s / 60)} min`;
+      const wait =
+        q.estimated_wait_s == null
+          ? "no agent is taking calls right now"
+          : q.estimated_wait_s < 60
+            ? "estimated wait under a minute"
+            : `estimated wait about ${Math.round(q.estimated_wait_s / 60)} min`;
       return el("div", { class: "wt-callcard-sub wt-queue", dataset: { testid: "caller-queue" } }, `${place} · ${wait}`);
     }
 
@@ -217,8 +249,10 @@
       const count = this.root.querySelector(".wt-agent-count");
       if (!select || !count) return false;
       const current = select.value;
-      select.replaceChildren(el("option", { value: "" }, "First available agent"),
-        ...this.agents.map((a) => el("option", { value: a.identity }, a.name)));
+      select.replaceChildren(
+        el("option", { value: "" }, "First available agent"),
+        ...this.agents.map((a) => el("option", { value: a.identity }, a.name)),
+      );
       select.value = this.agents.some((a) => a.identity === current) ? current : "";
       count.textContent = this.countText();
       const button = this.root.querySelector(".wt-call-btn");
@@ -242,37 +276,69 @@
       }
       const parts = [el("h2", { class: "wt-title" }, "Call support")];
       if (!this.call) {
-        const select = el("select", { name: "agent", class: "wt-input", "aria-label": "Agent" },
+        const select = el(
+          "select",
+          { name: "agent", class: "wt-input", "aria-label": "Agent" },
           el("option", { value: "" }, "First available agent"),
-          this.agents.map((a) => el("option", { value: a.identity }, a.name)));
+          this.agents.map((a) => el("option", { value: a.identity }, a.name)),
+        );
         select.value = this.agents.some((a) => a.identity === this.pick) ? this.pick : "";
         parts.push(
           el("p", { class: "wt-muted" }, "No account needed: tell us your name and press Call."),
-          el("form", {
-            class: "wt-form",
-            onsubmit: (e) => { e.preventDefault(); this.start(); },
-          },
-          el("label", { class: "wt-field" }, el("span", {}, "Your name"),
-            el("input", { name: "caller-name", class: "wt-input", maxlength: 80, autocomplete: "name", value: this.name, placeholder: "e.g. Maria Lopez" })),
-          el("label", { class: "wt-field" }, el("span", {}, "Talk to"), select),
-          el("p", { class: "wt-muted wt-small wt-agent-count" }, this.countText()),
-          el("button", { type: "submit", class: "wt-btn wt-primary wt-big wt-call-btn", disabled: !!this.busy }, "Call")),
+          el(
+            "form",
+            {
+              class: "wt-form",
+              onsubmit: (e) => {
+                e.preventDefault();
+                this.start();
+              },
+            },
+            el(
+              "label",
+              { class: "wt-field" },
+              el("span", {}, "Your name"),
+              el("input", {
+                name: "caller-name",
+                class: "wt-input",
+                maxlength: 80,
+                autocomplete: "name",
+                value: this.name,
+                placeholder: "e.g. Maria Lopez",
+              }),
+            ),
+            el("label", { class: "wt-field" }, el("span", {}, "Talk to"), select),
+            el("p", { class: "wt-muted wt-small wt-agent-count" }, this.countText()),
+            el("button", { type: "submit", class: "wt-btn wt-primary wt-big wt-call-btn", disabled: !!this.busy }, "Call"),
+          ),
         );
       } else {
         const [head, sub] = this.headline();
         const status = (this.view && this.view.status) || "waiting";
-        parts.push(el("div", { class: `wt-callcard wt-status-${status}` },
-          el("div", { class: "wt-callcard-head", dataset: { testid: "caller-headline" } }, head),
-          sub ? el("div", { class: "wt-callcard-sub", dataset: { testid: "caller-sub" } }, sub) : null,
-          this.queueLine(),
-          status === "on_hold" ? el("div", { class: "wt-holdbars", "aria-hidden": "true" }, el("i"), el("i"), el("i"), el("i")) : null));
+        parts.push(
+          el(
+            "div",
+            { class: `wt-callcard wt-status-${status}` },
+            el("div", { class: "wt-callcard-head", dataset: { testid: "caller-headline" } }, head),
+            sub ? el("div", { class: "wt-callcard-sub", dataset: { testid: "caller-sub" } }, sub) : null,
+            this.queueLine(),
+            status === "on_hold" ? el("div", { class: "wt-holdbars", "aria-hidden": "true" }, el("i"), el("i"), el("i"), el("i")) : null,
+          ),
+        );
         const controls = el("div", { class: "wt-controls" });
         if (status !== "ended") {
           if (this.room.connected) {
-            controls.append(el("button", { class: "wt-btn wt-mute", onclick: () => this.room.toggleMute(), disabled: !this.room.micAllowed },
-              this.room.micEnabled ? "Mute" : "Unmute"));
+            controls.append(
+              el(
+                "button",
+                { class: "wt-btn wt-mute", onclick: () => this.room.toggleMute(), disabled: !this.room.micAllowed },
+                this.room.micEnabled ? "Mute" : "Unmute",
+              ),
+            );
           }
-          controls.append(el("button", { class: "wt-btn wt-danger wt-hangup", onclick: () => this.hangUp(), disabled: !!this.busy }, "Hang up"));
+          controls.append(
+            el("button", { class: "wt-btn wt-danger wt-hangup", onclick: () => this.hangUp(), disabled: !!this.busy }, "Hang up"),
+          );
         } else {
           controls.append(el("button", { class: "wt-btn wt-primary", onclick: () => this.reset() }, "Call again"));
         }

@@ -27,7 +27,10 @@
     }
     return node;
   };
-  WT.clear = (node) => { while (node && node.firstChild) node.removeChild(node.firstChild); return node; };
+  WT.clear = (node) => {
+    while (node && node.firstChild) node.removeChild(node.firstChild);
+    return node;
+  };
   WT.time = (ts) => {
     if (!ts) return "";
     const d = new Date(ts * 1000);
@@ -39,7 +42,10 @@
   };
   WT.debounce = (fn, ms) => {
     let t = null;
-    return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); };
+    return (...a) => {
+      clearTimeout(t);
+      t = setTimeout(() => fn(...a), ms);
+    };
   };
   WT.bus = WT.bus || new EventTarget();
   WT.emit = (type, detail) => WT.bus.dispatchEvent(new CustomEvent(type, { detail }));
@@ -50,7 +56,7 @@
     try {
       const out = await server[name](args || {});
       return out && typeof out === "object" ? out : { error: "Unexpected answer from the server." };
-    } catch (e) {
+    } catch {
       return { error: "The server could not be reached. Check your connection and try again." };
     }
   };
@@ -63,7 +69,10 @@
     const root = element.querySelector(".wt-shell") || element;
     if (kind === "room") return WT.room(props.wt_slot, props).mount(root);
     const factory = WT.kinds[kind];
-    if (!factory) { root.textContent = `Unknown panel ${kind}`; return; }
+    if (!factory) {
+      root.textContent = `Unknown panel ${kind}`;
+      return;
+    }
     factory(props.wt_slot, props, server).attachPart(kind, root, server);
   };
 
@@ -130,13 +139,19 @@
     pending = true;
     queueMicrotask(() => {
       pending = false;
-      for (const r of Object.values(WT.rooms)) { r.syncPlayback(); r.syncMic(); }
+      for (const r of Object.values(WT.rooms)) {
+        r.syncPlayback();
+        r.syncMic();
+      }
       WT.emit("page-roles", { live: Array.from(WT.liveRoles()), mic: WT.micRole() });
     });
   };
   function followTabs() {
     const role = visibleRole();
-    if (role && role !== WT.page.role) { WT.page.role = role; WT.pageChanged(); }
+    if (role && role !== WT.page.role) {
+      WT.page.role = role;
+      WT.pageChanged();
+    }
   }
   document.addEventListener("click", () => setTimeout(followTabs, 0), true);
   document.addEventListener("keyup", () => setTimeout(followTabs, 0), true);
@@ -150,17 +165,17 @@
       this.hint = (props && props.wt_hint) || "";
       this.room = null;
       this.state = "idle";
-      this.note = "";          // one line under the state: why disconnected, hold, …
-      this.micError = "";      // microphone failure, with a Retry button
-      this.wantMic = true;     // the user's mute choice survives holds and reconnects
+      this.note = ""; // one line under the state: why disconnected, hold, …
+      this.micError = ""; // microphone failure, with a Retry button
+      this.wantMic = true; // the user's mute choice survives holds and reconnects
       this.publish = true;
-      this.held = false;       // the server revoked our publish/subscribe (hold)
+      this.held = false; // the server revoked our publish/subscribe (hold)
       this.needsAudioClick = false;
       this.tokenProvider = null;
       this.roomName = "";
       this.element = null;
       this.role = String(slot).split("-")[0]; // "a", "b" or "caller": the tab this room belongs to
-      this.identity = "";      // who this page is in the room (from the token, known before joining)
+      this.identity = ""; // who this page is in the room (from the token, known before joining)
       this._withheld = new Set(); // track sids not played back: a participant this page plays itself
       this._micChain = Promise.resolve();
       this._retries = 0;
@@ -174,7 +189,9 @@
       return this;
     }
 
-    get connected() { return this.state === "connected" || this.state === "reconnecting"; }
+    get connected() {
+      return this.state === "connected" || this.state === "reconnecting";
+    }
     get micEnabled() {
       return !!(this.room && this.room.localParticipant && this.room.localParticipant.isMicrophoneEnabled);
     }
@@ -236,11 +253,27 @@
         if (s === "reconnecting" || s === "signalReconnecting") this._setState("reconnecting", "Network trouble — reconnecting…");
         else if (s === "connected" && this.state === "reconnecting") this._setState("connected", "Reconnected.");
       });
-      room.on(E.Disconnected, (reason) => { if (mine()) this._onDisconnected(reason); });
-      for (const ev of [E.ParticipantConnected, E.ParticipantDisconnected, E.ActiveSpeakersChanged,
-        E.TrackMuted, E.TrackUnmuted, E.LocalTrackPublished, E.LocalTrackUnpublished,
-        E.TrackPublished, E.TrackUnpublished, E.ParticipantNameChanged]) {
-        room.on(ev, () => { if (mine()) { this.render(); this._emit("participants", {}); } });
+      room.on(E.Disconnected, (reason) => {
+        if (mine()) this._onDisconnected(reason);
+      });
+      for (const ev of [
+        E.ParticipantConnected,
+        E.ParticipantDisconnected,
+        E.ActiveSpeakersChanged,
+        E.TrackMuted,
+        E.TrackUnmuted,
+        E.LocalTrackPublished,
+        E.LocalTrackUnpublished,
+        E.TrackPublished,
+        E.TrackUnpublished,
+        E.ParticipantNameChanged,
+      ]) {
+        room.on(ev, () => {
+          if (mine()) {
+            this.render();
+            this._emit("participants", {});
+          }
+        });
       }
       room.on(E.TrackSubscribed, (track, pub, participant) => {
         if (!mine() || track.kind !== "audio") return;
@@ -257,7 +290,10 @@
         this._audioBox().append(audio);
         this.render();
       });
-      room.on(E.TrackUnsubscribed, (track) => { track.detach().forEach((a) => a.remove()); if (mine()) this.render(); });
+      room.on(E.TrackUnsubscribed, (track) => {
+        track.detach().forEach((a) => a.remove());
+        if (mine()) this.render();
+      });
       room.on(E.AudioPlaybackStatusChanged, () => {
         if (!mine()) return;
         this.needsAudioClick = !room.canPlaybackAudio;
@@ -270,7 +306,11 @@
       room.on(E.DataReceived, (payload, participant, kind, topic) => {
         if (!mine() || topic !== TOPIC) return;
         let msg;
-        try { msg = JSON.parse(new TextDecoder().decode(payload)); } catch (e) { return; }
+        try {
+          msg = JSON.parse(new TextDecoder().decode(payload));
+        } catch {
+          return;
+        }
         if (!msg || typeof msg.type !== "string") return;
         this._emit("data", { msg, from: participant ? participant.identity : null });
       });
@@ -337,7 +377,8 @@
       } catch (e) {
         const failure = LK.MediaDeviceFailure ? LK.MediaDeviceFailure.getFailure(e) : null;
         if (failure === "PermissionDenied" || (e && e.name === "NotAllowedError")) {
-          this.micError = "Microphone blocked. Allow microphone access for this site (the icon in the address bar), then press Retry microphone. You can still hear the call.";
+          this.micError =
+            "Microphone blocked. Allow microphone access for this site (the icon in the address bar), then press Retry microphone. You can still hear the call.";
         } else if (failure === "NotFound") {
           this.micError = "No microphone found. Plug one in, then press Retry microphone.";
         } else if (failure === "DeviceInUse") {
@@ -360,19 +401,25 @@
     }
 
     // Whether this room's role may use the page's microphone (see "One page, several roles").
-    get micAllowed() { const holder = WT.micRole(); return holder === null || holder === this.role; }
+    get micAllowed() {
+      const holder = WT.micRole();
+      return holder === null || holder === this.role;
+    }
 
     // Publish the microphone exactly when the user wants it, the server allows it and the page's
     // microphone is this role's; one change at a time.
     syncMic() {
-      this._micChain = this._micChain.then(async () => {
-        const room = this.room;
-        if (!room || !this.publish || this.state !== "connected") return;
-        const want = this.wantMic && !this.held && this.micAllowed;
-        if (want && !this.micEnabled && !this.micError) await this.enableMic(); // a failed device waits for Retry
-        else if (!want && this.micEnabled) await room.localParticipant.setMicrophoneEnabled(false).catch(() => {});
-        this.render();
-      }).catch(() => {});
+      this._micChain = this._micChain
+        .then(async () => {
+          const room = this.room;
+          if (!room || !this.publish || this.state !== "connected") return;
+          const want = this.wantMic && !this.held && this.micAllowed;
+          if (want && !this.micEnabled && !this.micError)
+            await this.enableMic(); // a failed device waits for Retry
+          else if (!want && this.micEnabled) await room.localParticipant.setMicrophoneEnabled(false).catch(() => {});
+          this.render();
+        })
+        .catch(() => {});
       return this._micChain;
     }
 
@@ -395,7 +442,9 @@
       this.render();
     }
 
-    async toggleMute() { return this.setMuted(this.micEnabled); }
+    async toggleMute() {
+      return this.setMuted(this.micEnabled);
+    }
 
     async disconnect(quiet) {
       this._leaving = true;
@@ -404,7 +453,11 @@
         await room.disconnect();
         if (this.room === room) this._onDisconnected(LK.DisconnectReason && LK.DisconnectReason.CLIENT_INITIATED);
       }
-      if (quiet) { this.state = "idle"; this.note = ""; this.render(); }
+      if (quiet) {
+        this.state = "idle";
+        this.note = "";
+        this.render();
+      }
     }
 
     async leave() {
@@ -416,12 +469,19 @@
       const room = this.room;
       if (!room) return [];
       const lp = room.localParticipant;
-      const out = [{ identity: lp.identity, name: lp.name || lp.identity, local: true, speaking: lp.isSpeaking,
-        micOn: lp.isMicrophoneEnabled }];
+      const out = [
+        { identity: lp.identity, name: lp.name || lp.identity, local: true, speaking: lp.isSpeaking, micOn: lp.isMicrophoneEnabled },
+      ];
       for (const p of room.remoteParticipants.values()) {
         const pubs = Array.from(p.audioTrackPublications ? p.audioTrackPublications.values() : []);
-        out.push({ identity: p.identity, name: p.name || p.identity, local: false, speaking: p.isSpeaking,
-          micOn: pubs.some((pub) => !pub.isMuted), withheld: WT.pageIdentities().has(p.identity) });
+        out.push({
+          identity: p.identity,
+          name: p.name || p.identity,
+          local: false,
+          speaking: p.isSpeaking,
+          micOn: pubs.some((pub) => !pub.isMuted),
+          withheld: WT.pageIdentities().has(p.identity),
+        });
       }
       return out;
     }
@@ -451,7 +511,9 @@
       WT.pageChanged();
     }
 
-    _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
+    _emit(type, detail) {
+      this.dispatchEvent(new CustomEvent(type, { detail }));
+    }
 
     render() {
       const root = this.element;
@@ -461,41 +523,73 @@
       const stateText = stateKey === "held" ? "On hold" : STATE_TEXT[this.state] || this.state;
       root.dataset.state = stateKey;
       const people = this.participants();
-      const list = el("ul", { class: "wt-people" },
-        people.map((p) => el("li", {
-          class: `wt-person${p.speaking ? " speaking" : ""}${p.local ? " local" : ""}`,
-          dataset: { identity: p.identity, speaking: p.speaking ? "1" : "0", played: p.local || p.withheld ? "0" : "1" },
-        },
-        el("span", { class: "wt-dot", title: p.speaking ? "speaking" : "" }),
-        el("span", { class: "wt-name" }, p.local ? `${p.name} (you)` : p.name),
-        p.withheld ? el("span", { class: "wt-small wt-muted", dataset: { testid: "withheld" } }, "this page: not played") : null,
-        el("span", { class: "wt-mic" }, p.micOn ? "" : "muted"))));
+      const list = el(
+        "ul",
+        { class: "wt-people" },
+        people.map((p) =>
+          el(
+            "li",
+            {
+              class: `wt-person${p.speaking ? " speaking" : ""}${p.local ? " local" : ""}`,
+              dataset: { identity: p.identity, speaking: p.speaking ? "1" : "0", played: p.local || p.withheld ? "0" : "1" },
+            },
+            el("span", { class: "wt-dot", title: p.speaking ? "speaking" : "" }),
+            el("span", { class: "wt-name" }, p.local ? `${p.name} (you)` : p.name),
+            p.withheld ? el("span", { class: "wt-small wt-muted", dataset: { testid: "withheld" } }, "this page: not played") : null,
+            el("span", { class: "wt-mic" }, p.micOn ? "" : "muted"),
+          ),
+        ),
+      );
       const controls = el("div", { class: "wt-controls" });
       const elsewhere = this.connected && this.publish && !this.micAllowed;
       if (this.connected && this.publish) {
-        controls.append(el("button", { class: "wt-btn wt-mute", onclick: () => this.toggleMute(), disabled: this.held || elsewhere },
-          this.micEnabled ? "Mute" : "Unmute"));
+        controls.append(
+          el(
+            "button",
+            { class: "wt-btn wt-mute", onclick: () => this.toggleMute(), disabled: this.held || elsewhere },
+            this.micEnabled ? "Mute" : "Unmute",
+          ),
+        );
       }
       if (this.micError && this.connected) {
-        controls.append(el("button", { class: "wt-btn wt-retry-mic", onclick: () => { this.micError = ""; this.wantMic = true; this.syncMic(); } }, "Retry microphone"));
+        controls.append(
+          el(
+            "button",
+            {
+              class: "wt-btn wt-retry-mic",
+              onclick: () => {
+                this.micError = "";
+                this.wantMic = true;
+                this.syncMic();
+              },
+            },
+            "Retry microphone",
+          ),
+        );
       }
       if (this.needsAudioClick && this.connected) {
-        controls.append(el("button", { class: "wt-btn wt-primary", onclick: () => this.room && this.room.startAudio() },
-          "Enable audio"));
+        controls.append(el("button", { class: "wt-btn wt-primary", onclick: () => this.room && this.room.startAudio() }, "Enable audio"));
       }
       if (this.connected) {
         controls.append(el("button", { class: "wt-btn wt-danger wt-leave", onclick: () => this.leave() }, "Leave"));
       }
-      root.replaceChildren(...[
-        el("div", { class: "wt-room-head" },
-          el("span", { class: "wt-room-label" }, this.label),
-          el("span", { class: `wt-pill wt-state-${stateKey}`, dataset: { testid: "room-state" } }, stateText)),
-        this.micError ? el("div", { class: "wt-alert wt-mic-error", role: "alert" }, this.micError) : null,
-        this.note ? el("div", { class: "wt-note" }, this.note) : null,
-        elsewhere ? el("div", { class: "wt-note wt-mic-elsewhere", dataset: { testid: "mic-elsewhere" } }, WT.micElsewhereText(this.role)) : null,
-        people.length ? list : el("div", { class: "wt-empty" }, this.hint || "Not in a room."),
-        controls.childNodes.length ? controls : null,
-      ].filter(Boolean));
+      root.replaceChildren(
+        ...[
+          el(
+            "div",
+            { class: "wt-room-head" },
+            el("span", { class: "wt-room-label" }, this.label),
+            el("span", { class: `wt-pill wt-state-${stateKey}`, dataset: { testid: "room-state" } }, stateText),
+          ),
+          this.micError ? el("div", { class: "wt-alert wt-mic-error", role: "alert" }, this.micError) : null,
+          this.note ? el("div", { class: "wt-note" }, this.note) : null,
+          elsewhere
+            ? el("div", { class: "wt-note wt-mic-elsewhere", dataset: { testid: "mic-elsewhere" } }, WT.micElsewhereText(this.role))
+            : null,
+          people.length ? list : el("div", { class: "wt-empty" }, this.hint || "Not in a room."),
+          controls.childNodes.length ? controls : null,
+        ].filter(Boolean),
+      );
     }
   }
 
@@ -503,7 +597,10 @@
   WT.room = function room(slot, props) {
     let r = WT.rooms[slot];
     if (!r) r = WT.rooms[slot] = new Room(slot, props);
-    else if (props) { r.label = props.wt_label || r.label; r.hint = props.wt_hint || r.hint; }
+    else if (props) {
+      r.label = props.wt_label || r.label;
+      r.hint = props.wt_hint || r.hint;
+    }
     return r;
   };
   WT.ready = true;
