@@ -22,6 +22,11 @@ module.exports = [
     languageOptions: { globals: { element: "readonly", props: "readonly", server: "readonly" } },
   },
   {
+    // Loaded by the page (WT.logic) and by node's test runner (module.exports).
+    files: ["ui/static/desk_logic.js"],
+    languageOptions: { globals: { module: "readonly" } },
+  },
+  {
     files: ["tests/js/**/*.js", "eslint.config.js"],
     languageOptions: { ecmaVersion: 2022, sourceType: "commonjs", globals: { ...globals.node } },
   },

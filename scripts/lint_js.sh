@@ -10,7 +10,8 @@ if [ ! -x "$bin/eslint" ] || [ ! -x "$bin/prettier" ]; then
   echo "eslint/prettier are missing: run scripts/setup.sh (npm ci with the devDependencies)" >&2
   exit 1
 fi
-FILES=(ui/static/*.js eslint.config.js)
-echo "=== lint-js: eslint, prettier --check"
+FILES=(ui/static/*.js tests/js/*.js eslint.config.js)
+echo "=== lint-js: eslint, prettier --check, node --test tests/js"
 "$bin/eslint" --max-warnings=0 "${FILES[@]}"
 "$bin/prettier" --check --log-level=warn "${FILES[@]}"
+node --test --test-reporter=dot tests/js/*.test.js

@@ -23,7 +23,16 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LIVEKIT_CLIENT = PROJECT_ROOT / "node_modules" / "livekit-client" / "dist" / "livekit-client.umd.js"
 STATIC_ROUTE = "wt-static"  # relative: works at `/`, behind a proxy prefix and through a share link
-SCRIPTS = ["protocol.js", "livekit_room.js", "caller_phone.js", "agent_desk.js", "calls_board.js", "page.js"]
+# In load order: the generated protocol and the pure decisions first, then the scripts using them.
+SCRIPTS = [
+    "protocol.js",
+    "desk_logic.js",
+    "livekit_room.js",
+    "caller_phone.js",
+    "agent_desk.js",
+    "calls_board.js",
+    "page.js",
+]
 
 # js_on_load: wait for the scripts from `head` (a second component may run before they load).
 BOOT_JS = (STATIC_DIR / "boot.js").read_text()

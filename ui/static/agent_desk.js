@@ -11,45 +11,10 @@
   const { el } = WT;
   const P = WT.PROTOCOL; // the message types (protocol.js, generated from functions/events.py)
   const LOBBY = "agents-lobby";
-  const STATE_LABEL = {
-    idle: "Starting",
-    consulting: "Consulting",
-    completing: "Completing",
-    introducing: "Introducing",
-    completed: "Completed",
-    cancelled: "Cancelled",
-    declined: "Declined",
-    timed_out: "Timed out",
-    target_left: "Target left",
-    caller_left: "Caller hung up",
-    failed: "Failed",
-  };
-  const OPEN = new Set(["idle", "consulting", "completing", "introducing"]);
-  // Events of a queue or hunt-list transfer that change no state (the offer moving on), and of an introduction.
-  const EVENT_LABEL = {
-    offer_declined: (d) => `Declined by ${d.agent}${d.reason ? ` — ${d.reason}` : ""}`,
-    offer_timed_out: (d) => `No answer from ${d.agent}`,
-    offer_left: (d) => `${d.agent} left the consult`,
-    offered: (d) => `Offered to ${d.to}`,
-    introduced: () => "Introduced: caller, A and B together",
-  };
-  // The reasons B picks from when declining (shown in A's timeline and the event log).
-  const DECLINE_REASONS = ["Not my area", "Busy with another customer", "Caller needs a different team", "Other"];
+  // The desk's decisions (labels, notices, which room to join): desk_logic.js, tested by tests/js/.
+  const L = WT.logic;
+  const { OPEN, DECLINE_REASONS } = L;
   const AVAIL_CLASS = { available: "on", away: "off", offline: "off" };
-  // Twilio's status of the outbound phone leg (status callbacks), as A reads it.
-  const LEG_LABEL = {
-    dialing: "Dialing",
-    queued: "Dialing",
-    initiated: "Dialing",
-    ringing: "Ringing",
-    "in-progress": "Answered: hearing the brief",
-    answered: "Answered: hearing the brief",
-    completed: "Hung up",
-    busy: "Busy",
-    "no-answer": "No answer",
-    failed: "Call failed",
-    canceled: "Call cancelled",
-  };
   const PHONE_HINT = {
     off: "Phone transfers need Twilio: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER and PUBLIC_BASE_URL.",
     noSip:
@@ -310,9 +275,7 @@
 
     // The call this desk is on now: its own, or the one an incoming transfer is about.
     currentCallId() {
-      const snap = this.snap || {};
-      if (snap.call) return snap.call.call_id;
-      return snap.transfer_in && OPEN.has(snap.transfer_in.state) ? snap.transfer_in.call_id : null;
+      return L.currentCallId(this.snap);
     }
 
     // In the call room whenever the state says so: this desk's call (also on hold, where the server
@@ -320,13 +283,10 @@
     // itself once per room and status, so "Leave" or a refused token is not retried in a loop.
     // A transfer to me that A completes or introduces brings me into the caller's room too.
     async syncCall() {
-      const snap = this.snap || {};
-      const tin = snap.transfer_in;
-      const handing = tin && tin.target_kind === "agent" && ["completing", "introducing"].includes(tin.state);
-      const room = snap.call ? snap.call.room : handing ? tin.call_room : null;
-      const key = room && `${room}:${snap.call ? snap.call.status : tin.state}`;
-      if (!room || this.inCallRoom(room) || this._joiningCall || this._autoJoined === key) return;
-      this._autoJoined = key;
+      const want = L.callToJoin(this.snap);
+      if (!want || this.inCallRoom(want.room) || this._joiningCall || this._autoJoined === want.key) return;
+      const room = want.room;
+      this._autoJoined = want.key;
       const tok = await this.fn("agent_room_token", { room });
       if (this.inCallRoom(room)) return; // joined meanwhile (Accept)
       if (tok.error) {
@@ -356,8 +316,7 @@
 
     // Join the consult while a transfer I'm part of is consulting; leave it afterwards.
     async syncConsult() {
-      const snap = this.snap || {};
-      const t = [snap.transfer_out, snap.transfer_in].find((x) => x && x.state === "consulting" && x.target_kind === "agent");
+      const t = L.consultToJoin(this.snap);
       if (t && this.consultTid !== t.transfer_id) {
         this.consultTid = t.transfer_id;
         const tok = await this.fn("agent_room_token", { room: t.consult_room });
@@ -396,7 +355,7 @@
         this.summaries[p.transfer_id] = p.summary;
       } else if (type === P.TRANSFER_QA && p.transfer_id && p.exchange) {
         this.noteQA(p.transfer_id, p.exchange);
-      } else if (type === P.TRANSCRIPT_SEGMENT && this.isMyCall(p.call_id)) {
+      } else if (type === P.TRANSCRIPT_SEGMENT && L.isMyCall(this.snap, p.call_id)) {
         this.captions.push(p);
         if (this.captions.length > 200) this.captions.splice(0, this.captions.length - 200);
       } else if (type === P.SUMMARY_UPDATED && p.call_id) {
@@ -409,54 +368,12 @@
       if (![P.TRANSCRIPT_SEGMENT, P.SUMMARY_UPDATED, P.TRANSFER_SUMMARY, P.TRANSCRIPT_STATUS, P.TRANSFER_QA].includes(type)) this.refresh();
     }
 
-    isMyCall(callId) {
-      const snap = this.snap || {};
-      return !!callId && ((snap.call && snap.call.call_id === callId) || (snap.transfer_in && snap.transfer_in.call_id === callId));
-    }
-
-    nameOf(identity) {
-      const agent = ((this.snap && this.snap.agents) || []).find((a) => a.identity === identity);
-      return agent ? agent.name : identity;
-    }
-
     onTransferState(t) {
-      const mine = this.me && t.from_agent === this.me.identity;
-      const who = mine ? (t.target_kind === "agent" ? this.nameOf(t.target) : t.target) : this.nameOf(t.from_agent);
-      const reason = t.reason ? ` (${t.reason})` : "";
-      const s = t.state;
-      if (s === "completed") {
-        this.busy = "";
-        this.notice = mine ? `Transfer completed: the caller is now with ${who}.` : `Transfer completed: you're now with the caller.`;
-      } else if (s === "completing") {
-        this.busy = mine ? `Handing the caller to ${who}…` : "Joining the caller…";
-      } else if (s === "introducing") {
-        this.busy = "";
-        const together =
-          this.events[t.transfer_id] && Object.values(this.events[t.transfer_id]).some((e) => e.detail && e.detail.event === "introduced");
-        this.notice = mine
-          ? together
-            ? `You, the caller and ${who} are talking. Leave when you're done.`
-            : `Introducing ${who}: they're joining you and the caller…`
-          : together
-            ? `You're with the caller and ${who}; they'll leave shortly.`
-            : `Joining the caller with ${who}…`;
-      } else if (s === "consulting") {
-        this.busy = "";
-        this.notice = mine
-          ? `Consulting ${who}: they're hearing the brief.`
-          : `Warm transfer from ${who}: listen to the brief, then accept or decline.`;
-      } else if (s === "caller_left") {
-        // Nobody is back with anyone: the call is over.
-        this.busy = "";
-        this.notice = mine
-          ? `The caller hung up during the transfer to ${who}: the call has ended.`
-          : `The caller hung up: the transfer from ${who} is off.`;
-      } else if (!OPEN.has(s)) {
-        this.busy = "";
-        const label = (STATE_LABEL[s] || s).toLowerCase();
-        this.notice = mine ? `Transfer ${label}${reason}: you're back with the caller.` : `Transfer ${label}${reason}.`;
-        if (!mine && this.callRoom.connected && this.callRoom.roomName === t.call_room) this.callRoom.disconnect(true);
-      }
+      const update = L.transferUpdate(t, this.me, this.snap && this.snap.agents, this.events[t.transfer_id]);
+      if ("busy" in update) this.busy = update.busy;
+      if ("notice" in update) this.notice = update.notice;
+      // The caller is back with A: the target leaves the caller's room it was joining.
+      if (update.leaveCall && this.callRoom.connected && this.callRoom.roomName === t.call_room) this.callRoom.disconnect(true);
     }
 
     // "Leave" in the consult: for the target that is a decline, at once (a reload is not a leave:
@@ -841,20 +758,9 @@
     transferProgress(t) {
       const summary = this.summaries[t.transfer_id] || t.summary;
       const byPhone = t.target_kind === "phone";
-      const leg = t.phone_leg;
-      const legText = leg && (String(leg.answered_by || "").startsWith("machine") ? "Voicemail" : LEG_LABEL[leg.status] || leg.status);
+      const legText = L.legText(t.phone_leg);
       const consulting = t.state === "consulting";
-      const says = byPhone
-        ? consulting
-          ? `The caller hears hold music. ${t.target} hears the brief, then presses 1 to accept or 2 to decline.`
-          : "Handing over: the phone is joining the caller."
-        : t.state === "introducing"
-          ? t.introduced
-            ? "You, the caller and the target are talking. Leave when you're done: the caller stays with them."
-            : "Introducing: the target is joining you and the caller."
-          : consulting
-            ? `The caller hears hold music${t.queue ? ` and that a colleague from ${t.queue} is coming` : ""}. You're in the consult room with the target; the brief is played to them.`
-            : "Handing over: the target is joining the caller.";
+      const says = L.transferSays(t);
       const to = t.queue ? `${t.queue} queue · ${t.target_name || t.target}` : t.target_name || t.target;
       return el(
         "div",
@@ -864,7 +770,7 @@
           {},
           `Warm transfer to ${to}`,
           " ",
-          el("span", { class: `wt-pill wt-t-${t.state}`, dataset: { testid: "transfer-state" } }, STATE_LABEL[t.state] || t.state),
+          el("span", { class: `wt-pill wt-t-${t.state}`, dataset: { testid: "transfer-state" } }, L.stateLabel(t.state)),
         ),
         byPhone ? el("div", { class: "wt-small" }, "Phone: ", el("b", { dataset: { testid: "phone-leg" } }, legText || "Dialing")) : null,
         el("p", { class: "wt-small wt-muted" }, says),
@@ -942,7 +848,7 @@
             " · caller ",
             el("b", {}, t.caller_name || "unknown"),
           ),
-          el("span", { class: `wt-pill wt-t-${t.state}` }, STATE_LABEL[t.state] || t.state),
+          el("span", { class: `wt-pill wt-t-${t.state}` }, L.stateLabel(t.state)),
         ),
         WT.summaryCard(summary, { testid: "incoming-summary", empty: "The summary is on its way…" }),
         t.target_kind === "agent" && t.state === "consulting"
@@ -1050,12 +956,8 @@
 
     // What the worker said about its backlog: behind (more than 3 s) and what it dropped.
     lagNotice(callId) {
-      const lag = callId && this.captionLag[callId];
-      if (!lag) return null;
-      const parts = [];
-      if (lag.behind_s > 3) parts.push(`Captions are ${Math.round(lag.behind_s)} s behind: the media worker is busy.`);
-      if (lag.dropped > 0) parts.push(`${Math.round(lag.dropped_s)} s of speech (${lag.dropped} utterances) were not transcribed.`);
-      return parts.length ? el("div", { class: "wt-notice", role: "status", dataset: { testid: "caption-lag" } }, parts.join(" ")) : null;
+      const text = L.lagText(callId && this.captionLag[callId]);
+      return text ? el("div", { class: "wt-notice", role: "status", dataset: { testid: "caption-lag" } }, text) : null;
     }
 
     renderTimeline() {
@@ -1064,21 +966,9 @@
       // The current call's events, or the last call's until the next one starts (marked as over).
       const current = this.currentCallId();
       const shown = current || this.lastCallId;
-      const items = this.callLog.filter((c) => c.call_id === shown).map((c) => ({ at: c.at, text: c.text, kind: "call" }));
       const focus = this.focusTid && this.transfers[this.focusTid];
       const t = focus && focus.call_id === shown ? focus : null;
-      if (t) {
-        for (const e of Object.values(this.events[t.transfer_id] || {})) {
-          const d = e.detail || {};
-          if (d.event && EVENT_LABEL[d.event]) {
-            items.push({ at: e.at, kind: d.event, text: `${EVENT_LABEL[d.event](d)} · by ${e.actor}` });
-            continue;
-          }
-          const detail = d.reason || d.target ? ` — ${d.reason || `to ${d.target}`}` : "";
-          items.push({ at: e.at, kind: e.to_state, text: `${STATE_LABEL[e.to_state] || e.to_state} · by ${e.actor}${detail}` });
-        }
-      }
-      items.sort((a, b) => a.at - b.at);
+      const items = L.timelineItems(this.callLog, shown, t, t && this.events[t.transfer_id]);
       WT.swap(root, [
         el(
           "section",

@@ -5,6 +5,7 @@
   const WT = window.WT;
   const { el } = WT;
   const P = WT.PROTOCOL; // the message types (protocol.js, generated from functions/events.py)
+  const L = WT.logic; // what the caller is shown (desk_logic.js, tested by tests/js/)
 
   class CallerPhone {
     constructor(slot) {
@@ -206,41 +207,13 @@
     }
 
     headline() {
-      const v = this.view || {};
-      if (v.status === "ended") return ["Call ended", "Thanks for calling."];
-      if (v.status === "on_hold")
-        return ["On hold — please wait", v.note || "Your agent is bringing in a colleague who can help. Music plays while you wait."];
-      if (v.status === "active" && v.with)
-        return [
-          `You're talking to ${this.agentName()} and ${v.with_name || v.with}`,
-          "Your agent is introducing a colleague who can help.",
-        ];
-      if (v.status === "active") {
-        // The server knows the call's history (a reload forgets this page's); a fresh status message
-        // is read with what this page saw until the server's view arrives.
-        const back = v.back !== undefined ? v.back : this.wasOnHold && v.agent === this.firstAgent;
-        const transferred = v.transferred !== undefined ? v.transferred : !!this.firstAgent && v.agent !== this.firstAgent;
-        if (back) return [`You're back with ${this.agentName()}`, ""];
-        if (transferred) return [`Now connected to ${this.agentName()}`, "Your call was transferred. They already know what it's about."];
-        return [`You're talking to ${this.agentName()}`, ""];
-      }
-      if (v.ringing) return [`Calling ${v.ringing_name || v.ringing}…`, "Please stay on the line."];
-      return ["Waiting for the next available agent…", "Please stay on the line."];
+      return L.callerHeadline(this.view, { agentName: this.agentName(), wasOnHold: this.wasOnHold, firstAgent: this.firstAgent });
     }
 
     // While waiting: the place in the queue and an estimated wait (from the server's call queue).
     queueLine() {
-      const v = this.view || {};
-      const q = v.queue;
-      if (v.status !== "waiting" || !q) return null;
-      const place = q.place === 1 ? "You're next in line" : `You're number ${q.place} in line`;
-      const wait =
-        q.estimated_wait_s == null
-          ? "no agent is taking calls right now"
-          : q.estimated_wait_s < 60
-            ? "estimated wait under a minute"
-            : `estimated wait about ${Math.round(q.estimated_wait_s / 60)} min`;
-      return el("div", { class: "wt-callcard-sub wt-queue", dataset: { testid: "caller-queue" } }, `${place} · ${wait}`);
+      const text = L.queueText(this.view);
+      return text ? el("div", { class: "wt-callcard-sub wt-queue", dataset: { testid: "caller-queue" } }, text) : null;
     }
 
     // In the form, only the agent list changes: update it in place, so typing isn't disturbed.
@@ -261,8 +234,7 @@
     }
 
     countText() {
-      const n = this.agents.length;
-      return n ? `${n} agent${n === 1 ? "" : "s"} available now.` : "No agent is available right now: you'll wait in the queue.";
+      return L.agentCountText(this.agents.length);
     }
 
     render() {

@@ -7,6 +7,7 @@
   const WT = (window.WT = window.WT || {});
   const LK = window.LivekitClient;
   const TOPIC = WT.PROTOCOL.TOPIC; // protocol.js, generated from functions/events.py
+  const L = WT.logic; // the page's pure decisions (desk_logic.js, tested by tests/js/)
 
   // --- small DOM helpers ------------------------------------------------------------
   // el("div", {class: "x", dataset: {a: 1}, onclick: fn}, "text", childNode, ...)
@@ -114,9 +115,9 @@
   // The role that has the microphone, or null when this page plays at most one role (it keeps it);
   // "" while the tab bar is not there yet: then nobody speaks.
   WT.micRole = function micRole() {
-    if (WT.liveRoles().size <= 1) return null;
-    if (!WT.page.role) WT.page.role = visibleRole();
-    return WT.page.role || "";
+    const live = WT.liveRoles().size;
+    if (live > 1 && !WT.page.role) WT.page.role = visibleRole();
+    return L.micHolder(live, WT.page.role);
   };
   WT.resuming = function resuming(role, on) {
     if (on) WT.page.resuming.add(role);
@@ -334,20 +335,13 @@
     }
 
     async _onDisconnected(reason) {
-      const R = LK.DisconnectReason || {};
       const room = this.room;
       this.room = null;
       this._audioBox().replaceChildren();
       if (room) room.removeAllListeners();
       this._withheld.clear();
       WT.pageChanged();
-      let why = "Disconnected.";
-      let final = true;
-      if (this._leaving || reason === R.CLIENT_INITIATED) why = "You left.";
-      else if (reason === R.ROOM_DELETED) why = "The room was closed.";
-      else if (reason === R.PARTICIPANT_REMOVED) why = "You were moved out of this room.";
-      else if (reason === R.DUPLICATE_IDENTITY) why = "You joined this room from another window.";
-      else final = false;
+      let { why, final } = L.disconnectWhy(reason, LK.DisconnectReason, this._leaving);
       if (!final && this.tokenProvider && this._retries < 3) {
         // Lost the connection for good (LiveKit's own reconnects gave up): rejoin with a fresh token.
         this._retries += 1;
@@ -402,8 +396,7 @@
 
     // Whether this room's role may use the page's microphone (see "One page, several roles").
     get micAllowed() {
-      const holder = WT.micRole();
-      return holder === null || holder === this.role;
+      return L.micAllowed(WT.micRole(), this.role);
     }
 
     // Publish the microphone exactly when the user wants it, the server allows it and the page's
