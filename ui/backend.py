@@ -1,10 +1,11 @@
 """What the browser UI may ask the server, as `gr.HTML` server functions.
 
-Every function takes one JSON object and returns one: `{"error": "..."}` when refused
-(never an exception page). Agents prove who they are with the session from
-`agent_sign_in` (the passcode is checked once there); callers with the ticket their
-call was created with, which names exactly one call. Authorization of rooms is the
-orchestrator's (`agent_token`, `caller_token`).
+Every function takes one JSON object and returns one: `{"error": "...", "kind": "..."}` when
+refused (never an exception page); `kind` is the error's class (`SessionExpired`: sign in again,
+`Conflict`, `InvalidInput`, …), which is what the browser decides on, never the words. Agents
+prove who they are with the session from `agent_sign_in` (the passcode is checked once there);
+callers with the ticket their call was created with, which names exactly one call. Authorization
+of rooms is the orchestrator's (`agent_token`, `caller_token`).
 
 The blocks are built before the app starts, so the context's parts are looked up at
 call time (`self.ctx.orchestrator`, …).
@@ -24,7 +25,7 @@ from control.announcements import hold_announcement
 from control.names import NAME_MAX_CHARS, normalize_name
 from control.presence import LOBBY, Presence
 from control.state_machine import ROLLBACK_STATES
-from functions.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
+from functions.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError, SessionExpired
 from functions.events import CallsChanged, CallsChangedPayload, Notification, TransferChanged
 from functions.models import (
     TERMINAL_STATES,
@@ -138,7 +139,7 @@ class UiBackend:
             self._sessions.pop(token, None)
             session = None
         if session is None:
-            raise Forbidden("please sign in again")
+            raise SessionExpired("please sign in again")
         return session
 
     def _token(self, agent: AgentSession, room: str) -> dict:

@@ -168,6 +168,15 @@ test("the timeline: the shown call's own events and its transfer's, in time orde
   );
 });
 
+test("a session ends on the server's kind of refusal, whatever its words", () => {
+  assert.equal(L.sessionExpired({ error: "please sign in again", kind: "SessionExpired" }), true);
+  assert.equal(L.sessionExpired({ error: "Bitte melden Sie sich erneut an", kind: "SessionExpired" }), true);
+  assert.equal(L.sessionExpired({ error: "please sign in again", kind: "Forbidden" }), false);
+  assert.equal(L.sessionExpired({ error: "agent-b is already signed in elsewhere; sign in here instead", kind: "Conflict" }), false);
+  assert.equal(L.sessionExpired({ error: "The server could not be reached. Check your connection and try again." }), false);
+  assert.equal(L.sessionExpired({ session: "s1" }), false);
+});
+
 test("the caller's headline follows the server's view, and this page's memory until it arrives", () => {
   const seen = { agentName: "Bea", wasOnHold: true, firstAgent: "agent-a" };
   assert.deepEqual(L.callerHeadline({ status: "on_hold", note: "Bea is coming." }, seen), ["On hold — please wait", "Bea is coming."]);

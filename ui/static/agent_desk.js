@@ -245,7 +245,7 @@
       if (!this.session) return;
       const out = await this.fn("agent_state");
       if (out.error) {
-        if (/sign in/i.test(out.error)) {
+        if (L.sessionExpired(out)) {
           this.session = null;
           this.store(null);
           this.error = out.error;

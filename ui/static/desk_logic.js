@@ -188,6 +188,10 @@
     return items.sort((a, b) => a.at - b.at);
   }
 
+  // A server function's refusal that ends the desk's session (expired, or signed in elsewhere): told
+  // by its kind (ui/backend.py answers {error, kind}, kind the error's class), never by its words.
+  const sessionExpired = (answer) => !!answer && answer.kind === "SessionExpired";
+
   // --- the caller ---------------------------------------------------------------------------
   // The caller's headline and the line under it. view: the server's caller_status (merged with
   // pushed call.status messages); seen: what this page saw ({agentName, wasOnHold, firstAgent}).
@@ -264,6 +268,7 @@
     legText,
     lagText,
     timelineItems,
+    sessionExpired,
     callerHeadline,
     queueText,
     agentCountText,
