@@ -1,7 +1,8 @@
 """The control plane's parts, built once at startup and shared by the UI, the HTTP API and the
 webhooks: settings, the embedded LiveKit server (when no LIVEKIT_URL is configured) and the media
-workers it starts, services, the functions gateway (local or Modal), store, rooms, and the
-orchestrator with its phone leg (Twilio).
+workers it starts, services, the functions gateway (local or Modal), store, rooms, the
+orchestrator with its phone leg (Twilio), and the event bus its notifications go through in
+process (`control.bus`: the orchestrator's parts, and the UI from `mount_ui`, subscribe to it).
 
 Nothing here joins a room or touches audio: that is the media plane (worker.py).
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from control.auth import Auth
+from control.bus import EventBus
 from control.instance_lock import InstanceLock
 from control.livekit_server import EmbeddedLiveKit
 from control.phone_bridge import TwilioPhoneLeg
@@ -71,6 +73,8 @@ class AppContext:
         self.auth: Auth | None = None
         self.phone: TwilioPhoneLeg | None = None
         self.gateway: FunctionsGateway | None = None
+        # Exists before start, so what is built before (the UI) can subscribe; the orchestrator publishes.
+        self.bus = EventBus()
         self._watch = Background()
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the control plane runs on
         self.instance_lock = InstanceLock(settings.data_dir)
@@ -137,7 +141,7 @@ class AppContext:
         log.info("functions backend: %s", self.gateway.backend_label)
         self.phone = TwilioPhoneLeg(self.services, dial=self.gateway.dial_phone) if settings.twilio_configured else None
         self.orchestrator = TransferOrchestrator(
-            self.services, self.store, self.rooms, phone=self.phone, gateway=self.gateway
+            self.services, self.store, self.rooms, phone=self.phone, gateway=self.gateway, bus=self.bus
         )
         await self.orchestrator.start()
         self._watch.spawn(self._watchdog())

@@ -34,6 +34,7 @@ from typing import Protocol, TypeVar
 from livekit import api
 
 from control.announcements import back_speech, hold_speech
+from control.bus import EventBus
 from control.consult_qa import ConsultQA
 from control.media_control import MediaControl
 from control.names import normalize_name
@@ -58,7 +59,6 @@ from functions.errors import (
 from functions.events import (
     CallStatusChanged,
     CallStatusPayload,
-    Notification,
     OfferMoved,
     OfferMovedPayload,
     TransferChanged,
@@ -155,7 +155,9 @@ class TransferOrchestrator:
         retry: RetryPolicy = RetryPolicy(),
         gateway: FunctionsGateway | None = None,
         presence: Presence | None = None,
+        bus: EventBus | None = None,
     ) -> None:
+        """`bus`: where its notifications go in process (the app context's; its own when built alone)."""
         self.services = services
         self.settings = services.settings
         self.store = store
@@ -176,13 +178,18 @@ class TransferOrchestrator:
         self._caller_lost: dict[str, asyncio.Task] = {}  # call_id → ends the call unless the caller rejoins
         self._target_lost: dict[str, asyncio.Task] = {}  # transfer_id → rolls back unless B rejoins the consult
         self._background = Background()
-        self.listeners: list[Callable[[Notification], None]] = []
-        self.consult_qa = ConsultQA(store, rooms, self._emit)  # B's questions to the briefing
+        self.bus = bus if bus is not None else EventBus()
+        self.consult_qa = ConsultQA(store, rooms, self.bus)  # B's questions to the briefing
         self.removed_joins = 0  # participants removed because the state did not allow them in
         # Who is available (from the lobby, the store and the offers), and the calls waiting for an agent.
         self.presence = presence or Presence(self.settings, store, rooms)
         self.calls = CallQueue(self.settings, self.presence, rooms, self.assign_agent)
-        self.listeners += [self.presence.on_notification, self.calls.on_notification]
+        # Its parts follow its notifications: calls and transfers change who is busy (presence reads every
+        # `transfer.*` message and call statuses); an answered call is no longer waiting.
+        self._subscriptions = [
+            self.bus.subscribe(self.presence.on_notification),
+            self.bus.subscribe(self.calls.on_notification, CallStatusChanged),
+        ]
         # Media follows state: what LiveKit has is compared with the store and repaired (control.reconciler).
         self.reconciler = Reconciler(self, interval_s=self.settings.reconcile_interval_s)
 
@@ -214,6 +221,8 @@ class TransferOrchestrator:
             self._background.spawn(self.reconciler.run())
 
     async def aclose(self) -> None:
+        for unsubscribe in self._subscriptions:  # the bus may outlive this orchestrator (the app context's)
+            unsubscribe()
         for timers in self._timers.values():
             for t in timers.values():
                 t.cancel()
@@ -1051,8 +1060,8 @@ class TransferOrchestrator:
         )
         msg = TransferChanged.of(t.state, payload)
         agents = [t.from_agent] + ([t.target] if t.target_kind is TargetKind.agent else [])
-        # In-process listeners (the UI) first; the LiveKit sends are queued (Rooms.post), never waited for.
-        self._emit(msg)
+        # In process (presence, the UI) first; the LiveKit sends are queued (Rooms.post), never waited for.
+        self.bus.publish(msg)
         self.rooms.post(LOBBY, msg, agents)
         if t.state in (S.consulting, S.completing, S.introducing, *ROLLBACK_STATES, S.caller_left):
             self.rooms.post(t.consult_room, msg)  # delivered before the rollback deletes the room
@@ -1063,7 +1072,7 @@ class TransferOrchestrator:
         msg = CallStatusChanged(
             payload=CallStatusPayload(call_id=call.call_id, status=call.status, agent=call.agent_identity)
         )
-        self._emit(msg)
+        self.bus.publish(msg)
         if not now:
             self.rooms.post(call.room, msg)
             return True
@@ -1071,13 +1080,6 @@ class TransferOrchestrator:
         # room before it goes first, so the order holds.
         await self.rooms.flush(call.room)
         return await self.rooms.send(call.room, msg)
-
-    def _emit(self, msg: Notification) -> None:
-        for listener in self.listeners:
-            try:
-                listener(msg)
-            except Exception:
-                log.exception("notification listener failed")
 
     def _lock(self, call_id: str) -> asyncio.Lock:
         return self._locks.setdefault(call_id, asyncio.Lock())

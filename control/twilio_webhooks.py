@@ -204,7 +204,7 @@ def twilio_router(
             return False
 
     async def publish(t: Transfer, leg: Leg | None) -> None:
-        """Live status of the outbound leg, for A's UI (lobby) and in-process listeners."""
+        """Live status of the outbound leg, for A's UI (lobby) and the app's event bus."""
         if leg is None:
             return
         t = orch.get_transfer(t.transfer_id)
@@ -223,11 +223,7 @@ def twilio_router(
             await orch.rooms.send(LOBBY, msg, [t.from_agent])
         except (ServiceError, OSError) as e:
             log.warning("phone leg status not delivered: %s", e)
-        for listener in orch.listeners:
-            try:
-                listener(msg)
-            except Exception:
-                log.exception("notification listener failed")
+        orch.bus.publish(msg)
 
     # --- handlers -----------------------------------------------------------------------------------
     async def on_answer(t: Transfer, leg: Leg, params: Params, query: dict[str, str]) -> tuple[int, str]:

@@ -1,9 +1,9 @@
 """The messages browsers get over LiveKit data (topic `warm-transfer`): one pydantic model per `type`.
 
 On the wire each is `{"v": 1, "type": "<type>", "at": <unix time>, "payload": {…}}`. The control plane
-sends them (`control.rooms.Rooms.post`) and hands them to its in-process listeners (presence, the
-call queue, the UI's desks); the consult job sends `transfer.summary` itself. `AnyNotification` parses
-any of them by its `type`.
+sends them (`control.rooms.Rooms.post`) and publishes them in process on the app context's event bus
+(`control.bus`: presence, the call queue, the UI's desks follow it); the consult job sends
+`transfer.summary` itself. `AnyNotification` parses any of them by its `type`.
 
 These models are the one source of the protocol: `python -m functions.events` writes its JSON schema
 (docs/events.schema.json) and the browser's constants (ui/static/protocol.js, `WT.PROTOCOL`);

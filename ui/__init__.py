@@ -7,7 +7,6 @@ CSS) is served from `/wt-static/`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -76,18 +75,8 @@ def mount_ui(app: FastAPI, ctx) -> gr.Blocks:
     """Build the Blocks and mount them at `/` (after the app's own routes)."""
     backend = UiBackend(ctx)
     app.state.ui = backend
+    ctx.bus.subscribe(backend.on_notification)  # the orchestrator publishes there once the context started
     _static_routes(app)
-
-    # Follow the orchestrator once the context has started (the blocks exist before that).
-    outer = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(a):
-        async with outer(a) as state:
-            backend.on_started()
-            yield state
-
-    app.router.lifespan_context = lifespan
     blocks = build_blocks(backend)
     gr.mount_gradio_app(
         app,

@@ -92,16 +92,10 @@ class UiBackend:
         self._sessions: dict[str, AgentSession] = {}
         self._summaries: dict[str, dict] = {}  # transfer_id → CallSummary (json)
         self._tasks: set[asyncio.Task] = set()
-        self._listening = False
 
     # --- wiring ---------------------------------------------------------------------------
-    def on_started(self) -> None:
-        """Called once the context has started: follow every orchestrator notification."""
-        if not self._listening and self.ctx.orchestrator is not None:
-            self.ctx.orchestrator.listeners.append(self._on_notification)
-            self._listening = True
-
-    def _on_notification(self, msg: Notification) -> None:
+    def on_notification(self, msg: Notification) -> None:
+        """Every notification of the control plane (`mount_ui` subscribes it to the context's bus)."""
         if isinstance(msg, TransferChanged) and msg.type == "transfer.consulting" and msg.payload.summary is not None:
             self._summaries[msg.payload.transfer["transfer_id"]] = msg.payload.summary.model_dump(mode="json")
         # Agents' dashboards follow every change (presence announces its own: `presence.changed`).

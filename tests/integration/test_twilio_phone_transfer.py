@@ -118,7 +118,7 @@ async def _phone_world(settings, recorder, *, sip_uri: str = "", machine_detecti
     orch = TransferOrchestrator(services, store, rooms, phone=leg, summary_source=lambda _call: brief, gateway=gateway)
     await orch.start()
     notes: list = []
-    orch.listeners.append(notes.append)
+    orch.bus.subscribe(notes.append)
     app = FastAPI()
     app.include_router(twilio_router(orch, s, leg))
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from control.bus import EventBus
 from control.consult_qa import ConsultQA
 from control.store import Store
 from functions.events import Notification
@@ -352,7 +353,9 @@ def test_the_control_plane_stores_each_exchange_and_tells_a_and_b() -> None:
             target="agent-b",
         )
     )
-    qa = ConsultQA(store, rooms, emitted.append)  # type: ignore[arg-type]
+    bus = EventBus()
+    bus.subscribe(emitted.append)
+    qa = ConsultQA(store, rooms, bus)  # type: ignore[arg-type]
     exchange = BriefingExchange(
         transfer_id="t1",
         asked_by="agent-b",
