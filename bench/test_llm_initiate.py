@@ -30,7 +30,7 @@ from functions.settings import load_settings
 from functions.tts.speech import PiperSpeaker
 from tests.ai.helpers import synth
 from tests.fakes.openai_server import OpenAIRecorder
-from tests.integration.conftest import running_orchestrator
+from tests.integration.conftest import available_agent, running_orchestrator
 from tests.support.media_plane import start_call, wait_for
 
 N = int(os.environ.get("BENCH_N", "10"))
@@ -76,6 +76,7 @@ async def test_initiate_latency_with_and_without_an_llm(control_settings, contro
                 for i in range(N):
                     a, b = f"agent-a{i}", f"agent-b{i}"
                     call, caller, a_peer = await start_call(orch, "Sarah Johnson", a)
+                    b_lobby = await available_agent(orch, b)  # a transfer's target is online and taking calls
                     try:
                         await caller.say(*line)
                         await wait_for(lambda c=call: orch.store.segments(c.call_id), 60, "the line transcribed")
@@ -87,7 +88,7 @@ async def test_initiate_latency_with_and_without_an_llm(control_settings, contro
                         sources.append(brief_source(orch, call))
                         await orch.cancel(t.transfer_id, actor=a)
                     finally:
-                        for p in (caller, a_peer):
+                        for p in (caller, a_peer, b_lobby):
                             await p.disconnect()
                         await orch.end_call(call.call_id, actor="bench")
             results[label] = (took, sources)

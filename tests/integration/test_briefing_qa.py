@@ -25,6 +25,7 @@ from functions.settings import load_settings
 from functions.stt.transcription import WhisperTranscriber
 from functions.tts.speech import EspeakSpeaker, PiperSpeaker
 from tests.ai.helpers import digits, synth
+from tests.integration.conftest import available_agent
 from tests.support.peer import Peer
 
 pytestmark = [pytest.mark.integration, pytest.mark.ai, pytest.mark.timeout(300)]
@@ -98,6 +99,8 @@ class Consult:
         await settled(lambda: len(orch.store.segments(call.call_id)), len(lines))
         await wait_for(lambda: orch.transcripts.summary_for(call).identifiers, "the account in the summary", 10)
 
+        # Presence: the transfer goes only to an agent signed in with a live lobby connection.
+        self.peers.append(await available_agent(orch, "agent-b"))
         self.t = await orch.initiate(call.call_id, "agent-a", "agent-b")
         self.briefing = briefing_identity(self.t.transfer_id)
         self.joined_at = time.monotonic()
