@@ -1,5 +1,5 @@
 # The two commands a user needs:  make run   and   make test
-.PHONY: setup run test test-fast lint bench
+.PHONY: setup run test test-fast lint lint-js bench
 
 setup:
 	@scripts/setup.sh
@@ -10,17 +10,22 @@ run:
 	@scripts/setup.sh --no-browser
 	.venv/bin/python app.py $(ARGS)
 
-# One pytest process per tier (scripts/test.sh): unit+modal, ai, api, integration, faults, browser,
-# each under a time limit, the whole suite under TEST_BUDGET_S (30 min).
+# ruff, then the JS (scripts/lint_js.sh: eslint, prettier, node --test; seconds), then one pytest
+# process per tier (scripts/test.sh): unit+modal, ai, api, integration, faults, browser, each under a
+# time limit, the whole suite under TEST_BUDGET_S (30 min).
 test: setup
 	.venv/bin/ruff check .
+	scripts/lint_js.sh
 	scripts/test.sh $(PYTEST_ARGS)
 
 test-fast: setup
 	.venv/bin/python -m pytest -m "unit" $(PYTEST_ARGS)
 
-lint:
+lint: lint-js
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+lint-js:
+	@scripts/lint_js.sh
 
 bench: setup
 	.venv/bin/python bench/ai_latency.py

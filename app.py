@@ -17,14 +17,14 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from functions.api import api_router
-from functions.body_limit import install_body_limits
-from functions.context import AppContext
-from functions.control_routes import control_router
+from control.api import api_router
+from control.body_limit import install_body_limits
+from control.context import AppContext
+from control.control_routes import control_router
+from control.instance_lock import InstanceLock
 from functions.errors import ConfigError
-from functions.instance_lock import InstanceLock
 from functions.settings import Settings, load_settings
-from ui_components import mount_ui
+from ui import mount_ui
 
 log = logging.getLogger("warm-transfer")
 GRACEFUL_SHUTDOWN_S = 2
@@ -74,7 +74,7 @@ def _add_cors(app: FastAPI, settings: Settings) -> None:
 
 def _mount_twilio(app: FastAPI, ctx: AppContext) -> None:
     if ctx.base_settings.twilio_configured:
-        from functions.twilio_webhooks import twilio_router
+        from control.twilio_webhooks import twilio_router
 
         # Resolved per request: the router exists before startup and answers 503 until then.
         app.include_router(twilio_router(lambda: ctx.orchestrator, ctx.base_settings, lambda: ctx.phone))
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     port = args.port or settings.app_port
     app = create_app(settings)
     if args.share:
-        from ui_components import share_link  # only for --share
+        from ui import share_link  # only for --share
 
         if not settings.livekit_url:
             log.warning(

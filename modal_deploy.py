@@ -36,7 +36,7 @@ DATA_DIR = "/opt/warm-transfer/data"  # baked models live here (the Whisper mode
 WARM_CONTAINERS = 0  # 1 = keep one container per latency-critical function always running (no cold starts)
 SCALEDOWN_WINDOW_S = 300  # keep an idle container this long after its last call
 TRANSCRIBE_GPU: str | None = None  # e.g. "T4"; the offline transcriber runs int8 on CPU today, so a GPU
-#                                    only pays off once it is given device="cuda" (functions/transcription.py)
+#                                    only pays off once it is given device="cuda" (functions/stt/transcription.py)
 USE_OPENAI = False  # True = the AI functions refuse to deploy unless the secret holds OPENAI_API_KEY
 USE_TWILIO = True  # False = deploy without Twilio keys (dial_phone then answers with a ConfigError)
 
@@ -54,8 +54,8 @@ def bake_models() -> None:
     downloads or assembles anything at run time.
     """
     from functions.settings import load_settings
-    from functions.speech import PiperSpeaker
-    from functions.transcription import WhisperTranscriber
+    from functions.stt.transcription import WhisperTranscriber
+    from functions.tts.speech import PiperSpeaker
 
     settings = load_settings()
     whisper = WhisperTranscriber(settings).load()
@@ -156,7 +156,7 @@ def mint_token(request: dict[str, Any]) -> dict[str, Any]:
     timeout=300,
 )
 def transcribe(request: dict[str, Any]) -> dict[str, Any]:
-    """TranscribeRequest → TranscribeResult (`functions.transcription.transcribe`)."""
+    """TranscribeRequest → TranscribeResult (`functions.stt.transcription.transcribe`)."""
     return serve("transcribe", request)
 
 
@@ -171,7 +171,7 @@ def transcribe(request: dict[str, Any]) -> dict[str, Any]:
 )
 @modal.concurrent(max_inputs=8)  # mostly waiting on the LLM; the offline summary takes milliseconds
 def summarize(request: dict[str, Any]) -> dict[str, Any]:
-    """SummarizeRequest → CallSummary (`functions.summarization.summarize`)."""
+    """SummarizeRequest → CallSummary (`functions.summary.summarization.summarize`)."""
     return serve("summarize", request)
 
 
@@ -185,7 +185,7 @@ def summarize(request: dict[str, Any]) -> dict[str, Any]:
     timeout=120,
 )
 def synthesize_speech(request: dict[str, Any]) -> dict[str, Any]:
-    """SpeechRequest → SpeechResult (`functions.speech.synthesize_speech`)."""
+    """SpeechRequest → SpeechResult (`functions.tts.speech.synthesize_speech`)."""
     return serve("synthesize_speech", request)
 
 
@@ -199,7 +199,7 @@ def synthesize_speech(request: dict[str, Any]) -> dict[str, Any]:
     retries=0,  # never retry: a retry could ring the same phone twice
 )
 def dial_phone(request: dict[str, Any]) -> dict[str, Any]:
-    """DialRequest → DialResult (`functions.telephony.dial_phone`)."""
+    """DialRequest → DialResult (`functions.telephony.telephony.dial_phone`)."""
     return serve("dial_phone", request)
 
 
@@ -214,7 +214,7 @@ def dial_phone(request: dict[str, Any]) -> dict[str, Any]:
 )
 @modal.concurrent(max_inputs=16)  # the matcher takes microseconds; an LLM answer is mostly waiting
 def answer_question(request: dict[str, Any]) -> dict[str, Any]:
-    """BriefingQuestion → BriefingAnswer (`functions.briefing_qa.answer_question`): B's question in the consult."""
+    """BriefingQuestion → BriefingAnswer (`functions.qa.briefing_qa.answer_question`): B's question in the consult."""
     return serve("answer_question", request)
 
 

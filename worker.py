@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 
 from functions.errors import ConfigError
-from functions.livekit_server import embedded_settings
-from functions.settings import load_settings
+from functions.settings import embedded_settings, load_settings
 from media.priority import below_the_control_plane, end_descendants
 
 SHUTDOWN_S = 6.0  # SIGTERM → exit, at most (plus a moment for the SDK to say goodbye)

@@ -58,7 +58,7 @@ def rss_mb() -> float:
 def llm_rows(base_url: str, model: str, data_dir: Path, calls: list) -> list[tuple[str, str, str, str]]:
     """Rolling vs from-scratch with an LLM summarizer: the rolling summary is refreshed in the background
     during the call, so the transfer reads it at once; from scratch waits for a full completion."""
-    from functions.summarization import FallbackSummarizer, OpenAISummarizer, RollingSummary, in_thread
+    from functions.summary.summarization import FallbackSummarizer, OpenAISummarizer, RollingSummary, in_thread
     from tests.support.loop_thread import LoopThread
 
     settings = load_settings(data_dir=data_dir, openai_base_url=base_url, openai_chat_model=model, llm_timeout_s=120)
@@ -109,8 +109,8 @@ def main() -> int:
     out: dict[str, object] = {}
 
     # --- memory and loading --------------------------------------------------------------------
-    from functions.speech import EspeakSpeaker, PiperSpeaker
-    from functions.transcription import WhisperTranscriber
+    from functions.stt.transcription import WhisperTranscriber
+    from functions.tts.speech import EspeakSpeaker, PiperSpeaker
 
     rss0 = rss_mb()
     t = time.perf_counter()
@@ -124,7 +124,7 @@ def main() -> int:
     espeak = EspeakSpeaker(settings)
 
     # --- TTS -------------------------------------------------------------------------------------
-    from functions.summarization import OfflineSummarizer, RollingSummary
+    from functions.summary.summarization import OfflineSummarizer, RollingSummary
 
     calls = []
     for path in sorted((ROOT / "tests" / "fixtures" / "calls").glob("*.json")):

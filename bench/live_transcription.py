@@ -15,7 +15,7 @@ Designs, in the same run, on the same audio:
 - ours: one Whisper per worker (the model host, `media.model_host`) with a replica per core, and a
   20 s encoder window for short utterances;
 - adaptive (the default): ours with `--models base` while it keeps up, and LIVE_WHISPER_FAST_MODEL
-  (tiny.en) for the utterances that waited for a core (`functions.transcription.LoadAwareTranscriber`,
+  (tiny.en) for the utterances that waited for a core (`functions.stt.transcription.LoadAwareTranscriber`,
   the live settings' windows); the `engines` column says which model made what share.
 The engines run in their own processes (as they do in the worker), each request on a thread of it.
 
@@ -45,9 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from functions.audio import resample  # noqa: E402
-from functions.segmenter import RATE, Utterance  # noqa: E402
 from functions.settings import Settings  # noqa: E402
 from media.listen import Metrics, UtteranceQueue  # noqa: E402
+from media.segmenter import RATE, Utterance  # noqa: E402
 from tests.ai.helpers import synth, telephone  # noqa: E402
 from tests.ai.test_speech_and_transcription import SENTENCES, corpus_wer  # noqa: E402
 
@@ -97,7 +97,7 @@ def _serve(conn, data_dir: str, model: str, design: Design) -> None:
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from functions.transcription import LoadAwareTranscriber, WhisperTranscriber
+    from functions.stt.transcription import LoadAwareTranscriber, WhisperTranscriber
 
     settings = Settings(
         data_dir=Path(data_dir),
@@ -188,7 +188,7 @@ def engines(design: Design, model: str, calls: int, data_dir: str) -> list[Engin
 
 def speech_set(settings: Settings) -> list[tuple[str, bytes]]:
     """(text, 16 kHz PCM) per sentence, piper voice then espeak-ng: two speakers."""
-    from functions.speech import EspeakSpeaker, PiperSpeaker
+    from functions.tts.speech import EspeakSpeaker, PiperSpeaker
 
     out = []
     for speaker in (PiperSpeaker(settings).load(), EspeakSpeaker(settings)):
@@ -281,8 +281,8 @@ async def level(design: Design, model: str, calls: int, seconds: float, lines, d
 
 def wer_table(models: list[str], data_dir: str) -> list[dict]:
     """The speech set's WER per model and encoder window, at 16 kHz and as 8 kHz μ-law."""
-    from functions.speech import EspeakSpeaker, PiperSpeaker
-    from functions.transcription import WhisperTranscriber
+    from functions.stt.transcription import WhisperTranscriber
+    from functions.tts.speech import EspeakSpeaker, PiperSpeaker
 
     base = Settings(data_dir=Path(data_dir))
     voices = {"piper": PiperSpeaker(base).load(), "espeak": EspeakSpeaker(base)}

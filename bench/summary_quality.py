@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from functions.models import CallSummary, TranscriptSegment  # noqa: E402
-from functions.summarization import OfflineSummarizer  # noqa: E402
+from functions.summary.summarization import OfflineSummarizer  # noqa: E402
 
 CALLS_DIR = ROOT / "tests" / "fixtures" / "calls"
 
@@ -186,7 +186,7 @@ def run_llm(
     """(results, calls skipped for the budget, (call, why it fell back)). A call's summary is what
     `RollingSummary.current` shows after the whole call: `llm`, or `offline_fallback` (counted)."""
     from functions.settings import load_settings
-    from functions.summarization import FallbackSummarizer, OpenAISummarizer, RollingSummary, in_thread
+    from functions.summary.summarization import FallbackSummarizer, OpenAISummarizer, RollingSummary, in_thread
     from tests.support.loop_thread import LoopThread
 
     # LLM_TIMEOUT_S is at most 120 s in Settings (the SDK's own timeout); the fallback wrapper bounds the rest.

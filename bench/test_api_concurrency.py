@@ -15,8 +15,8 @@ from asgi_lifespan import LifespanManager
 
 from app import create_app
 from bench.test_capacity import PER_PROCESS, CallerProcess
-from functions.presence import LOBBY
-from functions.speech import EspeakSpeaker
+from control.presence import LOBBY
+from functions.tts.speech import EspeakSpeaker
 from tests.api.conftest import agent_headers, with_auth
 from tests.integration.conftest import end_everything
 

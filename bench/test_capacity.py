@@ -39,14 +39,14 @@ import time
 import psutil
 import pytest
 
-from functions.livekit_server import die_with_parent
+from control.livekit_server import die_with_parent
+from control.presence import LOBBY
+from control.rooms import Rooms
+from control.store import Store
+from control.transfer import TransferOrchestrator
 from functions.media_protocol import media_identity
-from functions.presence import LOBBY
-from functions.rooms import Rooms
 from functions.services import build_services
 from functions.settings import PROJECT_ROOT
-from functions.store import Store
-from functions.transfer import TransferOrchestrator
 from tests.conftest import WorkerProcess
 
 LEVELS = [int(x) for x in os.environ.get("BENCH_LEVELS", "10,25,50").split(",")]

@@ -27,7 +27,7 @@ import time
 import pytest
 
 from functions.settings import load_settings
-from functions.speech import PiperSpeaker
+from functions.tts.speech import PiperSpeaker
 from tests.ai.helpers import synth
 from tests.fakes.openai_server import OpenAIRecorder
 from tests.integration.conftest import available_agent, running_orchestrator

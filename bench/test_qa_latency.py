@@ -29,11 +29,11 @@ import time
 
 import pytest
 
-from functions.briefing_qa import OfflineAnswerer
 from functions.models import BriefingQuestion
+from functions.qa.briefing_qa import OfflineAnswerer
 from functions.settings import load_settings
-from functions.speech import PiperSpeaker
-from functions.transcription import WhisperTranscriber
+from functions.stt.transcription import WhisperTranscriber
+from functions.tts.speech import PiperSpeaker
 from tests.ai.helpers import synth
 from tests.integration.conftest import running_orchestrator
 from tests.integration.test_briefing_qa import Consult

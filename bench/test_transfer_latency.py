@@ -28,10 +28,10 @@ import time
 
 import pytest
 
+from control.transfer import TransferOrchestrator
 from functions.media_protocol import briefing_identity, media_identity
 from functions.models import CallStatus, TransferState
 from functions.services import build_services
-from functions.transfer import TransferOrchestrator
 from tests.integration.conftest import available_agent, running_orchestrator
 from tests.support.peer import Peer
 

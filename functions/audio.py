@@ -119,13 +119,15 @@ def resample(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
     return np.clip(y, -32768, 32767).astype("<i2").tobytes()
 
 
-def rms_dbfs(pcm: bytes) -> float:
-    """Level of int16 PCM in dBFS (-inf for digital silence)."""
-    if not pcm:
-        return float("-inf")
-    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
+def rms_dbfs(pcm: bytes | np.ndarray, silence: float = float("-inf")) -> float:
+    """Level of int16 PCM (bytes, or samples) in dBFS; `silence` for digital silence or no samples.
+    The one level measure: the segmenter's VAD, the hold clip's trim and the test peers' ears."""
+    samples = np.frombuffer(pcm, dtype="<i2") if isinstance(pcm, bytes | bytearray | memoryview) else pcm
+    if not len(samples):
+        return silence
+    x = samples.astype(np.float64) / 32768.0
     rms = float(np.sqrt(np.mean(x * x)))
-    return 20 * np.log10(rms) if rms > 0 else float("-inf")
+    return 20 * np.log10(rms) if rms > 1e-9 else silence
 
 
 def dominant_hz(pcm: bytes, sample_rate: int) -> float:

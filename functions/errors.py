@@ -86,6 +86,11 @@ class Unauthorized(ServiceError):
     status_code = 401
 
 
+class SessionExpired(Unauthorized):
+    """A UI session that is unknown, past its lifetime or ended by a sign-in elsewhere: the browser
+    signs in again (it tells this from the answer's `kind`, never from the message's words)."""
+
+
 class PayloadTooLarge(ServiceError):
     status_code = 413
 

@@ -97,11 +97,11 @@ ENTRY_POINTS: dict[str, EntryPoint] = {
     ep.name: ep
     for ep in (
         EntryPoint("mint_token", "functions.tokens", TokenRequest, TokenResponse, takes="settings"),
-        EntryPoint("transcribe", "functions.transcription", TranscribeRequest, TranscribeResult),
-        EntryPoint("summarize", "functions.summarization", SummarizeRequest, CallSummary),
-        EntryPoint("synthesize_speech", "functions.speech", SpeechRequest, SpeechResult),
-        EntryPoint("dial_phone", "functions.telephony", DialRequest, DialResult, idempotent=False),
-        EntryPoint("answer_question", "functions.briefing_qa", BriefingQuestion, BriefingAnswer),
+        EntryPoint("transcribe", "functions.stt.transcription", TranscribeRequest, TranscribeResult),
+        EntryPoint("summarize", "functions.summary.summarization", SummarizeRequest, CallSummary),
+        EntryPoint("synthesize_speech", "functions.tts.speech", SpeechRequest, SpeechResult),
+        EntryPoint("dial_phone", "functions.telephony.telephony", DialRequest, DialResult, idempotent=False),
+        EntryPoint("answer_question", "functions.qa.briefing_qa", BriefingQuestion, BriefingAnswer),
     )
 }
 

@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.models import BriefingExchange, CallSummary, FunctionStatus, TranscriptSegment
 
-MEDIA_AGENT = "warm-transfer-media"  # the default agent_name workers register under (MEDIA_AGENT_NAME)
 INTERNAL_PATH = "/internal/media"
 WEBHOOK_PATH = "/livekit/webhook"
 
@@ -75,7 +74,7 @@ class ConsultJob(_Job):
     transfer_id: str
     target: str
     summary: CallSummary
-    # B's questions to the briefing are answered from the summary and this (functions.briefing_qa).
+    # B's questions to the briefing are answered from the summary and this (functions.qa.briefing_qa).
     transcript: list[TranscriptSegment] = Field(default_factory=list, max_length=2000)
     answer_questions: bool = True
 

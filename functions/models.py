@@ -119,7 +119,7 @@ class TargetKind(StrEnum):
 
 
 class AgentState(StrEnum):
-    """What an agent is doing, derived from facts (functions.presence)."""
+    """What an agent is doing, derived from facts (control.presence)."""
 
     offline = "offline"  # no live connection (not in the agents' lobby)
     away = "away"  # connected, but not taking calls (the agent's choice)
@@ -256,7 +256,7 @@ class DialResult(BaseModel):
 
 
 class QuestionKind(StrEnum):
-    """What B asked the briefing about (functions.briefing_qa)."""
+    """What B asked the briefing about (functions.qa.briefing_qa)."""
 
     identifier = "identifier"
     name = "name"
@@ -318,14 +318,7 @@ class BriefingExchange(BaseModel):
 
 # --- data messages to clients ---------------------------------------------------------------
 
-
-class Notification(BaseModel):
-    """Versioned JSON sent over LiveKit data messages (topic `warm-transfer`)."""
-
-    v: int = PROTOCOL_VERSION
-    type: str
-    at: float = Field(default_factory=time.time)
-    payload: dict = Field(default_factory=dict)
+TOPIC = "warm-transfer"  # the LiveKit data topic of every notification (functions.events)
 
 
 class FunctionStatus(BaseModel):

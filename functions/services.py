@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING
 from functions.settings import Settings
 
 if TYPE_CHECKING:
-    from functions.briefing_qa import Answerer
-    from functions.protocols import Dialer, Speaker, Summarizer, Transcriber
+    from functions.qa.briefing_qa import Answerer
+    from functions.stt.protocol import Transcriber
+    from functions.summary.protocol import Summarizer
+    from functions.telephony.protocol import Dialer
+    from functions.tts.protocol import Speaker
 
 
 class Services:
@@ -42,31 +45,31 @@ class Services:
 
     @cached_property
     def transcriber(self) -> Transcriber:
-        from functions.transcription import make_transcriber
+        from functions.stt.transcription import make_transcriber
 
         return make_transcriber(self.settings)
 
     @cached_property
     def summarizer(self) -> Summarizer:
-        from functions.summarization import make_summarizer
+        from functions.summary.summarization import make_summarizer
 
         return make_summarizer(self.settings)
 
     @cached_property
     def speaker(self) -> Speaker:
-        from functions.speech import make_speaker
+        from functions.tts.speech import make_speaker
 
         return make_speaker(self.settings)
 
     @cached_property
     def dialer(self) -> Dialer:
-        from functions.telephony import make_dialer
+        from functions.telephony.telephony import make_dialer
 
         return make_dialer(self.settings)
 
     @cached_property
     def answerer(self) -> Answerer:
-        from functions.briefing_qa import make_answerer
+        from functions.qa.briefing_qa import make_answerer
 
         return make_answerer(self.settings)
 

@@ -6,6 +6,7 @@ Everything else receives a `Settings` instance. Validation happens at startup
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -54,7 +55,7 @@ class Settings(BaseSettings):
     accept_timeout_s: float = Field(180.0, gt=0, le=3600, description="B must accept within this after initiate")
     join_timeout_s: float = Field(15.0, gt=0, le=120, description="B must reach the caller's room within this")
 
-    # --- presence, queues and offers (functions.presence, functions.routing) ------------
+    # --- presence, queues and offers (control.presence, control.routing) ------------
     offer_timeout_s: float = Field(
         15.0,
         gt=0,
@@ -297,3 +298,23 @@ def load_settings(**overrides: object) -> Settings:
             msg = err.get("msg", "invalid").removeprefix("Value error, ")
             problems.append(f"{var}: {msg}" if var else msg)
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from e
+
+
+def embedded_settings(settings: Settings, state_dir: Path) -> Settings:
+    """Settings pointed at the embedded server whose kept state is in `state_dir` (for workers).
+
+    `state_dir/server.json` is written by the control plane's embedded server (control.livekit_server).
+    """
+    try:
+        state = json.loads((state_dir / "server.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"no embedded livekit-server state in {state_dir} ({e}); start the app first, or set LIVEKIT_URL"
+        ) from e
+    return settings.model_copy(
+        update={
+            "livekit_url": f"ws://127.0.0.1:{state['port']}",
+            "livekit_api_key": state["api_key"],
+            "livekit_api_secret": type(settings.livekit_api_secret)(state["api_secret"]),
+        }
+    )

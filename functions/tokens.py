@@ -1,7 +1,7 @@
 """LiveKit access tokens with least-privilege grants per role.
 
 `mint_token` turns an *already authorized* `TokenRequest` into a short-lived JWT.
-Who may ask for which room is decided by the orchestrator (`functions.transfer`).
+Who may ask for which room is decided by the orchestrator (`control.transfer`).
 
 Grants by role:
 - caller:  join its own call room; publish the microphone only; subscribe; no data publishing.

@@ -8,7 +8,7 @@ the briefing only if
 - it starts with "briefing" ("Briefing, what's the account number?"): always answered, even while A
   talks, and "I don't know that from the call" when the call does not say; or
 - it is put as a question or a request ("What's …?", "Repeat that.", "Spell the name.") about something
-  the briefing knows (`functions.briefing_qa.classify` is not `unknown`), and nobody else was heard from
+  the briefing knows (`functions.qa.briefing_qa.classify` is not `unknown`), and nobody else was heard from
   QUIET_S before B started it until it was transcribed: a question in a silence is for the briefing; one
   right after A spoke, or that A starts answering, is for A.
 
@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from functions.audio import read_wav, resample
-from functions.briefing_qa import OfflineAnswerer, addressed, asks, classify
 from functions.gateway import FunctionsGateway
 from functions.media_protocol import ConsultJob, QAReport
 from functions.models import (
@@ -42,8 +41,9 @@ from functions.models import (
     SpeechRequest,
     TranscriptSegment,
 )
-from functions.speech import split_for_streaming
-from functions.textnorm import normalize_for_speech
+from functions.qa.briefing_qa import OfflineAnswerer, addressed, asks, classify
+from functions.tts.speech import split_for_streaming
+from functions.tts.textnorm import normalize_for_speech
 from media.reporter import Reporter
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 QUIET_S = 1.5  # nobody else heard for this long before B's question: it is for the briefing
-END_OF_SPEECH_S = 0.6  # the segmenter's end-of-utterance silence (functions.segmenter, silence_ms)
+END_OF_SPEECH_S = 0.6  # the segmenter's end-of-utterance silence (media.segmenter, silence_ms)
 FIRST_FRAME_S = 5.0  # bound on the answer's first frame being queued
 
 

@@ -29,7 +29,8 @@ from livekit.agents.utils import http_context
 from livekit.agents.utils.audio import audio_frames_from_file
 from livekit.agents.voice.background_audio import BuiltinAudioClip
 
-from functions.audio import read_wav, resample
+from functions.audio import read_wav, resample, rms_dbfs
+from functions.events import SummaryCard, SummaryCardPayload
 from functions.gateway import FunctionsGateway
 from functions.media_protocol import (
     CallJob,
@@ -39,8 +40,7 @@ from functions.media_protocol import (
     SegmentReport,
     TranscriptionStatus,
 )
-from functions.models import SERVICE_PREFIXES, Notification, SpeechRequest, TranscriptSegment
-from functions.rooms import TOPIC
+from functions.models import SERVICE_PREFIXES, TOPIC, SpeechRequest, TranscriptSegment
 from media.briefing_qa import BriefingQA
 from media.function_reports import FunctionReports
 from media.listen import Backlog, RoomListener
@@ -151,11 +151,7 @@ async def load_hold_clip(min_dbfs: float = -45.0) -> np.ndarray:
     frames = [f async for f in audio_frames_from_file(BuiltinAudioClip.HOLD_MUSIC.path(), sample_rate=RATE)]
     pcm = np.concatenate([np.frombuffer(f.data, dtype="<i2") for f in frames])
     step = RATE // 50  # 20 ms
-    loud = [
-        i
-        for i in range(0, len(pcm) - step, step)
-        if 20 * np.log10(np.sqrt(np.mean((pcm[i : i + step] / 32768.0) ** 2)) + 1e-9) > min_dbfs
-    ]
+    loud = [i for i in range(0, len(pcm) - step, step) if rms_dbfs(pcm[i : i + step]) > min_dbfs]
     return pcm[loud[0] : loud[-1] + step].copy() if loud else pcm
 
 
@@ -339,10 +335,7 @@ class BriefSpeaker:
             self._keep(asyncio.ensure_future(self.send_card()))
 
     async def send_card(self) -> None:
-        msg = Notification(
-            type="transfer.summary",
-            payload={"transfer_id": self.spec.transfer_id, "summary": self.spec.summary.model_dump(mode="json")},
-        )
+        msg = SummaryCard(payload=SummaryCardPayload(transfer_id=self.spec.transfer_id, summary=self.spec.summary))
         with contextlib.suppress(Exception):
             await self.room.local_participant.publish_data(
                 json.dumps(msg.model_dump(mode="json")),

@@ -1,5 +1,5 @@
 """Live transcription inside a job: every conversational speaker's audio in the job's room is
-segmented (functions.segmenter, 16 kHz mono frames straight from the SDK), each utterance is
+segmented (media.segmenter, 16 kHz mono frames straight from the SDK), each utterance is
 transcribed through the functions gateway (in-process or on Modal), and the segment is reported
 to the control plane, which stores it, captions it and rolls the summary.
 
@@ -25,7 +25,7 @@ from livekit import rtc
 from functions.background import Background
 from functions.media_protocol import BEHIND_WARN_S, MAX_BEHIND_S
 from functions.models import SERVICE_PREFIXES, TranscribeRequest, TranscribeResult, TranscriptSegment, Word
-from functions.segmenter import RATE, Segmenter, Utterance
+from media.segmenter import RATE, Segmenter, Utterance
 
 log = logging.getLogger(__name__)
 QUEUE_LIMIT = 64  # a hard cap on waiting utterances per room (the age limit normally drops them first)

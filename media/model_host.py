@@ -35,9 +35,9 @@ from functions import errors
 from functions.errors import ProviderError, ProviderTimeout, ServiceError
 from functions.gateway import ENTRY_POINTS, EntryPoint, from_wire, to_wire
 from functions.models import SpeechRequest, TranscribeRequest
-from functions.protocols import Transcriber
 from functions.settings import Settings
-from functions.transcription import LoadAwareTranscriber, WhisperTranscriber, make_transcriber
+from functions.stt.protocol import Transcriber
+from functions.stt.transcription import LoadAwareTranscriber, WhisperTranscriber, make_transcriber
 
 log = logging.getLogger(__name__)
 

@@ -52,8 +52,8 @@ PRELOAD_MODULES = [
     "faster_whisper",
     "functions.gateway",
     "functions.services",
-    "functions.speech",
-    "functions.transcription",
+    "functions.tts.speech",
+    "functions.stt.transcription",
     "media.jobs",
     "media.model_host",
 ]

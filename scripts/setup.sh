@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-step setup, idempotent and quick when nothing changed:
 #   system packages (espeak-ng, sox, Chromium for browser tests), the Python venv,
-#   the pinned livekit-server, and livekit-client from npm.
+#   the pinned livekit-server, and livekit-client (with eslint and prettier for the tests) from npm.
 # Usage: scripts/setup.sh [--no-browser]
 #   --no-browser (what `make run` uses): only what running needs: no Chromium, no Playwright, no
 #   llama-cpp-python build (the local LLM server the tests use), no test tools.
@@ -71,12 +71,18 @@ else
   fi
 fi
 
-# --- livekit-client for the browser (pinned in package-lock.json) ------------------------------
+# --- npm (pinned in package-lock.json): livekit-client for the browser; eslint and prettier -------
+# (devDependencies) for `make test`'s JS checks, which `make run` (--no-browser) does without.
 if [ -f package-lock.json ]; then
-  lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
-  if [ ! -f node_modules/.lock.sha256 ] || [ "$(cat node_modules/.lock.sha256)" != "$lock_sum" ]; then
-    say "npm ci"
-    npm ci --no-audit --no-fund --loglevel=error
+  npm_args=(--no-audit --no-fund --loglevel=error)
+  [ "$WANT_BROWSER" = 1 ] || npm_args+=(--omit=dev)
+  lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1) ${npm_args[*]}"
+  full_sum="$(sha256sum package-lock.json | cut -d' ' -f1) --no-audit --no-fund --loglevel=error"
+  have=$(cat node_modules/.lock.sha256 2>/dev/null || true)
+  # A full install (with the devDependencies) serves `make run` as well.
+  if [ "$have" != "$lock_sum" ] && [ "$have" != "$full_sum" ]; then
+    say "npm ci ${npm_args[*]}"
+    npm ci "${npm_args[@]}"
     echo "$lock_sum" > node_modules/.lock.sha256
   fi
 fi

@@ -18,7 +18,7 @@ import time
 import pytest
 import uvicorn
 
-from functions.livekit_server import EmbeddedLiveKit, die_with_parent, free_port
+from control.livekit_server import EmbeddedLiveKit, die_with_parent, free_port
 from functions.media_protocol import WEBHOOK_PATH
 from functions.settings import PROJECT_ROOT, Settings, load_settings
 from media.priority import drop_realtime_scheduling

@@ -50,21 +50,21 @@ def ai_settings(ai_data_dir: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def whisper(ai_settings: Settings):
-    from functions.transcription import WhisperTranscriber
+    from functions.stt.transcription import WhisperTranscriber
 
     return WhisperTranscriber(ai_settings).load()
 
 
 @pytest.fixture(scope="session")
 def piper(ai_settings: Settings):
-    from functions.speech import PiperSpeaker
+    from functions.tts.speech import PiperSpeaker
 
     return PiperSpeaker(ai_settings).load()
 
 
 @pytest.fixture(scope="session")
 def espeak(ai_settings: Settings):
-    from functions.speech import EspeakSpeaker
+    from functions.tts.speech import EspeakSpeaker
 
     return EspeakSpeaker(ai_settings)
 

@@ -7,8 +7,8 @@ import re
 import numpy as np
 
 from functions.audio import mulaw_decode, mulaw_encode, resample
-from functions.protocols import Speaker
-from functions.textnorm import normalize_for_speech
+from functions.tts.protocol import Speaker
+from functions.tts.textnorm import normalize_for_speech
 
 
 def synth(speaker: Speaker, text: str) -> tuple[bytes, int]:

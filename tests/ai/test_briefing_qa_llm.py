@@ -10,11 +10,11 @@ import asyncio
 import json
 import time
 
-from functions.briefing_qa import DONT_KNOW, FallbackAnswerer, OpenAIAnswerer, make_answerer
 from functions.gateway import make_gateway
 from functions.models import BriefingQuestion, TranscriptSegment
+from functions.qa.briefing_qa import DONT_KNOW, FallbackAnswerer, OpenAIAnswerer, make_answerer
 from functions.services import build_services
-from functions.summarization import OfflineSummarizer
+from functions.summary.summarization import OfflineSummarizer
 from tests.ai.conftest import offline_settings
 from tests.unit.test_summarizer_offline import CALLS_DIR, load_call
 

@@ -13,7 +13,7 @@ import pytest
 
 from functions.errors import ProviderTimeout
 from functions.models import TranscriptSegment
-from functions.summarization import (
+from functions.summary.summarization import (
     FallbackSummarizer,
     InvalidLLMOutput,
     OpenAISummarizer,

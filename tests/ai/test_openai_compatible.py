@@ -15,8 +15,8 @@ from functions.audio import read_wav, resample
 from functions.errors import ProviderError, ProviderTimeout
 from functions.models import CallSummary, SpeechRequest, TranscribeRequest, TranscriptSegment
 from functions.services import Services
-from functions.speech import OPENAI_PCM_RATE, OpenAISpeaker, make_speaker, synthesize_speech
-from functions.summarization import (
+from functions.stt.transcription import OpenAITranscriber, make_transcriber, transcribe
+from functions.summary.summarization import (
     SYSTEM_PROMPT,
     FallbackSummarizer,
     InvalidLLMOutput,
@@ -24,7 +24,7 @@ from functions.summarization import (
     few_shot_messages,
     make_summarizer,
 )
-from functions.transcription import OpenAITranscriber, make_transcriber, transcribe
+from functions.tts.speech import OPENAI_PCM_RATE, OpenAISpeaker, make_speaker, synthesize_speech
 from tests.ai.conftest import offline_settings
 from tests.ai.helpers import digits, synth, wer
 from tests.unit.test_summarizer_offline import CALLS_DIR, load_call

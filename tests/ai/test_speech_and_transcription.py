@@ -22,9 +22,9 @@ from functions.audio import read_wav, resample, wav_bytes
 from functions.errors import ConfigError, InvalidInput
 from functions.models import SpeechRequest, TranscribeRequest
 from functions.services import Services
-from functions.speech import EspeakSpeaker, PiperSpeaker, make_speaker, synthesize_speech
-from functions.summarization import OfflineSummarizer
-from functions.transcription import WhisperTranscriber, make_transcriber, transcribe
+from functions.stt.transcription import WhisperTranscriber, make_transcriber, transcribe
+from functions.summary.summarization import OfflineSummarizer
+from functions.tts.speech import EspeakSpeaker, PiperSpeaker, make_speaker, synthesize_speech
 from tests.ai.conftest import offline_settings
 from tests.ai.helpers import digits, norm_words, synth, telephone, wer
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from functions import whisper_model as wm
 from functions.errors import ConfigError
-from functions.transcription import WhisperTranscriber
+from functions.stt import whisper_model as wm
+from functions.stt.transcription import WhisperTranscriber
 from tests.ai.conftest import offline_settings
 from tests.ai.helpers import synth
 

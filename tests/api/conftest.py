@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from app import create_app
 from functions.settings import Settings
-from functions.speech import EspeakSpeaker
+from functions.tts.speech import EspeakSpeaker
 from tests.integration.conftest import end_everything
 from tests.support.peer import Peer
 

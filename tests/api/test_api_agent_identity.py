@@ -15,11 +15,11 @@ from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from app import create_app
-from functions.speech import EspeakSpeaker
+from functions.tts.speech import EspeakSpeaker
 from tests.api.conftest import API_KEY, agent_headers, make_online, with_auth
 from tests.api.test_api_auth import snapshot
 from tests.integration.conftest import end_everything
-from ui_components.backend import UiBackend
+from ui.backend import UiBackend
 
 pytestmark = pytest.mark.integration
 

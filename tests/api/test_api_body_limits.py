@@ -18,9 +18,9 @@ import psutil
 import pytest
 
 from app import create_app
-from functions.body_limit import install_body_limits
+from control.body_limit import install_body_limits
 from functions.settings import load_settings
-from functions.speech import EspeakSpeaker
+from functions.tts.speech import EspeakSpeaker
 from tests.api.conftest import agent_headers, with_auth, with_twilio
 from tests.support.served import Served
 

@@ -53,7 +53,7 @@ class ToneSpeaker:
 
     def synthesize(self, text: str, voice: str | None = None):
         from functions.audio import tone
-        from functions.protocols import PcmChunk
+        from functions.tts.protocol import PcmChunk
 
         words = text.split()
         for _ in range(0, min(len(words), 40), 8):  # one 50 ms chunk per 8 words
@@ -89,7 +89,7 @@ def api_openapi() -> dict:
     """The API's OpenAPI schema, built from the router alone (no server, no UI needed to collect)."""
     from fastapi import FastAPI
 
-    from functions.api import api_router
+    from control.api import api_router
 
     app = FastAPI(title="Warm Transfer", version="1")
     app.include_router(api_router(SimpleNamespace(started=False)))

@@ -13,7 +13,7 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from functions.rooms import Rooms
+from control.rooms import Rooms
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from tests.api.conftest import PASSCODE, agent_headers
-from ui_components.backend import UiBackend
+from ui.backend import UiBackend
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 RLO, ZWSP, BOM = "\u202e", "\u200b", "\ufeff"
@@ -48,7 +48,6 @@ async def test_agent_token_name_is_normalised(client):
 
 async def test_ui_backend_normalises_typed_names(client, ctx):
     ui = UiBackend(ctx)
-    ui.on_started()
     signed = await ui.agent_sign_in({"identity": "agent-n", "name": f"{BOM}Nina{ZWSP} ", "passcode": PASSCODE})
     assert signed.get("name") == "Nina", signed
     started = await ui.caller_start({"name": f"Ma{ZWSP}ria{RLO}"})

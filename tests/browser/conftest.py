@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from functions.livekit_server import free_port
-from functions.rooms import Rooms
+from control.livekit_server import free_port
+from control.rooms import Rooms
 from functions.settings import PROJECT_ROOT
-from functions.speech import EspeakSpeaker
+from functions.tts.speech import EspeakSpeaker
 from tests.integration.conftest import end_everything
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))

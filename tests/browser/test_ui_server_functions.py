@@ -40,9 +40,10 @@ async def ui(app_factory):
 
 async def test_every_function_checks_who_is_asking(ui):
     assert set(ui.ids) == {"desk", "caller", "calls", "page"}
-    assert (await ui("desk", "agent_state"))["error"] == "please sign in again"
+    expired = {"error": "please sign in again", "kind": "SessionExpired"}  # the desk decides on the kind
+    assert await ui("desk", "agent_state") == expired
     # The page's boot panel (outside the tabs) carries both sets; each still checks who is asking.
-    assert (await ui("page", "agent_state"))["error"] == "please sign in again"
+    assert await ui("page", "agent_state") == expired
     assert "not yours" in (await ui("page", "caller_status"))["error"]
     assert "wrong" in (await ui("desk", "agent_sign_in", identity="agent-a", passcode="nope"))["error"]
     refused = await ui("desk", "agent_sign_in", identity="caller-x", passcode="s3cret")

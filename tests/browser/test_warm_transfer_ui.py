@@ -8,8 +8,14 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
+from functions.events import (
+    SegmentPayload,
+    SummaryUpdated,
+    SummaryUpdatedPayload,
+    TranscriptSegmentAdded,
+)
 from functions.media_protocol import INTERNAL_PATH, ReportEnvelope, TranscriptionStatus, internal_token
-from functions.models import CallSummary, Notification
+from functions.models import CallSummary
 from tests.browser.flow import (
     CALLER,
     audio_publishers,
@@ -36,11 +42,11 @@ async def test_complete_warm_transfer_through_the_ui(world, app_server, lk_api, 
     # Captions and the rolling summary render from the data messages live transcription
     # sends (its own tests run Whisper; here they go through the real LiveKit data path).
     call_id = w.call_room.removeprefix("call-")
-    segment = {"call_id": call_id, "speaker": "caller", "text": "My order 4417 arrived damaged.", "start": 0, "end": 2}
-    await lk_api.send(w.call_room, Notification(type="transcript.segment", payload=segment))
+    segment = SegmentPayload(call_id=call_id, speaker="caller", text="My order 4417 arrived damaged.", start=0, end=2)
+    await lk_api.send(w.call_room, TranscriptSegmentAdded(payload=segment))
     rolling = CallSummary(caller_name=CALLER, issue="Order 4417 arrived damaged", brief="Order arrived damaged.")
-    payload = {"call_id": call_id, "summary": rolling.model_dump(mode="json")}
-    await lk_api.send(w.call_room, Notification(type="summary.updated", payload=payload), ["agent-a"])
+    payload = SummaryUpdatedPayload(call_id=call_id, summary=rolling)
+    await lk_api.send(w.call_room, SummaryUpdated(payload=payload), ["agent-a"])
     await expect(w.a.live.get_by_test_id("captions")).to_contain_text("Caller", timeout=T)
     await expect(w.a.live.get_by_test_id("captions")).to_contain_text("My order 4417 arrived damaged.")
     await expect(w.a.live.get_by_test_id("live-summary")).to_contain_text("Order 4417 arrived damaged")

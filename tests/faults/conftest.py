@@ -26,11 +26,11 @@ from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from app import create_app
+from control.state_machine import ALLOWED
+from control.transfer import LOBBY, TransferOrchestrator
 from functions.media_protocol import CallRoomState, briefing_identity, media_identity
 from functions.models import TERMINAL_STATES, CallStatus, TransferState
-from functions.speech import EspeakSpeaker
-from functions.state_machine import ALLOWED
-from functions.transfer import LOBBY, TransferOrchestrator
+from functions.tts.speech import EspeakSpeaker
 from tests.integration.conftest import end_everything
 from tests.support.peer import Peer
 from tests.support.peer_process import PeerProcess

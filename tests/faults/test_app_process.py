@@ -22,11 +22,11 @@ import time
 import httpx
 import pytest
 
-from functions.context import APP_STOPPED
-from functions.livekit_server import free_port
+from control.context import APP_STOPPED
+from control.livekit_server import free_port
+from control.store import Store
+from control.transfer import LOBBY
 from functions.media_protocol import media_identity
-from functions.store import Store
-from functions.transfer import LOBBY
 from tests.support.app_process import AppProcess, agent_token, make_available, post
 from tests.support.peer import Peer
 

@@ -2,7 +2,7 @@
 every call was silently gone while the store still said `on_hold`).
 
 The app notices within 2 s, logs it, ends the open call with a reason (the store, and what the UI's
-desks are told: its in-process listeners), starts the server again on the same port and keys, and
+desks are told: the app's event bus), starts the server again on the same port and keys, and
 creates the agents' lobby anew; a new call then works end to end.
 
 Peers: the real app (create_app, lifespan run, in process) with its own embedded livekit-server (not
@@ -25,12 +25,13 @@ from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from app import create_app
-from functions.context import LIVEKIT_DIED
-from functions.livekit_server import free_port
-from functions.models import CallStatus, Notification, TransferState
-from functions.rooms import Rooms
+from control.context import LIVEKIT_DIED
+from control.livekit_server import free_port
+from control.rooms import Rooms
+from control.transfer import LOBBY
+from functions.events import Notification
+from functions.models import CallStatus, TransferState
 from functions.settings import load_settings
-from functions.transfer import LOBBY
 from tests.faults.conftest import API_KEY, headers
 from tests.support.peer import Peer
 
@@ -56,11 +57,11 @@ async def test_livekit_server_killed_mid_consult(tmp_path, caplog):
     app = create_app(settings)
     peers: list[Peer] = []
     told: list[Notification] = []
-    caplog.set_level(logging.INFO, logger="functions.context")
+    caplog.set_level(logging.INFO, logger="control.context")
     try:
         async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
             ctx = app.state.ctx
-            ctx.orchestrator.listeners.append(told.append)  # what the UI's desks are told
+            ctx.bus.subscribe(told.append)  # what the UI's desks are told
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://lk.test", timeout=30) as client:
 
@@ -112,8 +113,12 @@ async def test_livekit_server_killed_mid_consult(tmp_path, caplog):
                 r = await client.get(f"/api/transfer/{t['transfer_id']}", headers=headers(A))
                 after = r.json()
                 assert after["state"] == TransferState.failed.value and after["reason"] == LIVEKIT_DIED, after
-                # The desks were told (the UI's in-process listeners): the transfer, then the call.
-                kinds = [(n.type, n.payload.get("transfer", {}).get("reason") or n.payload.get("status")) for n in told]
+                # The desks were told (on the app's event bus): the transfer, then the call.
+                wire = [n.model_dump(mode="json") for n in told]  # as the desks' browsers get them
+                kinds = [
+                    (n["type"], n["payload"].get("transfer", {}).get("reason") or n["payload"].get("status"))
+                    for n in wire
+                ]
                 assert ("transfer.failed", LIVEKIT_DIED) in kinds and ("call.status", "ended") in kinds, kinds
                 assert any(
                     f"the embedded livekit-server (pid {old_pid}) died (killed by signal 9)" in rec.getMessage()

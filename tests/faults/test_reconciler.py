@@ -1,5 +1,5 @@
 """Media follows state: what LiveKit has is broken behind the control plane's back, and the reconciler
-(functions/reconciler.py) puts it back within 2 s, measured from the break to RoomService showing it
+(control/reconciler.py) puts it back within 2 s, measured from the break to RoomService showing it
 repaired; the peers then hear what the state says they should.
 
 The breaks are made with the server's own RoomService and tokens (what a failed RoomService call, a

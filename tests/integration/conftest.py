@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from control.rooms import Rooms
+from control.store import Store
+from control.transfer import LOBBY, TransferOrchestrator
 from functions.gateway import FunctionsGateway
 from functions.media_protocol import media_identity
 from functions.models import Call, Transfer, TransferState
-from functions.rooms import Rooms
 from functions.services import Services, build_services
 from functions.settings import Settings
-from functions.store import Store
-from functions.transfer import LOBBY, TransferOrchestrator
 from tests.support.peer import Peer
 
 CALLER_HZ, A_HZ, B_HZ = 440, 660, 880

@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from functions.livekit_server import free_port
+from control.livekit_server import free_port
 from functions.media_protocol import briefing_identity, media_identity
 from tests.support.app_process import AppProcess, agent_token, headers, post
 from tests.support.peer import Peer

@@ -22,8 +22,8 @@ import pytest
 
 from functions.media_protocol import briefing_identity, media_identity
 from functions.settings import load_settings
-from functions.speech import EspeakSpeaker, PiperSpeaker
-from functions.transcription import WhisperTranscriber
+from functions.stt.transcription import WhisperTranscriber
+from functions.tts.speech import EspeakSpeaker, PiperSpeaker
 from tests.ai.helpers import digits, synth
 from tests.integration.conftest import available_agent
 from tests.support.peer import Peer

@@ -10,11 +10,11 @@ import json
 import pytest
 from livekit import rtc
 
+from control.rooms import Rooms
+from control.store import Store
+from control.transfer import TransferOrchestrator
 from functions.errors import Forbidden
 from functions.models import SERVICE_PREFIXES, CallStatus, TransferState
-from functions.rooms import Rooms
-from functions.store import Store
-from functions.transfer import TransferOrchestrator
 from tests.integration.conftest import CallWorld, available_agent
 
 pytestmark = pytest.mark.integration

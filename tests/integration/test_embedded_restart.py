@@ -13,9 +13,9 @@ import stat
 
 import pytest
 
-from functions.auth import Auth
-from functions.livekit_server import EmbeddedLiveKit
-from functions.rooms import Rooms
+from control.auth import Auth
+from control.livekit_server import EmbeddedLiveKit
+from control.rooms import Rooms
 from functions.settings import load_settings
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ import pytest
 
 from functions.gateway import make_gateway
 from functions.media_protocol import briefing_identity
-from functions.speech import PiperSpeaker
+from functions.tts.speech import PiperSpeaker
 from tests.ai.helpers import synth
 from tests.fakes.openai_server import OpenAIRecorder
 from tests.integration.conftest import available_agent, running_orchestrator

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from functions.media_protocol import briefing_identity, media_identity
-from functions.speech import EspeakSpeaker, PiperSpeaker
+from functions.tts.speech import EspeakSpeaker, PiperSpeaker
 from tests.ai.helpers import digits, synth, wer
 from tests.integration.conftest import available_agent
 from tests.support.peer import Peer

@@ -17,11 +17,11 @@ import pytest
 from google.protobuf.json_format import MessageToJson
 from livekit import api, rtc
 
+from control.rooms import Rooms
+from control.store import Store
+from control.transfer import TransferOrchestrator
 from functions.media_protocol import WEBHOOK_PATH, briefing_identity, media_identity
 from functions.models import CallStatus, TransferState
-from functions.rooms import Rooms
-from functions.store import Store
-from functions.transfer import TransferOrchestrator
 from tests.conftest import WorkerProcess
 from tests.integration.conftest import CallWorld, available_agent
 from tests.support.peer import Peer, gaps

@@ -18,12 +18,12 @@ import pytest
 
 from functions.gateway import modal_token_problem
 from functions.media_protocol import briefing_identity
-from functions.speech import PiperSpeaker
+from functions.tts.speech import PiperSpeaker
 from tests.ai.helpers import synth
 from tests.integration.conftest import available_agent, running_orchestrator
 from tests.support.media_plane import agent_name, own_worker, start_call, wait_for, worker_env
 from tests.support.peer import Peer
-from ui_components.backend import UiBackend
+from ui.backend import UiBackend
 
 pytestmark = [pytest.mark.integration, pytest.mark.ai]
 

@@ -14,7 +14,7 @@ import pytest
 from functions.errors import Conflict, Forbidden, InvalidInput
 from functions.media_protocol import briefing_identity, media_identity
 from functions.models import AgentState, CallStatus, TransferState
-from functions.transcription import WhisperTranscriber
+from functions.stt.transcription import WhisperTranscriber
 from tests.integration.conftest import B_HZ, CallWorld, available_agent, running_orchestrator
 from tests.support.peer import SAMPLE_RATE, Peer
 

@@ -18,16 +18,16 @@ from livekit import api
 from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 
+from control.phone_bridge import DECLINED, NO_INPUT, NO_SIP, NO_SIP_REASON, PROMPT, REPROMPT, TwilioPhoneLeg
+from control.rooms import Rooms
+from control.store import Store
+from control.transfer import TransferOrchestrator
+from control.twilio_webhooks import twilio_router
 from functions.errors import InvalidInput
 from functions.gateway import make_gateway
 from functions.models import CallStatus, CallSummary, TransferState
-from functions.phone_bridge import DECLINED, NO_INPUT, NO_SIP, NO_SIP_REASON, PROMPT, REPROMPT, TwilioPhoneLeg
-from functions.rooms import Rooms
 from functions.services import build_services
-from functions.speech import EspeakSpeaker
-from functions.store import Store
-from functions.transfer import TransferOrchestrator
-from functions.twilio_webhooks import twilio_router
+from functions.tts.speech import EspeakSpeaker
 from tests.integration.conftest import B_HZ, CallWorld
 from tests.support.twilio_recorder import TwilioRecorder
 
@@ -118,7 +118,7 @@ async def _phone_world(settings, recorder, *, sip_uri: str = "", machine_detecti
     orch = TransferOrchestrator(services, store, rooms, phone=leg, summary_source=lambda _call: brief, gateway=gateway)
     await orch.start()
     notes: list = []
-    orch.listeners.append(notes.append)
+    orch.bus.subscribe(notes.append)
     app = FastAPI()
     app.include_router(twilio_router(orch, s, leg))
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC)
@@ -180,7 +180,7 @@ async def test_phone_transfer_dials_whispers_and_decline_returns_caller_to_a(wor
     # Ringing: A's UI gets the live leg status.
     assert (await world.post("status", CallStatus="ringing")).status_code == 204
     leg_note = [n for n in world.notes if n.type == "transfer.phone_leg"][-1]
-    assert leg_note.payload["status"] == "ringing" and leg_note.payload["call_sid"] == world.call_sid
+    assert leg_note.payload.status == "ringing" and leg_note.payload.call_sid == world.call_sid
     assert world.state() is S.consulting
 
     # Answered: the whisper. The brief is spoken verbatim, escaped by the builder.

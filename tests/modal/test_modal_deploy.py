@@ -110,7 +110,7 @@ def call_audio() -> bytes:
     """A spoken sentence as a WAV file (piper voice, a different process-level path than the tests use)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TTS_PROVIDER", "piper")
-        from functions.speech import synthesize_speech
+        from functions.tts.speech import synthesize_speech
 
         return synthesize_speech(SpeechRequest(text=CALL_TEXT), build_services(load_settings())).audio_wav
 
@@ -161,7 +161,7 @@ def test_mint_token_local_matches_direct(container_env) -> None:
 
 
 def test_transcribe_local_matches_direct(container_env, call_audio: bytes) -> None:
-    from functions.transcription import transcribe
+    from functions.stt.transcription import transcribe
 
     req = TranscribeRequest(audio=call_audio)
     remote = from_wire(TranscribeResult, modal_deploy.transcribe.local(to_wire(req)))
@@ -179,7 +179,7 @@ def test_transcribe_local_telephone_audio(container_env, call_audio: bytes) -> N
     import numpy as np
 
     from functions.audio import mulaw_encode, read_wav, resample
-    from functions.transcription import transcribe
+    from functions.stt.transcription import transcribe
 
     pcm, rate = read_wav(call_audio)
     phone = mulaw_encode(np.frombuffer(resample(pcm, rate, 8000), dtype="<i2"))
@@ -190,7 +190,7 @@ def test_transcribe_local_telephone_audio(container_env, call_audio: bytes) -> N
 
 
 def test_summarize_local_matches_direct(container_env) -> None:
-    from functions.summarization import summarize
+    from functions.summary.summarization import summarize
 
     segments = [
         TranscriptSegment(speaker="agent:alice", text="Thanks for calling, who am I speaking with?", start=0, end=2),
@@ -217,8 +217,8 @@ def test_summarize_local_matches_direct(container_env) -> None:
 
 def test_answer_question_local_matches_direct(container_env) -> None:
     """B's question to the briefing, on Modal's wrapper and directly: the same grounded answer."""
-    from functions.briefing_qa import answer_question
-    from functions.summarization import summarize
+    from functions.qa.briefing_qa import answer_question
+    from functions.summary.summarization import summarize
 
     segments = [
         TranscriptSegment(speaker="caller", text="Hi, this is Maria Lopez. My account number is 4471.", start=0),
@@ -234,7 +234,7 @@ def test_answer_question_local_matches_direct(container_env) -> None:
 
 def test_synthesize_speech_local_matches_direct_espeak(container_env) -> None:
     """espeak-ng is deterministic: the WAV is byte-identical both ways."""
-    from functions.speech import synthesize_speech
+    from functions.tts.speech import synthesize_speech
 
     container_env(TTS_PROVIDER="espeak")
     req = SpeechRequest(text="Transferring you to billing now.")
@@ -246,8 +246,8 @@ def test_synthesize_speech_local_matches_direct_espeak(container_env) -> None:
 
 def test_synthesize_speech_local_matches_direct_piper(container_env) -> None:
     """piper samples noise, so the samples differ run to run: compare format, length and what it says."""
-    from functions.speech import synthesize_speech
-    from functions.transcription import transcribe
+    from functions.stt.transcription import transcribe
+    from functions.tts.speech import synthesize_speech
 
     req = SpeechRequest(text=CALL_TEXT)
     remote = from_wire(SpeechResult, modal_deploy.synthesize_speech.local(to_wire(req)))
@@ -262,7 +262,7 @@ def test_synthesize_speech_local_matches_direct_piper(container_env) -> None:
 
 
 def test_dial_phone_local_matches_direct(container_env) -> None:
-    from functions.telephony import dial_phone
+    from functions.telephony.telephony import dial_phone
 
     with TwilioRecorder() as twilio:
         container_env(
@@ -349,7 +349,7 @@ def test_secret_keys_are_settings_fields() -> None:
 
 
 def test_image_installs_pinned_runtime_requirements_with_the_models() -> None:
-    from functions.whisper_model import BUILTIN_MODELS
+    from functions.stt.whisper_model import BUILTIN_MODELS
 
     for line in (modal_deploy.ROOT / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()

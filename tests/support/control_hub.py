@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from functions.control_routes import control_router
+from control.control_routes import control_router
 
 
 class _OnLoop:

@@ -1,4 +1,4 @@
-"""A stand-in for `functions.rooms.Rooms` in unit tests of presence and routing: who is in which
+"""A stand-in for `control.rooms.Rooms` in unit tests of presence and routing: who is in which
 room (set by the test, as LiveKit's RoomService would answer) and every data message sent. The
 integration tier runs the same code against the real livekit-server."""
 
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from livekit import api
 
-from functions.presence import LOBBY
+from control.presence import LOBBY
 
 
 class RoomsDouble:
@@ -28,7 +28,7 @@ class RoomsDouble:
         return True
 
     def post(self, room: str, message, identities: list[str] | None = None) -> None:
-        self.sent.append((room, message.type, message.payload, identities))
+        self.sent.append((room, message.type, message.model_dump(mode="json")["payload"], identities))  # as sent
 
     def of(self, kind: str) -> list[tuple[str, dict, list[str] | None]]:
         return [(room, payload, to) for room, t, payload, to in self.sent if t == kind]

@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from control.transfer import TransferOrchestrator
 from functions.media_protocol import media_identity
 from functions.models import Call
-from functions.transfer import TransferOrchestrator
 from tests.conftest import WorkerProcess
 from tests.support.peer import Peer
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from livekit import rtc
 
+from functions.audio import rms_dbfs
+
 SAMPLE_RATE = 48000
 FRAME_MS = 20
 ENERGY_DBFS = -45.0  # louder than Opus comfort noise, far quieter than any test source
@@ -222,9 +224,7 @@ class Peer:
     async def _measure(self, stream: rtc.AudioStream, stats: Heard, identity: str = "") -> None:
         async for ev in stream:
             pcm = bytes(ev.frame.data.cast("B"))
-            x = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
-            rms = float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
-            db = 20 * np.log10(rms) if rms > 0 else -120.0
+            db = rms_dbfs(pcm, silence=-120.0)
             now = time.monotonic()
             stats.frames += 1
             stats.recent.append((now, db, pcm))

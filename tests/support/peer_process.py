@@ -25,7 +25,7 @@ import subprocess
 import sys
 from typing import Any
 
-from functions.livekit_server import die_with_parent
+from control.livekit_server import die_with_parent
 from functions.settings import PROJECT_ROOT
 
 START_S = 45.0  # a fresh interpreter importing the SDK and connecting, on a busy 2-core machine

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from functions.body_limit import DEFAULT_LIMITS, BodyLimit, install_body_limits
+from control.body_limit import DEFAULT_LIMITS, BodyLimit, install_body_limits
 
 pytestmark = pytest.mark.unit
 BOUND_S = 5

@@ -13,7 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from functions.briefing_qa import (
+from control.bus import EventBus
+from control.consult_qa import ConsultQA
+from control.store import Store
+from functions.events import Notification
+from functions.media_protocol import QAReport
+from functions.models import (
+    BriefingExchange,
+    BriefingQuestion,
+    Call,
+    CallSummary,
+    QuestionKind,
+    TranscriptSegment,
+    Transfer,
+    TransferState,
+)
+from functions.qa.briefing_qa import (
     DONT_KNOW,
     TRANSCRIPT_MAX_CHARS,
     OfflineAnswerer,
@@ -23,25 +38,11 @@ from functions.briefing_qa import (
     bound_transcript,
     classify,
 )
-from functions.consult_qa import ConsultQA
-from functions.media_protocol import QAReport
-from functions.models import (
-    BriefingExchange,
-    BriefingQuestion,
-    Call,
-    CallSummary,
-    Notification,
-    QuestionKind,
-    TranscriptSegment,
-    Transfer,
-    TransferState,
-)
-from functions.offline_patterns import denoise
-from functions.offline_summary import digits_view
 from functions.services import Services
 from functions.settings import Settings
-from functions.store import Store
-from functions.summarization import OfflineSummarizer
+from functions.summary.offline_patterns import denoise
+from functions.summary.offline_summary import digits_view
+from functions.summary.summarization import OfflineSummarizer
 from media.listen import RoomListener
 from tests.unit.test_summarizer_offline import CALLS_DIR, load_full
 
@@ -352,7 +353,9 @@ def test_the_control_plane_stores_each_exchange_and_tells_a_and_b() -> None:
             target="agent-b",
         )
     )
-    qa = ConsultQA(store, rooms, emitted.append)  # type: ignore[arg-type]
+    bus = EventBus()
+    bus.subscribe(emitted.append)
+    qa = ConsultQA(store, rooms, bus)  # type: ignore[arg-type]
     exchange = BriefingExchange(
         transfer_id="t1",
         asked_by="agent-b",
@@ -370,7 +373,7 @@ def test_the_control_plane_stores_each_exchange_and_tells_a_and_b() -> None:
     assert store.qa("t1") == [exchange]
     ((room, msg, to),) = rooms.sent
     assert (room, msg.type, to) == ("consult-t1", "transfer.qa", ["agent-a", "agent-b"])
-    assert msg.payload["exchange"]["answer"] == "The account number is 4471-9902." and emitted == [msg]
+    assert msg.payload.exchange.answer == "The account number is 4471-9902." and emitted == [msg]
     # Another call's report about this transfer is not taken.
     other = report.model_copy(update={"call_id": "c2"})
     assert asyncio.run(qa.on_report(other)) is None and len(store.qa("t1")) == 1

@@ -208,7 +208,7 @@ def test_wire_round_trip_every_model() -> None:
 
 
 async def test_local_gateway_calls_functions_directly(tmp_path: Path) -> None:
-    from functions.summarization import summarize
+    from functions.summary.summarization import summarize
     from functions.tokens import mint_token
 
     settings = make_settings(tmp_path, functions_backend="local")
@@ -265,7 +265,7 @@ async def test_modal_without_credentials_fails_fast_and_clearly(tmp_path: Path, 
 
 
 async def test_modal_without_credentials_falls_back_to_local(tmp_path: Path, no_modal_credentials) -> None:
-    from functions.summarization import summarize
+    from functions.summary.summarization import summarize
 
     settings = make_settings(tmp_path, modal_fallback_local=True, modal_timeout_s=30)
     services = build_services(settings)

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from functions.models import TranscribeResult
-from functions.transcription import LoadAwareTranscriber
+from functions.stt.transcription import LoadAwareTranscriber
 
 pytestmark = pytest.mark.unit
 

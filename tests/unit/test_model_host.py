@@ -17,9 +17,9 @@ from functions.audio import read_wav, tone
 from functions.errors import InvalidInput, ProviderError, ProviderTimeout
 from functions.gateway import ENTRY_POINTS, make_gateway
 from functions.models import SpeechRequest, SpeechResult, SummarizeRequest, TranscriptSegment
-from functions.protocols import PcmChunk
 from functions.services import build_services
 from functions.settings import Settings
+from functions.tts.protocol import PcmChunk
 from media.model_host import HOSTED, METHOD, FunctionsRunner, HostBackend
 
 pytestmark = pytest.mark.unit

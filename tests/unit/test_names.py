@@ -5,8 +5,8 @@ import unicodedata
 
 import pytest
 
+from control.names import NAME_MAX_CHARS, normalize_name
 from functions.errors import InvalidInput
-from functions.names import NAME_MAX_CHARS, normalize_name
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""Notifications go out through a per-room outbox (functions.rooms.Rooms.post): the action that
+"""Notifications go out through a per-room outbox (control.rooms.Rooms.post): the action that
 causes them does not wait for LiveKit, a room's messages keep their order, what was posted to a
 room is sent before the room is deleted, and a LiveKit that does not answer cannot hang a stop.
 The peer is a stand-in for the RoomService transport (`send` and `delete_room`'s call), recording
@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from functions import rooms as rooms_module
-from functions.models import Notification
-from functions.rooms import Rooms
+from control import rooms as rooms_module
+from control.rooms import Rooms
+from functions.events import CallsChanged, CallsChangedPayload
 from functions.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -23,11 +23,11 @@ class RecordingRooms(Rooms):
     def __init__(self, delay_s: float = 0.05) -> None:
         super().__init__(Settings())
         self.delay_s = delay_s
-        self.log: list[tuple[str, str]] = []  # (room, message type or "DELETED")
+        self.log: list[tuple[str, str]] = []  # (room, message n or "DELETED")
 
     async def send(self, room, message, identities=None) -> bool:
         await asyncio.sleep(self.delay_s)
-        self.log.append((room, message.type))
+        self.log.append((room, message.payload.cause))
         return True
 
     async def _call(self, what, coro):
@@ -46,8 +46,8 @@ class RecordingRooms(Rooms):
         return Service()
 
 
-def msg(n: int) -> Notification:
-    return Notification(type=f"m{n}", payload={})
+def msg(n: int) -> CallsChanged:
+    return CallsChanged(payload=CallsChangedPayload(cause=f"m{n}"))
 
 
 async def test_post_returns_at_once_and_keeps_each_rooms_order() -> None:

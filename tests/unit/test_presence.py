@@ -9,11 +9,11 @@ import time
 
 import pytest
 
+from control.presence import LOBBY, Presence
+from control.store import Store
 from functions.errors import Conflict, InvalidInput
 from functions.models import AgentState, Call, CallStatus, Transfer, TransferState
-from functions.presence import LOBBY, Presence
 from functions.settings import load_settings
-from functions.store import Store
 from tests.support.lobby import RoomsDouble, join_lobby, leave_lobby, webhook
 
 pytestmark = pytest.mark.unit

@@ -13,8 +13,8 @@ import itertools
 
 import pytest
 
-from functions import media_control
-from functions.media_control import MediaControl
+from control import media_control
+from control.media_control import MediaControl
 from functions.settings import load_settings
 
 pytestmark = pytest.mark.unit

@@ -10,12 +10,12 @@ import time
 
 import pytest
 
+from control.presence import Presence
+from control.routing import CallQueue, destination, first_target, next_target
+from control.store import Store
 from functions.errors import Conflict, InvalidInput
 from functions.models import AgentState, Call, CallStatus, Transfer, TransferState
-from functions.presence import Presence
-from functions.routing import CallQueue, destination, first_target, next_target
 from functions.settings import load_settings
-from functions.store import Store
 from tests.support.lobby import RoomsDouble, join_lobby, leave_lobby
 
 pytestmark = pytest.mark.unit

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from functions.segmenter import RATE, Segmenter
+from media.segmenter import RATE, Segmenter
 
 pytestmark = pytest.mark.unit
 

@@ -11,10 +11,10 @@ import sqlite3
 
 import pytest
 
+from control.phone_bridge import Leg, LegStore
+from control.store import IDEMPOTENCY_STALE_S, IDEMPOTENCY_TTL_S, Store
 from functions.errors import ServiceError, StorageUnavailable
 from functions.models import Call, TargetKind, Transfer, TransferState
-from functions.phone_bridge import Leg, LegStore
-from functions.store import IDEMPOTENCY_STALE_S, IDEMPOTENCY_TTL_S, Store
 
 pytestmark = pytest.mark.unit
 

@@ -24,11 +24,11 @@ import pytest
 
 from functions.errors import ProviderError
 from functions.models import CallSummary, SummarizeRequest, TranscriptSegment
-from functions.offline_patterns import denoise
-from functions.offline_summary import INJECTION_NOTE, digits_view, third_person
 from functions.services import Services
 from functions.settings import Settings
-from functions.summarization import (
+from functions.summary.offline_patterns import denoise
+from functions.summary.offline_summary import INJECTION_NOTE, digits_view, third_person
+from functions.summary.summarization import (
     FallbackSummarizer,
     OfflineSummarizer,
     RollingSummary,

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from functions.models import CallSummary, Identifier, TranscriptSegment
-from functions.offline_summary import ExtractionState
-from functions.summarization import (
+from functions.summary.offline_summary import ExtractionState
+from functions.summary.summarization import (
     MIDDLE_MARK,
     FallbackSummarizer,
     OfflineSummarizer,
@@ -340,7 +340,7 @@ def test_a_problem_stated_before_the_ask_in_one_sentence_is_the_issue() -> None:
 
 
 def test_grounding_rejects_a_brief_with_a_name_or_number_nobody_said() -> None:
-    from functions.summarization import InvalidLLMOutput, ground_summary
+    from functions.summary.summarization import InvalidLLMOutput, ground_summary
 
     copied = CallSummary(brief="Caller Maria Lopez, like Helen Park, wants a refund.", source="llm")
     with pytest.raises(InvalidLLMOutput, match="name"):
@@ -376,7 +376,7 @@ def test_a_different_name_is_not_taken_for_a_spelling_of_the_typed_one() -> None
 
 
 def test_few_shot_examples_are_grounded_in_their_own_transcripts() -> None:
-    from functions.summarization import FEW_SHOT, ground_summary
+    from functions.summary.summarization import FEW_SHOT, ground_summary
 
     for transcript, answer in FEW_SHOT:
         segs = [

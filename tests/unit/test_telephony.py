@@ -11,9 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from functions.errors import ConfigError, InvalidInput, ProviderError
-from functions.models import DialRequest
-from functions.phone_bridge import (
+from control.phone_bridge import (
     BRIEF_MAX_CHARS,
     PROMPT,
     bridge_twiml,
@@ -22,9 +20,11 @@ from functions.phone_bridge import (
     speakable,
     whisper_twiml,
 )
+from functions.errors import ConfigError, InvalidInput, ProviderError
+from functions.models import DialRequest
 from functions.services import build_services
 from functions.settings import load_settings
-from functions.telephony import TwilioDialer, dial_phone, make_dialer, normalize_e164
+from functions.telephony.telephony import TwilioDialer, dial_phone, make_dialer, normalize_e164
 from tests.support.twilio_recorder import TwilioRecorder
 
 pytestmark = pytest.mark.unit
@@ -292,7 +292,7 @@ def test_bridge_twiml_dials_the_livekit_sip_uri():
 
 
 def test_phone_leg_refuses_a_malformed_sip_uri(tmp_path):
-    from functions.phone_bridge import TwilioPhoneLeg
+    from control.phone_bridge import TwilioPhoneLeg
 
     bad = twilio_settings(tmp_path, livekit_sip_uri="sip:bad host<x>")
     with pytest.raises(ConfigError) as e:
@@ -308,7 +308,7 @@ async def test_webhooks_before_startup_answer_503_and_still_check_signatures(tmp
     from fastapi import FastAPI
     from twilio.request_validator import RequestValidator
 
-    from functions.twilio_webhooks import twilio_router
+    from control.twilio_webhooks import twilio_router
 
     app = FastAPI()
     app.include_router(twilio_router(lambda: None, twilio_settings(tmp_path), lambda: None))

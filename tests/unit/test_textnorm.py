@@ -2,8 +2,8 @@
 
 import pytest
 
-from functions.speech import split_for_streaming
-from functions.textnorm import normalize_for_speech, spell_digits
+from functions.tts.speech import split_for_streaming
+from functions.tts.textnorm import normalize_for_speech, spell_digits
 
 pytestmark = pytest.mark.unit
 

@@ -11,12 +11,12 @@ import asyncio
 
 import pytest
 
+from control.store import Store
+from control.transcripts import Transcripts
 from functions.media_protocol import MAX_BEHIND_S, SegmentReport, TranscriptionStatus
 from functions.models import Call, TranscriptSegment
-from functions.segmenter import Utterance
-from functions.store import Store
-from functions.transcripts import Transcripts
 from media.listen import Metrics, UtteranceQueue
+from media.segmenter import Utterance
 
 pytestmark = pytest.mark.unit
 
@@ -97,7 +97,7 @@ async def test_the_desk_is_told_and_the_brief_says_what_it_may_miss(tmp_path) ->
     await transcripts.on_status(TranscriptionStatus(call_id="c1", behind_s=7.4, dropped=2, dropped_s=9.2))
     room, msg, to = rooms.sent[-1]
     assert (room, to, msg.type) == ("call-c1", ["agent-a"], "transcript.status")  # only A's desk
-    assert msg.payload == {"call_id": "c1", "behind_s": 7.4, "dropped": 2, "dropped_s": 9.2}
+    assert msg.model_dump(mode="json")["payload"] == {"call_id": "c1", "behind_s": 7.4, "dropped": 2, "dropped_s": 9.2}
     brief = transcripts.summary_for(call).brief
     assert "This summary may miss the last 7 seconds." in brief
     assert "9 seconds of speech were not transcribed." in brief

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from functions import media_control
-from functions.media_control import MediaControl
+from control import media_control
+from control.media_control import MediaControl
 from functions.media_protocol import (
     WORKER_SILENT_S,
     CallJob,

@@ -1,0 +1,100 @@
+"""The control plane's event bus (control/bus.py): typed subscriptions, a failing handler isolated,
+and the orchestrator's parts following the bus the app context gives it until it closes. No peer:
+nothing is sent (the orchestrator is built, never started; its LiveKit URL is never dialled)."""
+
+import logging
+
+import pytest
+
+from control.bus import EventBus
+from control.presence import Presence
+from control.rooms import Rooms
+from control.routing import CallQueue
+from control.store import Store
+from control.transfer import TransferOrchestrator
+from functions.events import (
+    CallsChanged,
+    CallsChangedPayload,
+    CallStatusChanged,
+    CallStatusPayload,
+    TransferChanged,
+    TransferPayload,
+)
+from functions.models import CallStatus, TransferState
+from functions.services import build_services
+from functions.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+
+def call_status(status: CallStatus = CallStatus.ended) -> CallStatusChanged:
+    return CallStatusChanged(payload=CallStatusPayload(call_id="c1", status=status, agent="agent-a"))
+
+
+def transfer_changed(state: TransferState = TransferState.declined) -> TransferChanged:
+    return TransferChanged.of(state, TransferPayload(transfer={"transfer_id": "t1"}, event=None))
+
+
+def test_a_handler_gets_the_types_it_named_and_an_untyped_one_gets_all():
+    bus = EventBus()
+    calls, everything = [], []
+    bus.subscribe(calls.append, CallStatusChanged)
+    bus.subscribe(everything.append)
+    status, transfer, board = call_status(), transfer_changed(), CallsChanged(payload=CallsChangedPayload(cause="x"))
+    for msg in (status, transfer, board):
+        bus.publish(msg)
+    assert calls == [status]
+    assert everything == [status, transfer, board]
+
+
+def test_a_failing_handler_is_logged_and_the_others_still_run(caplog):
+    bus = EventBus()
+    seen = []
+
+    def broken(_msg):
+        raise RuntimeError("boom")
+
+    bus.subscribe(broken)
+    bus.subscribe(seen.append)
+    with caplog.at_level(logging.ERROR, logger="control.bus"):
+        bus.publish(call_status())
+    assert len(seen) == 1
+    assert "call.status" in caplog.text and "boom" in caplog.text
+
+
+def test_unsubscribing_ends_the_deliveries_and_may_be_repeated():
+    bus = EventBus()
+    seen = []
+    unsubscribe = bus.subscribe(seen.append)
+    bus.publish(call_status())
+    unsubscribe()
+    unsubscribe()
+    bus.publish(call_status())
+    assert len(seen) == 1
+
+
+async def test_the_orchestrators_parts_follow_the_bus_it_is_given_until_it_closes(tmp_path, monkeypatch):
+    heard: dict[str, list[str]] = {"presence": [], "queue": []}
+    monkeypatch.setattr(Presence, "on_notification", lambda self, msg: heard["presence"].append(msg.type))
+    monkeypatch.setattr(CallQueue, "on_notification", lambda self, msg: heard["queue"].append(msg.type))
+    settings = Settings(
+        _env_file=None,
+        data_dir=tmp_path,
+        livekit_url="ws://127.0.0.1:9",
+        livekit_api_key="key",
+        livekit_api_secret="s" * 32,
+    )
+    bus = EventBus()
+    store = Store(settings.database_path)
+    orch = TransferOrchestrator(build_services(settings), store, Rooms(settings), bus=bus)
+    try:
+        assert orch.bus is bus
+        bus.publish(transfer_changed())
+        bus.publish(call_status())
+        # Presence hears every message (it reads transfers and call statuses); the queue only call statuses.
+        assert heard == {"presence": ["transfer.declined", "call.status"], "queue": ["call.status"]}
+    finally:
+        await orch.aclose()
+        store.close()
+    bus.publish(call_status())  # the bus is the context's: a closed orchestrator's parts no longer follow it
+    assert heard == {"presence": ["transfer.declined", "call.status"], "queue": ["call.status"]}
