@@ -113,13 +113,21 @@ async def test_livekit_server_killed_mid_consult(tmp_path, caplog):
                 r = await client.get(f"/api/transfer/{t['transfer_id']}", headers=headers(A))
                 after = r.json()
                 assert after["state"] == TransferState.failed.value and after["reason"] == LIVEKIT_DIED, after
-                # The desks were told (on the app's event bus): the transfer, then the call.
-                wire = [n.model_dump(mode="json") for n in told]  # as the desks' browsers get them
-                kinds = [
-                    (n["type"], n["payload"].get("transfer", {}).get("reason") or n["payload"].get("status"))
-                    for n in wire
-                ]
-                assert ("transfer.failed", LIVEKIT_DIED) in kinds and ("call.status", "ended") in kinds, kinds
+
+                # The desks were told (on the app's event bus): the transfer, then the call. The store's
+                # call row ends with the transfer (one transaction); "ended" is published once the
+                # transfer's clean-up against the dead server has given up, so it is waited for (bounded).
+                def kinds() -> list[tuple[str, str | None]]:
+                    wire = [n.model_dump(mode="json") for n in told]  # as the desks' browsers get them
+                    return [
+                        (n["type"], n["payload"].get("transfer", {}).get("reason") or n["payload"].get("status"))
+                        for n in wire
+                    ]
+
+                deadline = time.monotonic() + 5
+                while ("call.status", "ended") not in kinds() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                assert ("transfer.failed", LIVEKIT_DIED) in kinds() and ("call.status", "ended") in kinds(), kinds()
                 assert any(
                     f"the embedded livekit-server (pid {old_pid}) died (killed by signal 9)" in rec.getMessage()
                     for rec in caplog.records
