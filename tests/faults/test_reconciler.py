@@ -133,4 +133,7 @@ async def _join(scene: Scene, identity: str, room: str) -> Peer:
     """A token the control plane never issued for this: minted with the server's keys, as a leaked key,
     a stale client or a second admin would have one."""
     token = mint_token(TokenRequest(identity=identity, role=Role.agent, room=room), scene.orch.settings).token
-    return await scene.peer(identity, A_HZ, listen=False).connect(scene.url, token)
+    # Joined, not publishing: being in the room is what the state does not allow. A publish after the
+    # join would race the repair itself (a CI run saw the reconciler remove agent-z before its
+    # microphone's publication was answered, so the publish never returned).
+    return await scene.peer(identity, A_HZ, listen=False).connect(scene.url, token, publish=False)
