@@ -21,7 +21,7 @@ from pathlib import Path
 
 from functions.errors import ConfigError
 from functions.settings import embedded_settings, load_settings
-from media.priority import below_the_control_plane, end_descendants
+from media.priority import end_descendants, no_realtime_for_the_media_plane
 
 SHUTDOWN_S = 6.0  # SIGTERM → exit, at most (plus a moment for the SDK to say goodbye)
 
@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None, *, wrap_backend=None) -> int:
     except ConfigError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 2
-    below_the_control_plane(settings.worker_nice)  # before any thread or job process exists
+    # Before any thread or job process exists. The job processes and the model host lower their own
+    # priority (media.priority); this process keeps its own, so its heartbeat is on time.
+    no_realtime_for_the_media_plane()
     asyncio.run(_run(settings, wrap_backend))
     return 0
 

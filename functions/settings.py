@@ -163,8 +163,8 @@ class Settings(BaseSettings):
         10,
         ge=0,
         le=19,
-        description="nice of a worker and its job processes: below the control plane and livekit-server on a shared "
-        "machine (0 = as started)",
+        description="nice of a worker's job processes (its model host 10 lower still): below the control plane, "
+        "livekit-server and the worker's own heartbeat on a shared machine (0 = as started)",
     )
     control_url: str = Field("", description="base URL workers report to; empty = http://APP_HOST:APP_PORT")
     media_agent_name: str = Field(

@@ -38,12 +38,13 @@ from functions.models import SpeechRequest, TranscribeRequest
 from functions.settings import Settings
 from functions.stt.protocol import Transcriber
 from functions.stt.transcription import LoadAwareTranscriber, WhisperTranscriber, make_transcriber
+from media.priority import below_the_control_plane
 
 log = logging.getLogger(__name__)
 
 METHOD = "warm_transfer.functions"
 HOSTED = frozenset({"synthesize_speech", "transcribe"})  # what the host runs; the rest runs in the job
-HOST_NICE = 10  # the model host's CPU priority, below the job processes (0)
+HOST_NICE = 10  # the model host's CPU priority, this much below the job processes (WORKER_NICE)
 HOST_TIMEOUT_S = 30.0  # one brief's synthesis, queued behind at most a few others
 
 
@@ -75,11 +76,11 @@ class FunctionsRunner(_InferenceRunner):
         from functions.services import build_services
         from functions.settings import load_settings
 
-        # Below the job processes: a caller's hold audio and live audio must not wait for a brief
-        # being synthesized (the scheduler gives the model host what the audio leaves).
-        os.nice(HOST_NICE)
         try:
             settings = load_settings()
+            # Below the job processes: a caller's hold audio and live audio must not wait for a brief
+            # being synthesized (the scheduler gives the model host what the audio leaves).
+            below_the_control_plane(settings.worker_nice + HOST_NICE)
             # One Whisper for the worker, a replica of one thread per core: utterances of different
             # calls run side by side instead of queueing behind one (bench/live_transcription.py).
             replicas = settings.worker_model_threads or os.cpu_count() or 2

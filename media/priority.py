@@ -6,9 +6,14 @@ itself needed little CPU (0.03 cores) but waited for it. Its event loop lagged u
 and that lag was time spent runnable on the run queue (from /proc/self/schedstat), behind a hundred
 job-process threads. Every RoomService call and webhook waited with it, and so did initiate. So:
 
-- `below_the_control_plane(nice)`: the worker and the job processes it forks run at a lower
-  priority (WORKER_NICE). The control plane and the SFU are light and every call depends on them;
-  the media plane is the heavy part and gets what they leave.
+- `below_the_control_plane(nice)`: a worker's job processes and its model host run at a lower
+  priority (WORKER_NICE; the host lower still). The control plane and the SFU are light and every
+  call depends on them; the media plane's heavy part gets what they leave. The worker's main
+  process is not lowered: it is light (registration, IPC, the heartbeat), and its heartbeat is how
+  the control plane tells a live worker from a dead one. (With the kernel's autogroup scheduling
+  on, the CPU is split between sessions first and the worker has a session of its own, so these
+  levels order the worker's processes among themselves; control/media_control.py's adaptive
+  dead-worker bar covers the starved heartbeats that remain.)
 
 - Real-time scheduling is refused. WebRTC (inside the LiveKit SDK) asks for it for its audio threads
 (`AudioEncoderQueue`, `SyntheticAudioDevice`, `AudioSourceCapture`: SCHED_FIFO 49, seen with
@@ -86,12 +91,28 @@ def _has_sys_nice() -> bool:
     return False
 
 
-def below_the_control_plane(nice: int) -> None:
+def no_realtime_for_the_media_plane() -> None:
     """Call once at worker start, before any thread or child exists (both inherit it)."""
     if not drop_realtime_scheduling():
         log.warning("audio threads of this worker may run at real-time priority (CAP_SYS_NICE kept)")
-    if nice > 0:
+
+
+def below_the_control_plane(nice: int) -> None:
+    """Lower every thread of this process by `nice`, and what it starts after (they inherit it).
+
+    Per thread, because Linux keeps a nice value per thread: `os.nice` alone would leave the
+    threads a job process already has (livekit-agents' IPC, the SDK's) at the old priority."""
+    if nice <= 0:
+        return
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:  # not Linux: the process's nice is the threads'
         os.nice(nice)
+        return
+    for tid in tids:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            now = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, now + nice))
 
 
 def end_descendants() -> None:

@@ -37,6 +37,7 @@ from functions.settings import Settings
 from media import model_host
 from media.heartbeat import Heartbeat
 from media.jobs import JobDeps, load_hold_clip, run_job
+from media.priority import below_the_control_plane
 from media.slots import ConnectSlots
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ def prewarm_process(
     2-core machine when the voice was loaded here). The hold clip is read from the file the worker
     decoded it to; the voice and Whisper live in the worker's model host (`media.model_host`),
     loaded once per worker. (With STT_PROVIDER=openai or on Modal the host only forwards.)"""
+    # Below the control plane and livekit-server, and below this worker's main process (its heartbeat).
+    below_the_control_plane(settings.worker_nice)
     # The job's HTTP session parses the CA bundle once per process (cached by livekit-agents): here,
     # not on the job's loop, where it blocked a starting job for 0.1-0.7 s (its log said so).
     http_context._create_ssl_context()

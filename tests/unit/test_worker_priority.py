@@ -1,6 +1,7 @@
 """The media plane stays below the control plane (media.priority): a worker cannot take real-time
-scheduling for its audio threads, runs at WORKER_NICE, and leaves no process behind. Each case runs
-in a subprocess, since dropping a capability or raising nice cannot be undone in this one."""
+scheduling for its audio threads, its job processes run at WORKER_NICE, and it leaves no process
+behind. Each case runs in a subprocess, since dropping a capability or raising nice cannot be undone
+in this one."""
 
 from __future__ import annotations
 
@@ -25,13 +26,13 @@ def run(code: str, timeout: float = 30) -> str:
     return out.stdout
 
 
-def test_a_worker_and_its_children_cannot_take_realtime_priority_and_run_below_the_control_plane() -> None:
+def test_a_worker_and_its_children_cannot_take_realtime_priority() -> None:
     out = run(
         """
         import os, subprocess, sys
-        from media.priority import below_the_control_plane
+        from media.priority import no_realtime_for_the_media_plane
         start = os.nice(0)
-        below_the_control_plane(7)
+        no_realtime_for_the_media_plane()
         def fifo():
             try:
                 os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
@@ -44,7 +45,33 @@ def test_a_worker_and_its_children_cannot_take_realtime_priority_and_run_below_t
         print(fifo(), child, os.nice(0) - start)
         """
     )
-    assert out.split() == ["refused", "refused", "7"]
+    # Refused here and in a child; the worker's own priority is unchanged (its heartbeat stays on time).
+    assert out.split() == ["refused", "refused", "0"]
+
+
+def test_a_job_process_lowers_every_thread_it_has_and_what_it_starts_after() -> None:
+    out = run(
+        """
+        import os, subprocess, sys, threading
+        from media.priority import below_the_control_plane
+        start = os.nice(0)
+        tids, go = [], threading.Event()
+        early = threading.Thread(target=lambda: (tids.append(threading.get_native_id()), go.wait(10)))
+        early.start()
+        while not tids:
+            pass
+        below_the_control_plane(7)
+        child = subprocess.run([sys.executable, "-c", "import os; print(os.nice(0))"], capture_output=True, text=True)
+        late = []
+        t = threading.Thread(target=lambda: late.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        t.start(); t.join()
+        print(os.nice(0) - start, os.getpriority(os.PRIO_PROCESS, tids[0]) - start, int(child.stdout) - start,
+              late[0] - start)
+        go.set()
+        """
+    )
+    # This thread, a thread that existed before (livekit-agents' IPC, the SDK's), a child, a later thread.
+    assert out.split() == ["7", "7", "7", "7"]
 
 
 def test_end_descendants_leaves_no_orphan() -> None:
