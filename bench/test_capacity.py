@@ -39,7 +39,7 @@ import time
 import psutil
 import pytest
 
-from control.livekit_server import die_with_parent
+from control.livekit_server import dies_with_parent
 from control.presence import LOBBY
 from control.rooms import Rooms
 from control.store import Store
@@ -107,12 +107,11 @@ class CallerProcess:
 
     def __init__(self, url: str, callers: list[dict]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.callers"],
+            dies_with_parent([sys.executable, "-m", "bench.callers"]),
             cwd=PROJECT_ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            preexec_fn=die_with_parent,
         )
         self._send({"url": url, "callers": callers})
 

@@ -256,17 +256,17 @@ class EmbeddedLiveKit:
         cfg.write_text(self._config())
         cfg.chmod(0o600)
         logf = self.log_path.open("wb")
+        cmd = [str(self.binary), "--dev", "--config", str(cfg)]
         self._proc = subprocess.Popen(
-            [str(self.binary), "--dev", "--config", str(cfg)],
+            # A server without kept state (tests, benches) is nobody's to re-attach to: it dies with
+            # whoever started it, however that process ends. One with DATA_DIR state outlives the app.
+            dies_with_parent(cmd) if self._tmp is not None else cmd,
             # livekit-server reads LIVEKIT_* variables as flags over its config file (our own
             # LIVEKIT_PORT=0 made it listen on a random port): it gets none of them.
             env=_server_env(),
             stdout=logf,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            # A server without kept state (tests, benches) is nobody's to re-attach to: it dies with
-            # whoever started it, however that process ends. One with DATA_DIR state outlives the app.
-            preexec_fn=die_with_parent if self._tmp is not None else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -335,9 +335,13 @@ def _terminate_pid(pid: int, timeout: float = 5.0) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def die_with_parent() -> None:
-    """Linux, as a `preexec_fn`: SIGTERM this child when its parent dies (PR_SET_PDEATHSIG)."""
-    import ctypes
-    import signal
+def dies_with_parent(cmd: list[str]) -> list[str]:
+    """`cmd`, made to get SIGTERM when the thread that starts it ends (Linux's PR_SET_PDEATHSIG),
+    through util-linux's `setpriv` (in Debian's essential set); `cmd` unchanged without it.
 
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    Not a `preexec_fn`: Python code between fork and exec in a multi-threaded process (the SDK's
+    threads, executors) can block for good on a lock another thread held at the fork. Seen on a
+    fresh-clone run: a forked child of the test session stuck on a futex before its exec, holding the
+    tier's output pipe open, so the tier never finished."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *cmd] if setpriv else cmd

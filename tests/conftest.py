@@ -18,7 +18,7 @@ import time
 import pytest
 import uvicorn
 
-from control.livekit_server import EmbeddedLiveKit, die_with_parent, free_port
+from control.livekit_server import EmbeddedLiveKit, dies_with_parent, free_port
 from functions.media_protocol import WEBHOOK_PATH
 from functions.settings import PROJECT_ROOT, Settings, load_settings
 from media.priority import drop_realtime_scheduling
@@ -85,13 +85,12 @@ class WorkerProcess:
         self._log.flush()
         self._since = self.log_path.stat().st_size  # where this process's log starts (the file is appended to)
         return subprocess.Popen(
-            [*self.command, "--embedded", str(self.livekit_server.dir)],
+            dies_with_parent([*self.command, "--embedded", str(self.livekit_server.dir)]),  # no orphan workers
             stdout=self._log,
             env=self.env,
             stderr=subprocess.STDOUT,
             cwd=PROJECT_ROOT,
             start_new_session=True,
-            preexec_fn=die_with_parent,  # no orphan workers, however the session dies
         )
 
     def kill(self) -> None:

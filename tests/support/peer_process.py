@@ -25,7 +25,7 @@ import subprocess
 import sys
 from typing import Any
 
-from control.livekit_server import die_with_parent
+from control.livekit_server import dies_with_parent
 from functions.settings import PROJECT_ROOT
 
 START_S = 45.0  # a fresh interpreter importing the SDK and connecting, on a busy 2-core machine
@@ -39,12 +39,11 @@ class PeerProcess:
 
     def start(self, url: str, token: str) -> PeerProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.peer_process"],
+            dies_with_parent([sys.executable, "-m", "tests.support.peer_process"]),  # never outlives the session
             cwd=PROJECT_ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            preexec_fn=die_with_parent,  # never outlives the test session
         )
         reply = self._ask({"url": url, "token": token, "identity": self.identity, "hz": self.hz}, START_S)
         if not reply.get("ready"):
