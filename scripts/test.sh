@@ -39,10 +39,18 @@ for entry in "${TIERS[@]}"; do
     echo "=== tier ${name}: not run, the suite's budget (${BUDGET}s) is spent" | tee "artifacts/test-${name}.log"
   else
     echo "=== tier ${name}: ${paths} (at most ${limit}s)"
+    # Into the tier's log, shown as it grows by a `tail` that ends with the tier's process, not with
+    # the end of a pipe: a process the tier leaves behind (a forked child stuck before its exec was
+    # seen) would hold a pipe open and the suite would wait on it for good. `timeout` leads the
+    # tier's process group; whatever is left in that group afterwards is killed.
     # shellcheck disable=SC2086  # paths and PYTEST_ARGS are word lists on purpose
     timeout --kill-after=30 "$limit" .venv/bin/python -m pytest $paths --durations=10 \
-      --junitxml="artifacts/junit-${name}.xml" "$@" 2>&1 | tee "artifacts/test-${name}.log"
-    rc=${PIPESTATUS[0]}
+      --junitxml="artifacts/junit-${name}.xml" "$@" >"artifacts/test-${name}.log" 2>&1 &
+    tier_pid=$!
+    tail -n +1 --pid="$tier_pid" -f "artifacts/test-${name}.log"
+    wait "$tier_pid"
+    rc=$?
+    kill -KILL -- "-${tier_pid}" 2>/dev/null || true
     if [ "$rc" -eq 5 ]; then
       rc=0  # PYTEST_ARGS selected none of this tier's tests
     elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
