@@ -185,6 +185,8 @@ class ExtractionState:
     pending_offer: tuple[int, str] | None = None  # (index in `facts`, what) of an offer not answered yet
     seen: set[str] = field(default_factory=set)
     id_labels: dict[str, str] = field(default_factory=dict)  # value → the word the caller used ("membership")
+    id_heard: dict[str, float] = field(default_factory=dict)  # each reading of an identifier → how often heard
+    trailing: bool = False  # the sentence being read trails off ("My order 44177...", or no end at all)
 
     def __post_init__(self) -> None:
         self.known_name = _typed_name(self.known_name)
@@ -200,6 +202,9 @@ class ExtractionState:
                 raw = raw.strip()
                 clean = denoise(raw) if raw else ""
                 if clean and re.search(r"\w", clean):
+                    # Cut off mid-word: its last number may have run into the next word (a sentence
+                    # Whisper ends with "..." or no stop at all), so its readings count half.
+                    self.trailing = raw.endswith(("...", "…")) or not raw.endswith((".", "!", "?"))
                     self._add_sentence(clean, caller, raw)
             self.id_lead = m.group(0) if caller and (m := _ID_LEAD.search(denoise(text))) else ""
             if not caller:
@@ -297,6 +302,7 @@ class ExtractionState:
         if kind != "email" and len(digits) < 3:
             return
         flat = re.sub(r"\W", "", value)
+        self.id_heard[flat] = self.id_heard.get(flat, 0.0) + (0.5 if self.trailing else 1.0)
         for ident in self.identifiers:
             if re.sub(r"\W", "", ident.value) == flat:
                 if ident.kind == "other" and kind != "other":
@@ -304,9 +310,11 @@ class ExtractionState:
                 return
             old = re.sub(r"\W", "", ident.value)
             if ident.kind == kind and kind != "email" and _cut_short(old, flat):
-                # The same number heard whole and cut short ("441" and "4417": speech-to-text dropped a
-                # digit of a repeated sentence): the longer reading is the number.
-                if len(flat) > len(old):
+                # The same number heard two ways in a repeated sentence: speech-to-text dropped a digit
+                # ("441" / "4417") or added one ("44177..." / "4417", the sentence cut after it). The
+                # reading heard more often is the number (a trailing sentence's counts half); on a
+                # tie, the longer one.
+                if (self.id_heard[flat], len(flat)) > (self.id_heard.get(old, 0), len(old)):
                     self.id_labels.setdefault(value, self.id_labels.get(ident.value, ""))
                     ident.value = value
                 return

@@ -387,3 +387,20 @@ def test_few_shot_examples_are_grounded_in_their_own_transcripts() -> None:
         assert grounded.model_dump(exclude={"source"}) == CallSummary.model_validate(answer).model_dump(
             exclude={"source"}
         )
+
+
+def test_a_number_heard_two_ways_in_a_looping_sentence_is_the_reading_heard_whole() -> None:
+    """Seen in a browser run: the caller's sentence came round again, cut after its number, and
+    Whisper wrote "44177..." for the "4417" it had heard whole before; the brief said "order 44177".
+    A reading from a sentence that trails off counts half; on a tie the longer reading still wins
+    (a dropped digit, "441", is the commoner slip)."""
+    said = "This is Maria Lopez. My order 4417 arrived damaged. Hello, this is Maria Lopez. My order 44177..."
+    s = OfflineSummarizer().summarize([seg("caller", said)])
+    assert [i.value for i in s.identifiers] == ["4417"]
+    assert s.brief.startswith("Maria Lopez, order 4417.")
+    cut_short = OfflineSummarizer().summarize([seg("caller", "My order 441"), seg("caller", "My order 4417 arrived.")])
+    assert [i.value for i in cut_short.identifiers] == ["4417"]
+    tie = OfflineSummarizer().summarize(
+        [seg("caller", "My order 4417 arrived."), seg("caller", "My order 441 arrived.")]
+    )
+    assert [i.value for i in tie.identifiers] == ["4417"]
