@@ -18,14 +18,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 from control.rooms import Rooms
 from functions.errors import ServiceError
 from functions.media_protocol import (
-    WORKER_GAP_MEMORY_S,
-    WORKER_SILENT_MAX_S,
     WORKER_SILENT_S,
     CallJob,
     CallRoomState,
@@ -63,9 +60,7 @@ class MediaControl:
         self.redispatches = 0
         self._checking: set[str] = set()  # job identities whose presence is being checked
         self.listening: set[tuple[str, str]] = set()  # (room job identity, speaker) whose audio a job reads
-        self._workers: dict[str, float] = {}  # worker id → its last heartbeat (while counted alive)
-        self._last_beat: dict[str, float] = {}  # worker id → its last heartbeat, also after it was counted lost
-        self._gaps: dict[str, deque[tuple[float, float]]] = {}  # worker id → (when, gap) of its recent late beats
+        self._workers: dict[str, float] = {}  # worker id → its last heartbeat
         self._owner: dict[str, tuple[str, str, float]] = {}  # job identity → (worker id, room, last listed)
         self._joined_at: dict[str, float] = {}  # job identity → when its latest job reported "joined"
         self.lost_jobs = 0
@@ -186,38 +181,19 @@ class MediaControl:
         now = time.monotonic()
         mine = {i: o for i, o in self._owner.items() if o[0] == beat.worker_id}
         if beat.stopping:  # its jobs leave their rooms themselves; the webhooks take it from there
-            for known in (self._workers, self._last_beat, self._gaps):
-                known.pop(beat.worker_id, None)
+            self._workers.pop(beat.worker_id, None)
             for identity in mine:
                 del self._owner[identity]
             return []
-        if (last := self._last_beat.get(beat.worker_id)) is not None and now - last > WORKER_SILENT_S / 2:
-            self._gaps.setdefault(beat.worker_id, deque(maxlen=64)).append((now, now - last))
-        self._workers[beat.worker_id] = self._last_beat[beat.worker_id] = now
+        self._workers[beat.worker_id] = now
         listed = {j.identity for j in beat.jobs}
         lost = self._take_lost({i: o for i, o in mine.items() if i not in listed})
         for j in beat.jobs:
             self._owner[j.identity] = (beat.worker_id, j.room, now)
         return lost
 
-    def silent_after(self, worker_id: str) -> float:
-        """How long `worker_id` may be silent before it counts as dead: WORKER_SILENT_S, or twice the
-        longest gap between its beats in the last WORKER_GAP_MEMORY_S (at most WORKER_SILENT_MAX_S).
-
-        A worker starved of CPU beats late but is alive: on a busy 2-core machine its beats came
-        2.6-7 s apart with its event loop runnable and unscheduled all that time (its
-        /proc/thread-self/schedstat), and each time a fixed 2.5 s took it for dead and cut healthy
-        hold audio to dispatch the jobs again. A worker that has beaten on time (a quiet machine, a
-        `kill -9`) is still found within WORKER_SILENT_S."""
-        gaps = self._gaps.get(worker_id)
-        now = time.monotonic()
-        while gaps and now - gaps[0][0] > WORKER_GAP_MEMORY_S:
-            gaps.popleft()
-        longest = max((gap for _, gap in gaps), default=0.0) if gaps else 0.0
-        return min(WORKER_SILENT_MAX_S, max(WORKER_SILENT_S, 2 * longest))
-
     def silent_workers(self, lag_s: float = 0.0) -> list[JobRef]:
-        """The jobs of workers silent for longer than `silent_after` (each reported once).
+        """The jobs of workers that have not beaten for WORKER_SILENT_S (each reported once).
         `lag_s`: how late the caller's own loop ran. A control plane that was itself too busy to
         take the beats cannot tell a dead worker from a late beat, so that time is not counted:
         removing a live job's participant would cut a caller's hold audio for nothing."""
@@ -225,16 +201,9 @@ class MediaControl:
         if lag_s > 0:
             for w in self._workers:
                 self._workers[w] += lag_s
-                self._last_beat[w] += lag_s
-        silent = {w for w, t in self._workers.items() if now - t > self.silent_after(w)}
+        silent = {w for w, t in self._workers.items() if now - t > WORKER_SILENT_S}
         for w in silent:
-            bar = self.silent_after(w)
-            log.warning(
-                "media worker %s silent for %.1fs (>%.1fs): its jobs are lost", w, now - self._workers.pop(w), bar
-            )
-        for w in [w for w, t in self._last_beat.items() if w not in self._workers and now - t > WORKER_GAP_MEMORY_S]:
-            self._last_beat.pop(w)
-            self._gaps.pop(w, None)
+            log.warning("media worker %s silent for %.1fs: its jobs are lost", w, now - self._workers.pop(w))
         return self._take_lost({i: o for i, o in self._owner.items() if o[0] in silent})
 
     def _take_lost(self, owned: dict[str, tuple[str, str, float]]) -> list[JobRef]:

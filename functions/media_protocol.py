@@ -181,10 +181,6 @@ class WorkerHeartbeat(BaseModel):
 
 HEARTBEAT_S = 0.5
 WORKER_SILENT_S = 2.5  # no heartbeat for this long: the worker is gone, its job participants are ghosts
-# ... unless the worker's own beats arrived that late lately: then twice its longest recent gap, up to
-# this (below LiveKit's 15 s ping timeout, after which the server removes a ghost itself).
-WORKER_SILENT_MAX_S = 8.0
-WORKER_GAP_MEMORY_S = 60.0  # how long a late beat raises its worker's bar
 
 
 MediaReport = Annotated[

@@ -12,8 +12,8 @@ job-process threads. Every RoomService call and webhook waited with it, and so d
   process is not lowered: it is light (registration, IPC, the heartbeat), and its heartbeat is how
   the control plane tells a live worker from a dead one. (With the kernel's autogroup scheduling
   on, the CPU is split between sessions first and the worker has a session of its own, so these
-  levels order the worker's processes among themselves; control/media_control.py's adaptive
-  dead-worker bar covers the starved heartbeats that remain.)
+  levels order the worker's processes among themselves, and a starved heartbeat can still be
+  taken for a dead worker: README, "A worker that dies".)
 
 - Real-time scheduling is refused. WebRTC (inside the LiveKit SDK) asks for it for its audio threads
 (`AudioEncoderQueue`, `SyntheticAudioDevice`, `AudioSourceCapture`: SCHED_FIFO 49, seen with
