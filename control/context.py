@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,10 +58,17 @@ class AppContext:
     """Filled by `start()` inside the server's event loop (LiveKit clients need one)."""
 
     def __init__(
-        self, settings: Settings, *, wrap_backend: Callable[[Backend], Backend] | None = None, **providers: object
+        self,
+        settings: Settings,
+        *,
+        wrap_backend: Callable[[Backend], Backend] | None = None,
+        store_connection: type[sqlite3.Connection] = sqlite3.Connection,
+        **providers: object,
     ) -> None:
-        """`providers` replace the services' providers; `wrap_backend` wraps the gateway's backends (tests)."""
+        """`providers` replace the services' providers; `wrap_backend` wraps the gateway's backends and
+        `store_connection` is the class of the SQLite connections (both for tests)."""
         self.base_settings = settings
+        self._store_connection = store_connection
         self._providers = providers
         self._wrap_backend = wrap_backend
         self.settings: Settings = settings
@@ -135,11 +143,15 @@ class AppContext:
         if warning := self.auth.startup_warning():
             log.warning(warning)
         self.services = build_services(settings, **self._providers)
-        self.store = Store(settings.database_path)
+        self.store = Store(settings.database_path, connection=self._store_connection)
         self.rooms = Rooms(settings)
         self.gateway = make_gateway(settings, self.services, wrap_backend=self._wrap_backend)
         log.info("functions backend: %s", self.gateway.backend_label)
-        self.phone = TwilioPhoneLeg(self.services, dial=self.gateway.dial_phone) if settings.twilio_configured else None
+        self.phone = (
+            TwilioPhoneLeg(self.services, dial=self.gateway.dial_phone, connection=self._store_connection)
+            if settings.twilio_configured
+            else None
+        )
         self.orchestrator = TransferOrchestrator(
             self.services, self.store, self.rooms, phone=self.phone, gateway=self.gateway, bus=self.bus
         )

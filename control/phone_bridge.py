@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -228,8 +229,8 @@ CREATE TABLE IF NOT EXISTS webhook_seen (
 class LegStore(SqliteFile):
     """Phone legs and the webhook replay log, in their own small SQLite file."""
 
-    def __init__(self, path: Path | str) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path | str, *, connection: type[sqlite3.Connection] = sqlite3.Connection) -> None:
+        super().__init__(path, connection=connection)
         with self._locked():
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
@@ -313,6 +314,7 @@ class TwilioPhoneLeg:
         *,
         db_path: Path | str | None = None,
         dial: Callable[[DialRequest], Awaitable[DialResult]] | None = None,
+        connection: type[sqlite3.Connection] = sqlite3.Connection,
     ) -> None:
         self.services = services
         self.settings = services.settings
@@ -322,7 +324,7 @@ class TwilioPhoneLeg:
                 sip_target(self.settings.livekit_sip_uri, "call-check")
             except ValueError as e:
                 raise ConfigError(f"LIVEKIT_SIP_URI: {e}") from e
-        self.legs = LegStore(db_path or (self.settings.data_dir / "phone_legs.sqlite3"))
+        self.legs = LegStore(db_path or (self.settings.data_dir / "phone_legs.sqlite3"), connection=connection)
 
     def close(self) -> None:
         self.legs.close()

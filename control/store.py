@@ -138,14 +138,17 @@ _OPEN = tuple(s.value for s in TransferState if s not in TERMINAL_STATES)
 
 class SqliteFile:
     """One SQLite file (or `:memory:`) behind one lock, autocommit outside explicit transactions:
-    what the store and the phone legs' store (control.phone_bridge.LegStore) share."""
+    what the store and the phone legs' store (control.phone_bridge.LegStore) share.
 
-    def __init__(self, path: Path | str) -> None:
+    `connection`: the class of the connection (sqlite3's `factory`): `sqlite3.Connection`, or a
+    subclass that a test uses to make the file read-only or full (tests/support/sqlite_faults.py)."""
+
+    def __init__(self, path: Path | str, *, connection: type[sqlite3.Connection] = sqlite3.Connection) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         with sqlite_errors():
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, factory=connection)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -173,8 +176,8 @@ class SqliteFile:
 
 
 class Store(SqliteFile):
-    def __init__(self, path: Path | str) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path | str, *, connection: type[sqlite3.Connection] = sqlite3.Connection) -> None:
+        super().__init__(path, connection=connection)
         self._db.row_factory = sqlite3.Row
         with self._locked():
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -79,9 +79,9 @@ class WorkerProcess:
         self.env = env
         self.log_path = livekit_server.dir / f"{name}.log"
         self._log = self.log_path.open("ab")
-        self.proc = self._spawn()
+        self.proc = self.spawn()
 
-    def _spawn(self) -> subprocess.Popen:
+    def spawn(self) -> subprocess.Popen:
         self._log.flush()
         self._since = self.log_path.stat().st_size  # where this process's log starts (the file is appended to)
         return subprocess.Popen(
@@ -102,7 +102,7 @@ class WorkerProcess:
     def restart(self) -> WorkerProcess:
         """After `kill`: the same worker again (its log continues), registered."""
         self._log.write(b"\n--- restarted ---\n")
-        self.proc = self._spawn()
+        self.proc = self.spawn()
         return self.wait_registered()
 
     def log(self) -> str:

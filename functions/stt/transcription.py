@@ -22,6 +22,7 @@ import numpy as np
 
 from functions.audio import mulaw_decode, read_wav, resample, wav_bytes
 from functions.errors import InvalidInput, ProviderError
+from functions.model_cache import PROCESS_MODELS, ModelCache
 from functions.models import TranscribeRequest, TranscribeResult, Word
 from functions.openai_common import OpenAIClientHolder, convert_openai_error
 from functions.stt.protocol import Transcriber
@@ -48,8 +49,6 @@ def _check_pcm(pcm: bytes, sample_rate: int) -> None:
 
 # --- faster-whisper -------------------------------------------------------------------------------
 
-_MODELS: dict[tuple[str, str, int, float, int], Any] = {}
-_MODELS_LOCK = threading.Lock()
 FRAMES_PER_S = 100  # Whisper's mel frames
 
 
@@ -79,34 +78,34 @@ def _windowed(whisper_model_cls: type, context_s: float) -> type:
 
 
 def _load_whisper(path: str, compute_type: str, threads: int = 0, context_s: float = 0.0, workers: int = 1) -> Any:
-    key = (path, compute_type, threads, context_s, workers)
-    model = _MODELS.get(key)
-    if model is not None:
-        return model
-    with _MODELS_LOCK:
-        model = _MODELS.get(key)
-        if model is None:
-            os.environ["HF_HUB_OFFLINE"] = "1"  # a local path never needs the hub; make sure nothing tries
-            from faster_whisper import WhisperModel
+    """Load faster-whisper from a local directory (callers cache it: `ModelCache`)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"  # a local path never needs the hub; make sure nothing tries
+    from faster_whisper import WhisperModel
 
-            try:
-                model = _windowed(WhisperModel, context_s)(
-                    path,
-                    device="cpu",
-                    compute_type=compute_type,
-                    cpu_threads=threads or os.cpu_count() or 2,
-                    num_workers=workers,  # replicas: with several, concurrent utterances do not queue
-                    local_files_only=True,
-                )
-            except Exception as e:
-                raise ProviderError(f"cannot load the Whisper model at {path}: {e}") from e
-            _MODELS[key] = model
-    return model
+    try:
+        return _windowed(WhisperModel, context_s)(
+            path,
+            device="cpu",
+            compute_type=compute_type,
+            cpu_threads=threads or os.cpu_count() or 2,
+            num_workers=workers,  # replicas: with several, concurrent utterances do not queue
+            local_files_only=True,
+        )
+    except Exception as e:
+        raise ProviderError(f"cannot load the Whisper model at {path}: {e}") from e
 
 
 class WhisperTranscriber:
-    def __init__(self, settings: Settings, *, beam_size: int = 1, temperature_fallback: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        beam_size: int = 1,
+        temperature_fallback: bool = False,
+        models: ModelCache = PROCESS_MODELS,
+    ) -> None:
         self.settings = settings
+        self.models = models
         self.beam_size = beam_size
         # Whisper's re-decoding at higher temperatures (when a segment looks repetitive or unlikely) can
         # multiply the latency of a hard segment; off by default to keep the real-time factor bounded.
@@ -120,13 +119,9 @@ class WhisperTranscriber:
             from functions.stt.whisper_model import resolve_whisper_model
 
             path, self.model_name = resolve_whisper_model(self.settings)
-            self._model = _load_whisper(
-                str(path),
-                self.settings.whisper_compute_type,
-                self.settings.whisper_cpu_threads,
-                self.settings.whisper_context_s,
-                self.settings.whisper_workers,
-            )
+            s = self.settings
+            key = (str(path), s.whisper_compute_type, s.whisper_cpu_threads, s.whisper_context_s, s.whisper_workers)
+            self._model = self.models.get(("whisper", *key), lambda: _load_whisper(*key))
             self.name = f"whisper-{self.model_name}"
         return self
 

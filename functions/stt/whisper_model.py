@@ -82,7 +82,8 @@ def sha256_file(path: Path, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _package_dir(spec: BuiltinModel, i: int) -> Path:
+def package_dir(spec: BuiltinModel, i: int) -> Path:
+    """Where the `i`-th PyPI package of a built-in model keeps its files (as installed)."""
     try:
         mod = import_module(spec.modules[i])
     except ImportError as e:
@@ -116,9 +117,12 @@ def _verified_before(folder: Path, marker: Path) -> bool:
         return False
 
 
-def assemble_builtin(spec: BuiltinModel, cache_dir: Path) -> Path:
-    """Return a verified model directory for a built-in model, joining split parts if needed."""
-    sources = [_package_dir(spec, i) for i in range(len(spec.modules))]
+def assemble_builtin(spec: BuiltinModel, cache_dir: Path, sources: list[Path] | None = None) -> Path:
+    """Return a verified model directory for a built-in model, joining split parts if needed.
+
+    `sources`: the packages' directories (default: where they are installed)."""
+    if sources is None:
+        sources = [package_dir(spec, i) for i in range(len(spec.modules))]
     if len(spec.parts) == 1:  # shipped whole: verify in place
         folder = sources[0]
         marker = cache_dir / f"whisper-{spec.name}.verified.json"

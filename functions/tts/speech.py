@@ -18,13 +18,13 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from functions.audio import read_wav, wav_bytes
 from functions.errors import ConfigError, InvalidInput, ProviderError, ProviderTimeout
+from functions.model_cache import PROCESS_MODELS, ModelCache
 from functions.models import SpeechRequest, SpeechResult
 from functions.openai_common import OpenAIClientHolder, convert_openai_error
 from functions.tts.protocol import PcmChunk, Speaker
@@ -60,9 +60,6 @@ def split_for_streaming(text: str, first_max_words: int = FIRST_PIECE_MAX_WORDS)
 
 # --- piper ---------------------------------------------------------------------------------
 
-_PIPER_VOICES: dict[str, Any] = {}
-_PIPER_LOCK = threading.Lock()
-
 
 def default_piper_voice_path() -> Path:
     try:
@@ -75,35 +72,27 @@ def default_piper_voice_path() -> Path:
 
 
 def _load_piper_voice(path: Path, threads: int = 1) -> Any:
-    """Load a piper voice once per process (thread-safe) and warm it up.
+    """Load a piper voice and warm it up (callers cache it: `ModelCache`).
 
     Its ONNX session runs on `threads` threads that sleep when idle: onnxruntime's default is a
     thread per core that spin-waits between runs, and ten briefs synthesized at once then took both
     cores from the hold audio of every call on the worker (measured: 2 cores for ~6 s, hold gaps)."""
-    key = f"{path.resolve()}:{threads}"
-    voice = _PIPER_VOICES.get(key)
-    if voice is not None:
-        return voice
-    with _PIPER_LOCK:
-        voice = _PIPER_VOICES.get(key)
-        if voice is None:
-            if not path.is_file():
-                raise ConfigError(f"PIPER_VOICE_PATH: no voice model at {path}")
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            import onnxruntime
-            from piper import PiperConfig, PiperVoice
+    if not path.is_file():
+        raise ConfigError(f"PIPER_VOICE_PATH: no voice model at {path}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import onnxruntime
+    from piper import PiperConfig, PiperVoice
 
-            opts = onnxruntime.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
-            session = onnxruntime.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-            # What PiperVoice.load builds, with our session options (load() takes none).
-            voice = PiperVoice(config=PiperConfig.from_dict(config), session=session, download_dir=Path.cwd())
-            for _ in voice.synthesize("Ready."):  # first run allocates the ONNX graph buffers
-                pass
-            _PIPER_VOICES[key] = voice
+    opts = onnxruntime.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+    session = onnxruntime.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    # What PiperVoice.load builds, with our session options (load() takes none).
+    voice = PiperVoice(config=PiperConfig.from_dict(config), session=session, download_dir=Path.cwd())
+    for _ in voice.synthesize("Ready."):  # first run allocates the ONNX graph buffers
+        pass
     return voice
 
 
@@ -118,8 +107,10 @@ class PiperSpeaker:
         noise_scale: float = 0.0,
         noise_w_scale: float = 0.0,
         length_scale: float | None = None,
+        models: ModelCache = PROCESS_MODELS,
     ) -> None:
         self.settings = settings
+        self.models = models
         path = voice_path or settings.piper_voice_path
         self._path = Path(path) if path else None
         self._voice: Any = None
@@ -135,7 +126,9 @@ class PiperSpeaker:
 
     def load(self) -> PiperSpeaker:
         if self._voice is None:
-            self._voice = _load_piper_voice(self.voice_path, self.settings.piper_cpu_threads)
+            path, threads = self.voice_path, self.settings.piper_cpu_threads
+            key = ("piper", str(path.resolve()), threads)
+            self._voice = self.models.get(key, lambda: _load_piper_voice(path, threads))
         return self
 
     @property

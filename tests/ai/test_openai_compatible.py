@@ -161,7 +161,7 @@ def test_http_errors_fall_back_and_are_classified(openai_recorder, ai_data_dir) 
     assert isinstance(summarizer.last_error, ProviderError) and summarizer.last_error.retryable
     assert "HTTP 500" in summarizer.last_error.message
     openai_recorder.chat_script = [{"status": 401, "error": "bad key"}]
-    openai_recorder._chat_calls = 0
+    openai_recorder.chat_calls = 0
     assert summarizer.summarize(BILLING).source == "offline_fallback"
     assert not summarizer.last_error.retryable and "HTTP 401" in summarizer.last_error.message
 

@@ -20,6 +20,7 @@ import pytest
 
 from functions.audio import read_wav, resample, wav_bytes
 from functions.errors import ConfigError, InvalidInput
+from functions.model_cache import ModelCache
 from functions.models import SpeechRequest, TranscribeRequest
 from functions.services import Services
 from functions.stt.transcription import WhisperTranscriber, make_transcriber, transcribe
@@ -159,9 +160,14 @@ def test_factories_pick_offline_providers_by_default(ai_settings) -> None:
     assert make_speaker(offline_settings(ai_settings.data_dir, tts_provider="espeak")).name == "espeak"
 
 
-def test_piper_voice_is_loaded_once_per_process(ai_settings, piper) -> None:
-    again = PiperSpeaker(ai_settings).load()
-    assert again._voice is piper._voice
+def test_piper_voice_is_loaded_once_per_cache(ai_settings) -> None:
+    models = ModelCache()
+    first = PiperSpeaker(ai_settings, models=models).load()
+    PiperSpeaker(ai_settings, models=models).load()
+    assert models.loads == 1 and len(models.loaded()) == 1
+    PiperSpeaker(ai_settings.model_copy(update={"piper_cpu_threads": 2}), models=models).load()
+    assert models.loads == 2  # a different thread count is a different ONNX session
+    assert first.sample_rate == 22050
 
 
 def test_bad_whisper_model_path_is_a_config_error(ai_data_dir, tmp_path) -> None:

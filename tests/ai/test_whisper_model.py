@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from functions.errors import ConfigError
+from functions.model_cache import ModelCache
 from functions.stt import whisper_model as wm
 from functions.stt.transcription import WhisperTranscriber
 from tests.ai.conftest import offline_settings
@@ -29,20 +30,19 @@ def test_second_assembly_reuses_the_verified_copy(ai_settings) -> None:
     assert again == path and (path / "model.bin").stat().st_mtime_ns == mtime
 
 
-def test_a_tampered_half_is_refused(tmp_path, monkeypatch) -> None:
+def test_a_tampered_half_is_refused(tmp_path) -> None:
     spec = wm.BUILTIN_MODELS["base"]
     fake_dirs = []
     for i in range(2):
         d = tmp_path / f"pkg{i}"
-        shutil.copytree(wm._package_dir(spec, i), d)
+        shutil.copytree(wm.package_dir(spec, i), d)
         fake_dirs.append(d)
     part = fake_dirs[1] / spec.parts[1]
     data = bytearray(part.read_bytes())
     data[1000] ^= 0xFF
     part.write_bytes(bytes(data))
-    monkeypatch.setattr(wm, "_package_dir", lambda s, i: fake_dirs[i])
     with pytest.raises(ConfigError, match="SHA-256"):
-        wm.assemble_builtin(spec, tmp_path / "cache")
+        wm.assemble_builtin(spec, tmp_path / "cache", sources=fake_dirs)
     assert not any((tmp_path / "cache").glob("whisper-base-*"))  # nothing half-made is left to be reused
 
 
@@ -82,15 +82,12 @@ def test_a_short_utterance_is_encoded_in_the_short_window_with_the_same_words(ai
     pcm = resample(pcm, rate, 16000)
     heard = {}
     for window in (0.0, 15.0):
-        stt = WhisperTranscriber(ai_settings.model_copy(update={"whisper_context_s": window})).load()
+        models = ModelCache()  # this test's own: the spy never reaches another test's model
+        stt = WhisperTranscriber(ai_settings.model_copy(update={"whisper_context_s": window}), models=models).load()
+        (whisper,) = models.loaded()
         frames: list[int] = []
-        real = stt._model.model  # CTranslate2's Whisper: what the encoder is actually given
-
-        stt._model.model = EncoderSpy(real, frames)
-        try:
-            heard[window] = stt.transcribe(pcm, 16000).text
-        finally:
-            stt._model.model = real
+        whisper.model = EncoderSpy(whisper.model, frames)  # CTranslate2's Whisper: what the encoder is given
+        heard[window] = stt.transcribe(pcm, 16000).text
         assert frames, "the encoder ran"
         assert frames[0] == (3000 if window == 0 else 1500), (window, frames)
     assert heard[0.0].lower().strip(" .") == heard[15.0].lower().strip(" ."), heard

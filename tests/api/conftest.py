@@ -6,6 +6,7 @@ the app's server-side participants share one loop, as in production)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 
 import httpx
@@ -44,9 +45,15 @@ def api_settings(control_settings) -> Settings:
 
 
 @pytest.fixture
-async def api_app(api_settings, control_hub):
+def store_connection() -> type[sqlite3.Connection]:
+    """The class of the app's SQLite connections (test_api_storage_errors.py gives one it controls)."""
+    return sqlite3.Connection
+
+
+@pytest.fixture
+async def api_app(api_settings, control_hub, store_connection):
     # espeak-ng: real speech, fast on 2 cores (the AI tests cover piper and OpenAI).
-    app = create_app(api_settings, speaker=EspeakSpeaker(api_settings))
+    app = create_app(api_settings, speaker=EspeakSpeaker(api_settings), store_connection=store_connection)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
         ctx = app.state.ctx
         unregister = control_hub.add(ctx.sinks)  # the session's webhooks and job reports reach this app
@@ -147,10 +154,10 @@ def recorder():
 
 
 @pytest.fixture
-async def phone_app(api_settings, recorder):
+async def phone_app(api_settings, recorder, store_connection):
     """The real app with Twilio configured (REST → `recorder`), so /api/twilio/* and /twilio work."""
     s = with_twilio(api_settings, recorder.url)
-    app = create_app(s, speaker=EspeakSpeaker(s))
+    app = create_app(s, speaker=EspeakSpeaker(s), store_connection=store_connection)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         yield app
 

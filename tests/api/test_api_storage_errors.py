@@ -4,10 +4,9 @@ the same request succeeds once the database is writable again.
 
 Peers: the real app (ASGI, in process) on the session's real livekit-server; for /twilio the
 real twilio SDK against the Twilio REST recorder on loopback, and webhooks signed with the
-SDK's RequestValidator. The tests run as root, which ignores file modes, so read-only is
-SQLite's `PRAGMA query_only` on the app's own connection and a full disk is `PRAGMA
-max_page_count`: the same SQLITE_READONLY / SQLITE_FULL errors a read-only mount or a full
-disk raise."""
+SDK's RequestValidator. The tests run as root, which ignores file modes, so read-only and a full
+disk are SQLite's own pragmas on the app's connections (tests/support/sqlite_faults.py): the same
+SQLITE_READONLY / SQLITE_FULL errors a read-only mount or a full disk raise."""
 
 from __future__ import annotations
 
@@ -15,14 +14,23 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from tests.api.conftest import PHONE_TARGET, PUBLIC, TWILIO_SID, TWILIO_TOKEN, agent_headers
+from tests.support.sqlite_faults import SqliteFaults
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 A, B = "agent-a", "agent-b"
 
 
-def pragma(store, sql: str) -> None:
-    with store._lock:  # the app's connection: what a read-only mount or a full disk would do to it
-        store._db.execute(sql)
+LEGS = "phone_legs.sqlite3"
+
+
+@pytest.fixture
+def faults() -> SqliteFaults:
+    return SqliteFaults()
+
+
+@pytest.fixture
+def store_connection(faults):
+    return faults.connection
 
 
 def assert_unavailable(r, *words: str) -> None:
@@ -34,14 +42,15 @@ def assert_unavailable(r, *words: str) -> None:
         assert w in body["detail"], body["detail"]
 
 
-async def test_read_only_database_answers_503_json_and_recovers(client, ctx, online):
+async def test_read_only_database_answers_503_json_and_recovers(client, ctx, online, faults):
+    db = ctx.settings.database_path.name
     r = await client.post(
         "/api/rooms/create", json={"caller_name": "Ann", "agent_identity": A}, headers=agent_headers(A)
     )
     assert r.status_code == 201, r.text
     call = r.json()["call"]
     await online(B)
-    pragma(ctx.store, "PRAGMA query_only=ON")
+    faults.read_only(db)
     try:
         r = await client.post("/api/rooms/create", json={"caller_name": "Bob"})
         assert_unavailable(r, "read-only", "try again")
@@ -55,17 +64,17 @@ async def test_read_only_database_answers_503_json_and_recovers(client, ctx, onl
         assert r.status_code == 200 and r.json()["call_status"] == "active"
         assert ctx.store.list_transfers(call_id=call["call_id"]) == []
     finally:
-        pragma(ctx.store, "PRAGMA query_only=OFF")
+        faults.read_only(db, on=False)
     r = await client.post(
         "/api/transfer/initiate", json={"call_id": call["call_id"], "target": B}, headers=agent_headers(A)
     )
     assert r.status_code == 201, r.text  # the retry succeeds
 
 
-async def test_full_disk_answers_503_json(client, ctx):
+async def test_full_disk_answers_503_json(client, ctx, faults):
+    db = ctx.settings.database_path.name
     rooms_before = {r.name for r in await ctx.rooms.list_rooms()}
-    pages = ctx.store._db.execute("PRAGMA page_count").fetchone()[0]
-    pragma(ctx.store, f"PRAGMA max_page_count={pages}")
+    faults.disk_full(db)
     try:
         for _ in range(300):  # until the capped file has no page left (a few dozen calls)
             r = await client.post("/api/rooms/create", json={"caller_name": "x" * 80})
@@ -77,7 +86,7 @@ async def test_full_disk_answers_503_json(client, ctx):
         stored = {c.room for c in ctx.store.list_calls(include_ended=True)}
         assert new_rooms <= stored, f"rooms without a call row: {sorted(new_rooms - stored)}"
     finally:
-        pragma(ctx.store, "PRAGMA max_page_count=1073741823")
+        faults.disk_full(db, full=False)
     r = await client.post("/api/rooms/create", json={"caller_name": "After"})
     assert r.status_code == 201, r.text
 
@@ -86,7 +95,7 @@ def signed(url: str, params: dict[str, str]) -> dict[str, str]:
     return {"X-Twilio-Signature": RequestValidator(TWILIO_TOKEN).compute_signature(url, params)}
 
 
-async def test_twilio_webhooks_answer_503_json_and_twilios_retry_applies(phone_client, phone_app, recorder):
+async def test_twilio_webhooks_answer_503_json_and_twilios_retry_applies(phone_client, phone_app, recorder, faults):
     ctx = phone_app.state.ctx
     r = await phone_client.post(
         "/api/rooms/create", json={"caller_name": "Ann", "agent_identity": A}, headers=agent_headers(A)
@@ -101,20 +110,21 @@ async def test_twilio_webhooks_answer_503_json_and_twilios_retry_applies(phone_c
     params = {"CallSid": ctx.phone.leg(tid).call_sid, "AccountSid": TWILIO_SID, "CallStatus": "busy"}
 
     # The phone legs' own file is read-only: the webhook's replay log cannot be written.
-    pragma(ctx.phone.legs, "PRAGMA query_only=ON")
+    faults.read_only(LEGS)
     try:
         r = await phone_client.post(url, data=params, headers=signed(url, params))
         assert_unavailable(r, "read-only")
     finally:
-        pragma(ctx.phone.legs, "PRAGMA query_only=OFF")
+        faults.read_only(LEGS, on=False)
 
     # The transfers' database is read-only: the outcome (busy → declined) cannot be saved.
-    pragma(ctx.store, "PRAGMA query_only=ON")
+    db = ctx.settings.database_path.name
+    faults.read_only(db)
     try:
         r = await phone_client.post(url, data=params, headers=signed(url, params))
         assert_unavailable(r, "read-only")
     finally:
-        pragma(ctx.store, "PRAGMA query_only=OFF")
+        faults.read_only(db, on=False)
     assert ctx.store.get_transfer(tid).state.value == "consulting"
 
     # Writable again: Twilio's retry of the very same request is applied (it was not marked seen).

@@ -69,7 +69,7 @@ class OpenAIRecorder:
         self.chat_script: list[dict[str, Any]] = [{"content": "{}"}]
         self.transcribe: Callable[[bytes, dict[str, list[str]]], dict[str, Any]] | None = None
         self.speak: Callable[[dict[str, Any]], Iterable[bytes]] | None = None
-        self._chat_calls = 0
+        self.chat_calls = 0
         self.faults: dict[str, str] = {}
         self.hang_s = 60.0
         self._server: ThreadingHTTPServer | None = None
@@ -129,8 +129,8 @@ class OpenAIRecorder:
 
             def _chat(self, rec: Recorded) -> None:
                 script = recorder.chat_script
-                step = script[min(recorder._chat_calls, len(script) - 1)]
-                recorder._chat_calls += 1
+                step = script[min(recorder.chat_calls, len(script) - 1)]
+                recorder.chat_calls += 1
                 if step.get("delay"):
                     time.sleep(step["delay"])
                 fmt = (rec.json or {}).get("response_format") or {}

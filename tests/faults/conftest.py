@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from pathlib import Path
 
@@ -88,8 +89,14 @@ async def running_app(settings, control_hub, **providers):
 
 
 @pytest.fixture
-async def app(fault_settings, control_hub):
-    async with running_app(fault_settings, control_hub) as app:
+def store_connection() -> type[sqlite3.Connection]:
+    """The class of the app's SQLite connections (tests/faults/test_storage.py gives one it controls)."""
+    return sqlite3.Connection
+
+
+@pytest.fixture
+async def app(fault_settings, control_hub, store_connection):
+    async with running_app(fault_settings, control_hub, store_connection=store_connection) as app:
         yield app
 
 
@@ -167,7 +174,7 @@ class Scene:
             self.caller = self.peer(self.caller_id, None)
             self.caller.voice = True
             await self.caller.connect(self.url, await self.caller_token())
-            self.caller._spawn(_keep_talking(self.caller))
+            self.caller.spawn(_keep_talking(self.caller))
         else:
             self.caller = await self.peer(self.caller_id, CALLER_HZ).connect(self.url, await self.caller_token())
         if "a" in killable:

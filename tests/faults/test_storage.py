@@ -3,9 +3,9 @@ change something gets a clear 503 and changes nothing, the calls go on (media un
 happens meanwhile without a request (B leaving the consult, a transcript segment from the media job)
 waits for the database, and once it is writable again it is all applied: nothing is lost.
 
-The tests run as root, which ignores file modes, so read-only is SQLite's `PRAGMA query_only` on the
-app's own connection and a full disk is `PRAGMA max_page_count`: the same SQLITE_READONLY and
-SQLITE_FULL errors a read-only mount or a full disk raise (tests/api/test_api_storage_errors.py).
+The tests run as root, which ignores file modes, so read-only and a full disk are SQLite's own pragmas
+on the app's connection (tests/support/sqlite_faults.py): the same SQLITE_READONLY and SQLITE_FULL
+errors a read-only mount or a full disk raise.
 
 Peers: the real app (ASGI, in process) on the session's livekit-server and media worker; realtime-SDK
 peers; the segment is posted to /internal/media exactly as a media job's reporter posts it.
@@ -17,17 +17,24 @@ import asyncio
 import logging
 
 import httpx
+import pytest
 
 from functions.media_protocol import INTERNAL_PATH, ReportEnvelope, SegmentReport, internal_token
 from functions.models import CallStatus, TranscriptSegment, TransferState
 from tests.faults.conftest import Scene, headers
+from tests.support.sqlite_faults import SqliteFaults
 
 S = TransferState
 
 
-def pragma(store, sql: str) -> None:
-    with store._lock:  # the app's connection: what a read-only mount or a full disk does to it
-        store._db.execute(sql)
+@pytest.fixture
+def faults() -> SqliteFaults:
+    return SqliteFaults()
+
+
+@pytest.fixture
+def store_connection(faults):
+    return faults.connection  # the app's own connections: a read-only mount or a full disk on demand
 
 
 def assert_refused(r: httpx.Response, words: str) -> None:
@@ -45,15 +52,16 @@ async def report_segment(scene: Scene, text: str) -> int:
     return r.status_code
 
 
-async def test_read_only_then_full_database_mid_call_loses_nothing(scene: Scene, caplog):
+async def test_read_only_then_full_database_mid_call_loses_nothing(scene: Scene, caplog, faults):
     caplog.set_level(logging.WARNING)
     store = scene.orch.store
+    db = scene.orch.settings.database_path.name
     await scene.start()
     assert (await scene.initiate()).status_code == 201
     await scene.join_consult()
     await scene.caller.wait_hears(scene.hold_id, timeout=20)
 
-    pragma(store, "PRAGMA query_only=ON")
+    faults.read_only(db)
     try:
         assert_refused(await scene.accept(), "read-only")
         assert_refused(await scene.cancel(), "read-only")
@@ -69,7 +77,7 @@ async def test_read_only_then_full_database_mid_call_loses_nothing(scene: Scene,
         assert scene.caller.hears(scene.hold_id) and not scene.caller.disconnected.is_set()
         assert store.segments(scene.call_id) == []
     finally:
-        pragma(store, "PRAGMA query_only=OFF")
+        faults.read_only(db, on=False)
     # Writable again: B's departure is applied (the caller is A's again) and the segment is stored.
     await scene.assert_back_with_a(S.target_left)
     await scene.caller.wait_until(lambda: bool(store.segments(scene.call_id)), 5, "the waiting segment stored")
@@ -78,8 +86,7 @@ async def test_read_only_then_full_database_mid_call_loses_nothing(scene: Scene,
     # A full disk: transcript segments (the busiest writer) fill it; the call goes on, every further
     # segment waits in order, and they are all stored once there is room again.
     stored_before = len(store.segments(scene.call_id))
-    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
-    pragma(store, f"PRAGMA max_page_count={pages}")
+    faults.disk_full(db)
     try:
         for n in range(2000):
             assert await report_segment(scene, f"Segment {n}: " + "words " * 150) == 204
@@ -94,7 +101,7 @@ async def test_read_only_then_full_database_mid_call_loses_nothing(scene: Scene,
         await scene.caller.wait_hears_only({scene.a_id})
         await scene.a.wait_hears(scene.caller_id)
     finally:
-        pragma(store, "PRAGMA max_page_count=1073741823")
+        faults.disk_full(db, full=False)
     want = stored_before + full_at + 4
     await scene.caller.wait_until(lambda: len(store.segments(scene.call_id)) == want, 5, "the waiting segments stored")
     texts = [s.text.split(":")[0] for s in store.segments(scene.call_id)[stored_before:]]

@@ -109,14 +109,14 @@ class CallWorld:
         self.caller = Peer(self.call.caller_identity, tone_hz=CALLER_HZ, record=record)
         self.peers.append(self.caller)
         await self.caller.connect(url, tok.token)
-        self.a = await self._peer(self.a_id, A_HZ).connect(url, self.orch.agent_token(self.a_id, self.call.room).token)
+        self.a = await self.peer(self.a_id, A_HZ).connect(url, self.orch.agent_token(self.a_id, self.call.room).token)
         self.b_lobby = await available_agent(self.orch, self.b_id)  # B's desk: online, taking calls
         self.peers.append(self.b_lobby)
         await self.caller.wait_hears(self.a_id)
         await self.a.wait_hears(self.call.caller_identity)
         return self
 
-    def _peer(self, identity: str, hz: float | None) -> Peer:
+    def peer(self, identity: str, hz: float | None) -> Peer:
         p = Peer(identity, tone_hz=hz)
         self.peers.append(p)
         return p
@@ -132,13 +132,13 @@ class CallWorld:
 
     async def join_consult(self) -> None:
         url, room = self.orch.settings.livekit_url, self.transfer.consult_room
-        self.a_consult = await self._peer(self.a_id, A_HZ).connect(url, self.orch.agent_token(self.a_id, room).token)
-        self.b_consult = await self._peer(self.b_id, B_HZ).connect(url, self.orch.agent_token(self.b_id, room).token)
+        self.a_consult = await self.peer(self.a_id, A_HZ).connect(url, self.orch.agent_token(self.a_id, room).token)
+        self.b_consult = await self.peer(self.b_id, B_HZ).connect(url, self.orch.agent_token(self.b_id, room).token)
 
     async def b_joins_call(self) -> None:
         url = self.orch.settings.livekit_url
         tok = self.orch.agent_token(self.b_id, self.call.room).token
-        self.b_call = await self._peer(self.b_id, B_HZ).connect(url, tok)
+        self.b_call = await self.peer(self.b_id, B_HZ).connect(url, tok)
 
     async def wait_state(self, state: TransferState, timeout: float = 15.0) -> Transfer:
         deadline = asyncio.get_running_loop().time() + timeout

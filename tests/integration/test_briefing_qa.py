@@ -88,10 +88,10 @@ class Consult:
         self.orch, self.peers = orch, []
         url = orch.settings.livekit_url
         self.call = call = await orch.start_call(NAME, agent_identity="agent-a")
-        caller = await self._peer(call.caller_identity).connect(
+        caller = await self.peer(call.caller_identity).connect(
             url, orch.caller_token(call.call_id, call.caller_identity).token
         )
-        await self._peer("agent-a").connect(url, orch.agent_token("agent-a", call.room).token)
+        await self.peer("agent-a").connect(url, orch.agent_token("agent-a", call.room).token)
         await listening(orch, media_identity(call.call_id), call.caller_identity)
         for line in lines:
             await caller.say(*synth(voices["piper"], line))
@@ -104,13 +104,13 @@ class Consult:
         self.t = await orch.initiate(call.call_id, "agent-a", "agent-b")
         self.briefing = briefing_identity(self.t.transfer_id)
         self.joined_at = time.monotonic()
-        self.a = await self._peer("agent-a").connect(url, orch.agent_token("agent-a", self.t.consult_room).token)
-        self.b = await self._peer("agent-b", record=True).connect(
+        self.a = await self.peer("agent-a").connect(url, orch.agent_token("agent-a", self.t.consult_room).token)
+        self.b = await self.peer("agent-b", record=True).connect(
             url, orch.agent_token("agent-b", self.t.consult_room).token
         )
         return self
 
-    def _peer(self, identity: str, record: bool = False) -> Peer:
+    def peer(self, identity: str, record: bool = False) -> Peer:
         p = Peer(identity, voice=True, record=record)
         self.peers.append(p)
         return p

@@ -30,7 +30,7 @@ SLACK_S = 1.0  # a busy 2-core machine: the webhook's round trip on top
 async def _join(world: CallWorld, identity: str, hz: float, token: str) -> tuple[Peer, float]:
     """Connect with `token` and start publishing, as a stale client would; (peer, when it connected).
     The publish runs on its own: a peer being removed never hears back about it, which is fine."""
-    peer = world._peer(identity, hz)
+    peer = world.peer(identity, hz)
     await peer.connect(world.orch.settings.livekit_url, token, publish=False)
     joined = time.monotonic()
 
@@ -38,7 +38,7 @@ async def _join(world: CallWorld, identity: str, hz: float, token: str) -> tuple
         with contextlib.suppress(Exception):
             await peer.publish()
 
-    peer._spawn(publish())
+    peer.spawn(publish())
     return peer, joined
 
 

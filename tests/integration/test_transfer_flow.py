@@ -143,7 +143,7 @@ async def test_b_back_in_the_consult_within_the_grace_keeps_the_transfer(world):
     await asyncio.sleep(grace / 2)
     url = world.orch.settings.livekit_url
     token = world.orch.agent_token(world.b_id, t.consult_room).token
-    world.b_consult = await world._peer(world.b_id, B_HZ).connect(url, token)
+    world.b_consult = await world.peer(world.b_id, B_HZ).connect(url, token)
     await world.b_consult.wait_hears(world.a_id)
     await asyncio.sleep(grace / 2 + 2)  # past the end of the grace
     assert world.orch.get_transfer(t.transfer_id).state is TransferState.consulting

@@ -388,7 +388,7 @@ async def test_accept_with_sip_bridges_phone_leg_into_the_call(sip_world):
         .with_grants(api.VideoGrants(room_join=True, room=w.call.room, can_publish=True, can_subscribe=True))
         .to_jwt()
     )
-    phone = await w._peer(f"sip_{TARGET}", B_HZ).connect(w.orch.settings.livekit_url, token)
+    phone = await w.peer(f"sip_{TARGET}", B_HZ).connect(w.orch.settings.livekit_url, token)
     done = await w.wait_state(S.completed)
     await w.caller.wait_hears(phone.identity)
     await w.caller.wait_not_hears(w.hold_id)

@@ -137,7 +137,7 @@ class Peer:
         if participant.identity != self.identity or not self._wants_to_publish:
             return
         if permissions.can_publish:
-            self._spawn(self.republish())
+            self.spawn(self.republish())
 
     async def republish(self) -> None:
         await self.unpublish()
@@ -193,20 +193,21 @@ class Peer:
             await source.capture_frame(frame)  # paces at real time (bounded queue)
 
     # --- receiving ------------------------------------------------------------------------
-    def _spawn(self, coro) -> None:
+    def spawn(self, coro) -> None:
+        """Run `coro` as one of the peer's tasks: cancelled and awaited when it disconnects."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _on_track(self, track: rtc.Track, _pub: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant):
         if track.kind == rtc.TrackKind.KIND_AUDIO:
-            self._spawn(self._listen(track, participant.identity))
+            self.spawn(self._listen(track, participant.identity))
 
     def _on_untrack(self, track: rtc.Track, *_args) -> None:
         # Close the stream: WebRTC reuses the receiver for the next track, and a stream
         # left open would attribute the next participant's audio to this one.
         if stream := self._streams.pop(track.sid, None):
-            self._spawn(stream.aclose())
+            self.spawn(stream.aclose())
 
     async def _listen(self, track: rtc.Track, identity: str) -> None:
         stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1, frame_size_ms=self.frame_ms)

@@ -98,14 +98,12 @@ class TwilioRecorder:
                     user, _, pw = base64.b64decode(h[6:]).decode().partition(":")
                     auth = (user, pw)
                 rec = Recorded(self.command, path, parse_qs(body, keep_blank_values=True), auth, dict(self.headers))
-                with recorder._lock:
-                    recorder.requests.append(rec)
-                    fail, recorder.fail_next = recorder.fail_next, None
+                fail = recorder.record(rec)
                 if fail:
                     status, code, message = fail
                     return self._json(status, {"code": code, "message": message, "status": status})
                 if self.command == "POST" and (m := _CALLS.match(path)):
-                    return self._json(201, recorder._create(m.group(1), rec))
+                    return self._json(201, recorder.create_call(m.group(1), rec))
                 if self.command == "POST" and (m := _CALL.match(path)):
                     call = recorder.calls.get(m.group(2))
                     if call is None:
@@ -125,7 +123,15 @@ class TwilioRecorder:
 
         return Handler
 
-    def _create(self, account: str, rec: Recorded) -> dict:
+    def record(self, rec: Recorded) -> tuple[int, int, str] | None:
+        """Keep one request; the failure to answer it with (`fail_next`, used once), if any."""
+        with self._lock:
+            self.requests.append(rec)
+            fail, self.fail_next = self.fail_next, None
+        return fail
+
+    def create_call(self, account: str, rec: Recorded) -> dict:
+        """What Twilio's `Calls.json` create answers: a queued call, kept for later updates."""
         sid = "CA" + secrets.token_hex(16)
         call = {
             "sid": sid,
