@@ -166,7 +166,6 @@ class WaitingCall:
     caller_name: str
     since: float = field(default_factory=time.time)
     agent: str | None = None  # the agent it rings now; None: waiting in the queue
-    ring_at: float | None = None
     missed: set[str] = field(default_factory=set)  # agents it rang who did not answer
 
 
@@ -176,9 +175,19 @@ Assign = Callable[[str, str], Awaitable[Call]]
 class CallQueue:
     """Waiting calls, in the order they came, each ringing at most one agent at a time."""
 
-    def __init__(self, settings: Settings, presence: Presence, rooms: Rooms, assign: Assign) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        presence: Presence,
+        rooms: Rooms,
+        assign: Assign,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """`clock`: wall-clock seconds (default: presence's, so idle times and waits agree)."""
         self.settings = settings
         self.presence = presence
+        self.clock = clock or presence.clock
         self.rooms = rooms
         self.assign = assign
         self._calls: dict[str, WaitingCall] = {}
@@ -220,7 +229,7 @@ class CallQueue:
             if self.presence.state(agent) in (AgentState.on_call, AgentState.consulting):
                 raise Conflict("you are on another call: finish it first")
             call = await self.assign(call_id, agent)
-            self._waits.append(max(0.0, time.time() - w.since))
+            self._waits.append(max(0.0, self.clock() - w.since))
             self._drop(w, reason=f"answered by {agent}")
             for other in [o for o in self._calls.values() if o.agent == agent]:
                 self._move(other, agent, reason=f"{agent} answered another call")
@@ -256,7 +265,7 @@ class CallQueue:
         nobody: the call waits in the queue (every available agent sees it)."""
         free = self.presence.available(exclude=w.missed)
         agent = prefer if prefer in free else (free[0] if free else None)
-        w.agent, w.ring_at = agent, (time.time() if agent else None)
+        w.agent = agent
         if agent:
             self.presence.set_ringing(agent, w.call_id)
             self._timers[w.call_id] = asyncio.ensure_future(self._ring_timeout(w.call_id, agent))

@@ -52,6 +52,9 @@ async def act(scene: Scene, action: str, *, behind: bool = False) -> int:
 
 
 async def until_locked(scene: Scene, timeout: float = 10.0) -> None:
+    # The one private attribute a test reads, on purpose: the moment another action holds the call's
+    # lock is the interleaving this matrix races, and no public behaviour shows it (a method kept only
+    # for this test would be API nobody else may call).
     lock = scene.orch._lock(scene.call_id)
     deadline = time.monotonic() + timeout
     while not lock.locked():

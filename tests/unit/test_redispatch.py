@@ -15,14 +15,22 @@ import pytest
 
 from control import media_control
 from control.media_control import MediaControl
+from functions.models import Call
 from functions.settings import load_settings
 
 pytestmark = pytest.mark.unit
 
 
+CALL = Call(call_id="1", room="call-1", caller_identity="caller-1", caller_name="Ann")  # its job: media-1
+
+
 class FakeRooms:
     def __init__(self) -> None:
         self.rooms: dict[str, set[str]] = {"call-1": {"caller-1"}}
+        self.dispatched: list[tuple[str, str]] = []  # (room, agent name)
+
+    async def dispatch(self, room: str, agent_name: str, metadata: str) -> None:
+        self.dispatched.append((room, agent_name))
 
     async def room_exists(self, name: str) -> bool:
         return name in self.rooms
@@ -45,14 +53,14 @@ async def test_a_job_no_worker_took_is_dispatched_until_it_joins(control):
 
     async def redispatch() -> bool:
         dispatched.append(asyncio.get_running_loop().time())
-        media._job_dispatched("media-1")
+        await media.redispatch_call_job(CALL)
         if len(dispatched) == 4:  # a worker registered at last: this dispatch lands
             rooms.rooms["call-1"].add("media-1")
         return True
 
-    media._job_dispatched("media-1")
+    media.call_job(CALL)  # the first dispatch, with the room
     await asyncio.wait_for(media.job_left("call-1", "media-1", redispatch), 5)
-    assert len(dispatched) == 4
+    assert len(dispatched) == 4 and len(rooms.dispatched) == 4
     pauses = [b - a for a, b in itertools.pairwise(dispatched)]
     assert pauses[0] < pauses[-1] <= 0.2 + 0.1  # growing, and capped
     assert media.redispatches == 4
@@ -65,11 +73,11 @@ async def test_it_stops_when_the_room_is_gone_or_the_job_is_no_longer_needed(con
     async def redispatch() -> bool:
         nonlocal calls
         calls += 1
-        media._job_dispatched("media-1")
+        await media.redispatch_call_job(CALL)
         del rooms.rooms["call-1"]  # the call ended meanwhile
         return True
 
-    media._job_dispatched("media-1")
+    media.call_job(CALL)
     await asyncio.wait_for(media.job_left("call-1", "media-1", redispatch), 5)
     assert calls == 1
 

@@ -175,10 +175,12 @@ async def test_answering_rules(world):
     await ready(p, rooms, clock, "agent-b", "agent-c")
     with pytest.raises(InvalidInput, match="agent-d is not available any more"):
         q.check_pick("agent-d")
-    await q.add(await _call(store, 1), pick="agent-c")
+    c1 = await _call(store, 1)
+    await q.add(c1, pick="agent-c")
     assert q.get("c1").agent == "agent-c"  # the caller's pick rings first
     with pytest.raises(Conflict, match="ringing agent-c, not you"):
         await q.accept("c1", "agent-b")
+    clock[0] = c1.created_at + 10  # C answers after 10 s
     await q.accept("c1", "agent-c")
     with pytest.raises(InvalidInput, match="no longer waiting"):
         await q.accept("c1", "agent-b")
@@ -188,7 +190,14 @@ async def test_answering_rules(world):
     with pytest.raises(Conflict, match="on another call"):
         await q.accept("c2", "agent-c")
     assert store.get_call("c2").status is CallStatus.waiting
-    q._waits.clear()  # the wait of c1 (answered at once) aside: two callers who waited 10 and 20 s
-    q._waits.extend([10.0, 20.0])
-    assert q.place("c2")["estimated_wait_s"] == 15
+    assert q.place("c2")["estimated_wait_s"] == 10  # one caller answered so far, after 10 s
+    c2 = store.get_call("c2")
+    await p.set_ready("agent-b", True)
+    await asyncio.sleep(0.2)  # presence announces, the queue dispatches: c2 rings B
+    assert q.get("c2").agent == "agent-b"
+    clock[0] = c2.created_at + 20  # B answers after 20 s
+    await q.accept("c2", "agent-b")
+    await q.add(await _call(store, 3))
+    # The mean of the answered callers' waits (10 and 20 s), one caller ahead per agent taking calls.
+    assert q.place("c3") == {"place": 1, "estimated_wait_s": 15}
     await q.aclose()
