@@ -49,7 +49,8 @@ def create_app(settings: Settings | None = None, **providers: object) -> FastAPI
     app.include_router(api_router(ctx))  # /api
     app.include_router(control_router(lambda: ctx.settings, ctx.sinks))  # /livekit/webhook, /internal/media
     _mount_twilio(app, ctx)  # /twilio, when configured
-    mount_ui(app, ctx)  # Gradio at /, last: it catches every other path
+    ui = mount_ui(app, ctx)  # Gradio at /, last: it catches every other path
+    ctx.followers.append(ui.on_notification)  # the UI follows the bus after the control plane's parts
     return app
 
 

@@ -2,7 +2,7 @@
 webhooks: settings, the embedded LiveKit server (when no LIVEKIT_URL is configured) and the media
 workers it starts, services, the functions gateway (local or Modal), store, rooms, the
 orchestrator with its phone leg (Twilio), and the event bus its notifications go through in
-process (`control.bus`: the orchestrator's parts, and the UI from `mount_ui`, subscribe to it).
+process (`control.bus`; who follows it: `control.wiring`, the UI's handler given as `followers`).
 
 Nothing here joins a room or touches audio: that is the media plane (worker.py).
 """
@@ -24,6 +24,7 @@ from control.phone_bridge import TwilioPhoneLeg
 from control.rooms import Rooms
 from control.store import Store
 from control.transfer import TransferOrchestrator
+from control.wiring import Follower
 from control.workers import WorkerProcesses
 from functions.background import Background
 from functions.errors import ServiceError
@@ -83,6 +84,9 @@ class AppContext:
         self.gateway: FunctionsGateway | None = None
         # Exists before start, so what is built before (the UI) can subscribe; the orchestrator publishes.
         self.bus = EventBus()
+        # The app's own handlers of the bus (the UI's, from app.create_app): subscribed by control.wiring
+        # with the orchestrator's parts when the orchestrator is built.
+        self.followers: list[Follower] = []
         self._watch = Background()
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the control plane runs on
         self.instance_lock = InstanceLock(settings.data_dir)
@@ -153,7 +157,13 @@ class AppContext:
             else None
         )
         self.orchestrator = TransferOrchestrator(
-            self.services, self.store, self.rooms, phone=self.phone, gateway=self.gateway, bus=self.bus
+            self.services,
+            self.store,
+            self.rooms,
+            phone=self.phone,
+            gateway=self.gateway,
+            bus=self.bus,
+            followers=self.followers,
         )
         await self.orchestrator.start()
         self._watch.spawn(self._watchdog())

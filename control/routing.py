@@ -196,7 +196,6 @@ class CallQueue:
         self._told: dict[str, dict] = {}  # call_id → what its caller's page was last told
         self._lock = asyncio.Lock()
         self._background = Background()
-        presence.on_change.append(self.dispatch)
 
     async def aclose(self) -> None:
         for t in self._timers.values():

@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -45,6 +45,7 @@ from control.routing import CallQueue, destination, first_target, next_target
 from control.state_machine import ROLLBACK_STATES, check_transition
 from control.store import Store
 from control.transcripts import Transcripts
+from control.wiring import Follower, follow
 from functions.background import Background
 from functions.errors import (
     Conflict,
@@ -156,8 +157,10 @@ class TransferOrchestrator:
         gateway: FunctionsGateway | None = None,
         presence: Presence | None = None,
         bus: EventBus | None = None,
+        followers: Sequence[Follower] = (),
     ) -> None:
-        """`bus`: where its notifications go in process (the app context's; its own when built alone)."""
+        """`bus`: where its notifications go in process (the app context's; its own when built alone);
+        `followers`: the app's own handlers of them (the UI's), subscribed with its parts'."""
         self.services = services
         self.settings = services.settings
         self.store = store
@@ -184,12 +187,8 @@ class TransferOrchestrator:
         # Who is available (from the lobby, the store and the offers), and the calls waiting for an agent.
         self.presence = presence or Presence(self.settings, store, rooms)
         self.calls = CallQueue(self.settings, self.presence, rooms, self.assign_agent)
-        # Its parts follow its notifications: calls and transfers change who is busy (presence reads every
-        # `transfer.*` message and call statuses); an answered call is no longer waiting.
-        self._subscriptions = [
-            self.bus.subscribe(self.presence.on_notification),
-            self.bus.subscribe(self.calls.on_notification, CallStatusChanged),
-        ]
+        # Its parts and the app's followers follow its notifications: control/wiring.py says who and in which order.
+        self._unfollow = follow(self.bus, self.presence, self.calls, followers)
         # Media follows state: what LiveKit has is compared with the store and repaired (control.reconciler).
         self.reconciler = Reconciler(self, interval_s=self.settings.reconcile_interval_s)
 
@@ -221,8 +220,7 @@ class TransferOrchestrator:
             self._background.spawn(self.reconciler.run())
 
     async def aclose(self) -> None:
-        for unsubscribe in self._subscriptions:  # the bus may outlive this orchestrator (the app context's)
-            unsubscribe()
+        self._unfollow()  # the bus may outlive this orchestrator (the app context's)
         for timers in self._timers.values():
             for t in timers.values():
                 t.cancel()

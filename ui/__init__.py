@@ -71,11 +71,11 @@ def _static_routes(app: FastAPI) -> None:
         return FileResponse(path, media_type=_MEDIA[path.suffix], headers={"Cache-Control": "no-cache"})
 
 
-def mount_ui(app: FastAPI, ctx) -> gr.Blocks:
-    """Build the Blocks and mount them at `/` (after the app's own routes)."""
+def mount_ui(app: FastAPI, ctx) -> UiBackend:
+    """Build the Blocks and mount them at `/` (after the app's own routes). Returns the UI's backend,
+    whose `on_notification` the app hands to the context as a follower of its bus."""
     backend = UiBackend(ctx)
     app.state.ui = backend
-    ctx.bus.subscribe(backend.on_notification)  # the orchestrator publishes there once the context started
     _static_routes(app)
     blocks = build_blocks(backend)
     gr.mount_gradio_app(
@@ -87,7 +87,7 @@ def mount_ui(app: FastAPI, ctx) -> gr.Blocks:
         run_history=False,
         theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
     )
-    return blocks
+    return backend
 
 
 def share_link(app: FastAPI, host: str, port: int) -> threading.Thread:

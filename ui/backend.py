@@ -95,7 +95,7 @@ class UiBackend:
 
     # --- wiring ---------------------------------------------------------------------------
     def on_notification(self, msg: Notification) -> None:
-        """Every notification of the control plane (`mount_ui` subscribes it to the context's bus)."""
+        """Every notification of the control plane (a follower of the context's bus: control/wiring.py)."""
         if isinstance(msg, TransferChanged) and msg.type == "transfer.consulting" and msg.payload.summary is not None:
             self._summaries[msg.payload.transfer["transfer_id"]] = msg.payload.summary.model_dump(mode="json")
         # Agents' dashboards follow every change (presence announces its own: `presence.changed`).

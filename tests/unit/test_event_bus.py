@@ -74,9 +74,14 @@ def test_unsubscribing_ends_the_deliveries_and_may_be_repeated():
 
 
 async def test_the_orchestrators_parts_follow_the_bus_it_is_given_until_it_closes(tmp_path, monkeypatch):
-    heard: dict[str, list[str]] = {"presence": [], "queue": []}
-    monkeypatch.setattr(Presence, "on_notification", lambda self, msg: heard["presence"].append(msg.type))
-    monkeypatch.setattr(CallQueue, "on_notification", lambda self, msg: heard["queue"].append(msg.type))
+    heard: dict[str, list[str]] = {"presence": [], "queue": [], "ui": []}
+    order: list[str] = []
+
+    def follower(name: str):
+        return lambda *args: (heard[name].append(args[-1].type), order.append(name))
+
+    monkeypatch.setattr(Presence, "on_notification", follower("presence"))
+    monkeypatch.setattr(CallQueue, "on_notification", follower("queue"))
     settings = Settings(
         _env_file=None,
         data_dir=tmp_path,
@@ -86,15 +91,18 @@ async def test_the_orchestrators_parts_follow_the_bus_it_is_given_until_it_close
     )
     bus = EventBus()
     store = Store(settings.database_path)
-    orch = TransferOrchestrator(build_services(settings), store, Rooms(settings), bus=bus)
+    orch = TransferOrchestrator(build_services(settings), store, Rooms(settings), bus=bus, followers=[follower("ui")])
     try:
         assert orch.bus is bus
         bus.publish(transfer_changed())
         bus.publish(call_status())
-        # Presence hears every message (it reads transfers and call statuses); the queue only call statuses.
-        assert heard == {"presence": ["transfer.declined", "call.status"], "queue": ["call.status"]}
+        # Presence hears every message (it reads transfers and call statuses); the queue only call statuses;
+        # the app's followers (the UI) everything, after the control plane's parts (control/wiring.py).
+        want = {"presence": ["transfer.declined", "call.status"], "queue": ["call.status"], "ui": heard["ui"]}
+        assert heard == want and heard["ui"] == ["transfer.declined", "call.status"]
+        assert order == ["presence", "ui", "presence", "queue", "ui"]
     finally:
         await orch.aclose()
         store.close()
     bus.publish(call_status())  # the bus is the context's: a closed orchestrator's parts no longer follow it
-    assert heard == {"presence": ["transfer.declined", "call.status"], "queue": ["call.status"]}
+    assert len(order) == 5

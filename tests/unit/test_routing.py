@@ -10,9 +10,11 @@ import time
 
 import pytest
 
+from control.bus import EventBus
 from control.presence import Presence
 from control.routing import CallQueue, destination, first_target, next_target
 from control.store import Store
+from control.wiring import follow
 from functions.errors import Conflict, InvalidInput
 from functions.models import AgentState, Call, CallStatus, Transfer, TransferState
 from functions.settings import load_settings
@@ -121,6 +123,13 @@ async def _call(store, n: int) -> Call:
     return store.add_call(Call(call_id=f"c{n}", room=f"call-c{n}", caller_identity=f"caller-c{n}", caller_name=f"C{n}"))
 
 
+def queue(settings, presence, rooms, assign) -> CallQueue:
+    """The call queue, following presence as in the app (control/wiring.py): it rings agents who become available."""
+    q = CallQueue(settings, presence, rooms, assign)
+    follow(EventBus(), presence, q)
+    return q
+
+
 async def _assign(store, presence):
     async def assign(call_id: str, agent: str) -> Call:
         return store.update_call(call_id, agent_identity=agent, status=CallStatus.active)
@@ -130,7 +139,7 @@ async def _assign(store, presence):
 
 async def test_a_waiting_call_rings_one_agent_then_the_next_then_waits(world):
     settings, p, store, rooms, clock = world
-    q = CallQueue(settings, p, rooms, await _assign(store, p))
+    q = queue(settings, p, rooms, await _assign(store, p))
     await ready(p, rooms, clock, "agent-b", "agent-c")
     w = await q.add(await _call(store, 1))
     assert w.agent == "agent-b" and p.state("agent-b") is AgentState.ringing
@@ -151,7 +160,7 @@ async def test_a_waiting_call_rings_one_agent_then_the_next_then_waits(world):
 
 async def test_queued_calls_ring_agents_who_become_available_oldest_first(world):
     settings, p, store, rooms, clock = world
-    q = CallQueue(settings, p, rooms, await _assign(store, p))
+    q = queue(settings, p, rooms, await _assign(store, p))
     w1 = await q.add(await _call(store, 1))
     clock[0] += 1
     w2 = await q.add(await _call(store, 2))
@@ -171,7 +180,7 @@ async def test_queued_calls_ring_agents_who_become_available_oldest_first(world)
 
 async def test_answering_rules(world):
     settings, p, store, rooms, clock = world
-    q = CallQueue(settings.model_copy(update={"offer_timeout_s": 30}), p, rooms, await _assign(store, p))
+    q = queue(settings.model_copy(update={"offer_timeout_s": 30}), p, rooms, await _assign(store, p))
     await ready(p, rooms, clock, "agent-b", "agent-c")
     with pytest.raises(InvalidInput, match="agent-d is not available any more"):
         q.check_pick("agent-d")
