@@ -26,10 +26,10 @@ import re
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Protocol
 
-from functions.errors import ProviderError, ProviderTimeout, ServiceError
+from functions.deadline import within
+from functions.errors import ProviderError, ServiceError
 from functions.models import (
     BriefingAnswer,
     BriefingQuestion,
@@ -517,20 +517,12 @@ class FallbackAnswerer:
     def answer(self, req: BriefingQuestion) -> BriefingAnswer:
         if classify(req.question) in self.MECHANICAL:
             return self.offline.answer(req)
-        future = self.pool.submit(self.primary.answer, req)
         try:
-            result = future.result(timeout=self.timeout_s)
+            result = within(self.pool, self.timeout_s, "briefing answer", self.primary.name, self.primary.answer, req)
             self.last_error = None
             return result
-        except FutureTimeout:
-            future.cancel()
-            self.last_error = ProviderTimeout(
-                f"briefing answer: {self.primary.name} took longer than {self.timeout_s}s"
-            )
         except ServiceError as e:
             self.last_error = e
-        except Exception as e:
-            self.last_error = ProviderError(f"briefing answer: {type(e).__name__}: {e}")
         log.warning("briefing answer falling back to offline: %s", self.last_error)
         return self.offline.answer(req).model_copy(update={"source": "offline_fallback"})
 

@@ -22,10 +22,10 @@ import re
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
-from functions.errors import ProviderError, ProviderTimeout, ServiceError
+from functions.deadline import within
+from functions.errors import ProviderError, ServiceError
 from functions.models import CallSummary, SummarizeRequest, TranscriptSegment
 from functions.openai_common import OpenAIClientHolder, convert_openai_error
 from functions.summary.offline_patterns import AMOUNT, DATE, EMAIL, clip_words, sentence_key
@@ -382,18 +382,12 @@ class FallbackSummarizer:
         self.last_error: ServiceError | None = None
 
     def summarize(self, segments: list[TranscriptSegment]) -> CallSummary:
-        future = self.pool.submit(self.primary.summarize, segments)
         try:
-            result = future.result(timeout=self.timeout_s)
+            result = within(self.pool, self.timeout_s, "summary", self.primary.name, self.primary.summarize, segments)
             self.last_error = None
             return result
-        except FutureTimeout:
-            future.cancel()
-            self.last_error = ProviderTimeout(f"summary: {self.primary.name} took longer than {self.timeout_s}s")
         except ServiceError as e:
             self.last_error = e
-        except Exception as e:
-            self.last_error = ProviderError(f"summary: {type(e).__name__}: {e}")
         log.warning("summary falling back to offline: %s", self.last_error)
         summary = self.offline.summarize(segments)
         return summary.model_copy(update={"source": "offline_fallback"})
