@@ -31,20 +31,10 @@ from functions.tts.speech import PiperSpeaker
 from tests.ai.helpers import synth
 from tests.fakes.openai_server import OpenAIRecorder
 from tests.integration.conftest import available_agent, running_orchestrator
+from tests.integration.test_gateway_live import LINE, LLM_SUMMARY  # the caller's line, a summary grounded in it
 from tests.support.media_plane import start_call, wait_for
 
 N = int(os.environ.get("BENCH_N", "10"))
-LINE = "Hi, my name is Sarah Johnson and I need help with my internet bill."
-LLM_SUMMARY = {  # grounded in any transcript of LINE
-    "caller_name": None,
-    "identifiers": [],
-    "issue": "Needs help with the internet bill.",
-    "key_facts": [],
-    "already_tried": [],
-    "sentiment": "neutral",
-    "requested_outcome": "Help with the internet bill",
-    "brief": "Caller needs help with the internet bill.",
-}
 
 
 def brief_source(orch, call) -> str:

@@ -11,14 +11,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
-from app import create_app
-from functions.tts.speech import EspeakSpeaker
 from tests.api.conftest import API_KEY, agent_headers, make_online, with_auth
 from tests.api.test_api_auth import snapshot
-from tests.integration.conftest import end_everything
 from ui.backend import UiBackend
 
 pytestmark = pytest.mark.integration
@@ -29,25 +25,14 @@ AGENTS = f"agent-a:{A_SECRET},agent-b:sha256:{hashlib.sha256(B_SECRET.encode()).
 
 
 @pytest.fixture
-async def app(control_settings, control_hub):
-    settings = with_auth(control_settings, agents=SecretStr(AGENTS), live_transcription=False)
-    app = create_app(settings, speaker=EspeakSpeaker(settings))
-    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
-        ctx = app.state.ctx
-        unregister = control_hub.add(ctx.sinks)
-        try:
-            yield app
-        finally:
-            await end_everything(ctx.orchestrator)
-            unregister()
+def api_settings(control_settings):
+    """The API tier's app (tests/api/conftest.py), with per-agent secrets instead of one shared key."""
+    return with_auth(control_settings, agents=SecretStr(AGENTS), live_transcription=False)
 
 
 @pytest.fixture
-async def client(app):
-    import httpx
-
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", timeout=60) as c:
-        yield c
+def app(api_app):
+    return api_app
 
 
 async def test_an_agent_acts_only_as_itself(client, app):
