@@ -48,7 +48,6 @@ from control.api_models import (
     ROOM_PATTERN,
     AgentsResponse,
     AgentTokenRequest,
-    AgentView,
     ApiInfo,
     AvailabilityRequest,
     CallerTokenRequest,
@@ -88,6 +87,7 @@ from functions.errors import (
 )
 from functions.models import (
     RESERVED_PREFIXES,
+    AgentPublic,
     Call,
     CallStatus,
     CallSummary,
@@ -489,7 +489,7 @@ def api_router(ctx: Any) -> APIRouter:
         p = orch().presence
         free = set(p.available())
         return AgentsResponse(
-            agents=[AgentView(**a) for a in p.agents()],
+            agents=p.agents(),
             queues=[
                 {"name": q, "agents": m, "available": sum(1 for i in m if i in free)} for q, m in p.queues().items()
             ],
@@ -497,15 +497,15 @@ def api_router(ctx: Any) -> APIRouter:
 
     @router.post(
         "/agents/availability",
-        response_model=AgentView,
+        response_model=AgentPublic,
         responses=_errors(*AGENT_ERRORS),
         summary="Take calls or not (the requesting agent); available also needs its lobby connection",
     )
-    async def availability(agent: Agent, req: AvailabilityRequest) -> AgentView:
+    async def availability(agent: Agent, req: AvailabilityRequest) -> AgentPublic:
         """An agent is offered calls and transfers while it is `available`: connected to the lobby
         (`agents-lobby`, a token from POST /api/tokens), taking calls (this), and not busy."""
         view = await orch().presence.set_ready(agent, req.available)
-        return AgentView(**view.public())
+        return view.public()
 
     @router.get(
         "/calls/waiting",

@@ -17,7 +17,7 @@ from functions.errors import InvalidInput
 from functions.models import (
     IDENTITY_RE,
     ROOM_RE,
-    AgentState,
+    AgentPublic,
     Call,
     CallStatus,
     TokenResponse,
@@ -185,19 +185,6 @@ class DeclineRequest(_Strict):
     _v_reason = field_validator("reason")(_one_line)
 
 
-class AgentView(BaseModel):
-    """An agent's presence, derived from facts: its lobby connection, its calls and offers."""
-
-    identity: str
-    name: str
-    state: AgentState
-    label: str = Field(description="the state as the UI shows it")
-    available: bool
-    busy: bool
-    queues: list[str] = Field(description="the queues (skills) it answers, from AGENT_SKILLS")
-    idle_since: float | None = Field(None, description="available since (Unix time); the longest idle is offered first")
-
-
 class QueueView(BaseModel):
     name: str
     agents: list[str]
@@ -205,7 +192,7 @@ class QueueView(BaseModel):
 
 
 class AgentsResponse(BaseModel):
-    agents: list[AgentView]
+    agents: list[AgentPublic]
     queues: list[QueueView]
 
 

@@ -31,7 +31,7 @@ from control.store import Store
 from functions.background import Background
 from functions.errors import Conflict, InvalidInput, ServiceError
 from functions.events import TRANSFER_PREFIX, CallStatusChanged, Notification, PresenceChanged, PresencePayload
-from functions.models import AgentState, CallStatus, TargetKind, TransferState, is_agent_identity
+from functions.models import AgentPublic, AgentState, CallStatus, TargetKind, TransferState, is_agent_identity
 from functions.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,17 +60,17 @@ class AgentView:
     queues: tuple[str, ...]
     idle_since: float | None  # when it became available (longest idle is offered first); None unless available
 
-    def public(self) -> dict:
-        return {
-            "identity": self.identity,
-            "name": self.name,
-            "state": self.state.value,
-            "label": LABELS[self.state],
-            "available": self.state is AgentState.available,
-            "busy": self.state in _RANK or self.state is AgentState.wrap_up,
-            "queues": list(self.queues),
-            "idle_since": self.idle_since,
-        }
+    def public(self) -> AgentPublic:
+        return AgentPublic(
+            identity=self.identity,
+            name=self.name,
+            state=self.state,
+            label=LABELS[self.state],
+            available=self.state is AgentState.available,
+            busy=self.state in _RANK or self.state is AgentState.wrap_up,
+            queues=list(self.queues),
+            idle_since=self.idle_since,
+        )
 
 
 class Presence:
@@ -285,7 +285,7 @@ class Presence:
     def state(self, identity: str) -> AgentState:
         return self.view(identity).state
 
-    def agents(self) -> list[dict]:
+    def agents(self) -> list[AgentPublic]:
         return [v.public() for v in sorted(self.views().values(), key=lambda v: (v.name.lower(), v.identity))]
 
     def available(self, *, queue: str | None = None, exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:

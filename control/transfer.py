@@ -90,6 +90,7 @@ from functions.models import (
     TokenRequest,
     TokenResponse,
     Transfer,
+    TransferInfo,
     TransferState,
     is_agent_identity,
 )
@@ -1051,8 +1052,8 @@ class TransferOrchestrator:
 
     async def _notify(self, t: Transfer, *, summary: CallSummary | None = None, join_room: str | None = None) -> None:
         payload = TransferPayload(
-            transfer=t.model_dump(mode="json", exclude={"events"}),
-            event=_last_event(t),
+            transfer=TransferInfo.model_validate(t.model_dump(exclude={"events"})),
+            event=t.events[-1] if t.events else None,
             summary=summary,
             join_room=join_room,
         )

@@ -23,9 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_serializer
 from functions.models import (
     PROTOCOL_VERSION,
     TOPIC,
+    AgentPublic,
     BriefingExchange,
     CallStatus,
     CallSummary,
+    TransferEvent,
+    TransferInfo,
     TransferState,
 )
 
@@ -60,8 +63,8 @@ class Notification(BaseModel):
 class TransferPayload(_Payload):
     omit_none = ("summary", "join_room")
 
-    transfer: dict[str, Any] = Field(description="the Transfer, without its event log")
-    event: dict[str, Any] | None = Field(description="the TransferEvent that led here")
+    transfer: TransferInfo = Field(description="the transfer, without its event log")
+    event: TransferEvent | None = Field(description="the event that led here")
     summary: CallSummary | None = Field(None, description="for B: the call's summary (offered, consulting)")
     join_room: str | None = Field(None, description="the room B joins now (completing, introducing)")
 
@@ -217,7 +220,7 @@ class CallsChanged(Notification):
 
 
 class PresencePayload(_Payload):
-    agents: list[dict[str, Any]] = Field(description="each agent's public view (control.presence)")
+    agents: list[AgentPublic] = Field(description="each agent's public view (control.presence)")
 
 
 class PresenceChanged(Notification):

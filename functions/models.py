@@ -130,6 +130,19 @@ class AgentState(StrEnum):
     wrap_up = "wrap_up"  # WRAP_UP_S after a call
 
 
+class AgentPublic(BaseModel):
+    """One agent as the UI, the API and `presence.changed` show it (control.presence derives it)."""
+
+    identity: str
+    name: str
+    state: AgentState
+    label: str = Field(description="the state as the UI shows it")
+    available: bool = Field(description="may be offered a call or a transfer now")
+    busy: bool = Field(description="ringing, on a call, consulting or in wrap-up")
+    queues: list[str] = Field(description="the queues (skills) it answers, from AGENT_SKILLS")
+    idle_since: float | None = Field(None, description="available since (Unix time); the longest idle is offered first")
+
+
 class TransferEvent(BaseModel):
     transfer_id: str
     seq: int
@@ -140,7 +153,9 @@ class TransferEvent(BaseModel):
     detail: dict = Field(default_factory=dict)
 
 
-class Transfer(BaseModel):
+class TransferInfo(BaseModel):
+    """A transfer as agents are told of it (`transfer.*` messages): everything but its event log."""
+
     transfer_id: str
     call_id: str
     call_room: str
@@ -155,7 +170,6 @@ class Transfer(BaseModel):
     reason: str = ""
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
-    events: list[TransferEvent] = Field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -166,6 +180,12 @@ class Transfer(BaseModel):
         """The queue a queue transfer goes to ("" otherwise): what the caller is told."""
         queues = [e.removeprefix("queue:") for e in self.route if e.startswith("queue:")]
         return queues[0] if len(self.route) == 1 and queues else ""
+
+
+class Transfer(TransferInfo):
+    """A transfer with its event log (the store's row, the API's answer)."""
+
+    events: list[TransferEvent] = Field(default_factory=list)
 
 
 # --- transcripts and summaries -----------------------------------------------------------

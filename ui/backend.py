@@ -97,7 +97,7 @@ class UiBackend:
     def on_notification(self, msg: Notification) -> None:
         """Every notification of the control plane (a follower of the context's bus: control/wiring.py)."""
         if isinstance(msg, TransferChanged) and msg.type == "transfer.consulting" and msg.payload.summary is not None:
-            self._summaries[msg.payload.transfer["transfer_id"]] = msg.payload.summary.model_dump(mode="json")
+            self._summaries[msg.payload.transfer.transfer_id] = msg.payload.summary.model_dump(mode="json")
         # Agents' dashboards follow every change (presence announces its own: `presence.changed`).
         self._spawn(self._send_lobby(CallsChanged(payload=CallsChangedPayload(cause=msg.type)), None))
 
@@ -331,7 +331,7 @@ class UiBackend:
             "functions_backend": self.ctx.gateway.backend_label,
             "functions": self.function_status(),
             "live_transcription": self.ctx.settings.live_transcription,
-            "agents": self.presence.agents(),
+            "agents": [a.model_dump(mode="json") for a in self.presence.agents()],
             "queues": self._queues(),
             "calls": [self._call_view(c) for c in calls],
             "transfers": [self._transfer_view(t, with_summary=False) for t in transfers],
@@ -397,9 +397,9 @@ class UiBackend:
                 "name": agent.name,
                 "state": view.state.value,
                 "ready": self.presence.is_ready(me),
-                **{k: v for k, v in view.public().items() if k in ("label", "available", "busy", "queues")},
+                **view.public().model_dump(mode="json", include={"label", "available", "busy", "queues"}),
             },
-            "agents": self.presence.agents(),
+            "agents": [a.model_dump(mode="json") for a in self.presence.agents()],
             "queues": self._queues(),
             "incoming": [
                 {"call_id": w.call_id, "caller_name": w.caller_name, "offered_to": w.agent, "at": w.since}

@@ -23,6 +23,7 @@ from functions.events import (
 from functions.models import CallStatus, TransferState
 from functions.services import build_services
 from functions.settings import Settings
+from tests.unit.test_events import TRANSFER
 
 pytestmark = pytest.mark.unit
 
@@ -32,7 +33,7 @@ def call_status(status: CallStatus = CallStatus.ended) -> CallStatusChanged:
 
 
 def transfer_changed(state: TransferState = TransferState.declined) -> TransferChanged:
-    return TransferChanged.of(state, TransferPayload(transfer={"transfer_id": "t1"}, event=None))
+    return TransferChanged.of(state, TransferPayload(transfer=TRANSFER, event=None))
 
 
 def test_a_handler_gets_the_types_it_named_and_an_untyped_one_gets_all():

@@ -11,17 +11,32 @@ from pathlib import Path
 import pytest
 
 from functions import events as ev
-from functions.models import BriefingExchange, CallStatus, CallSummary, QuestionKind, TransferState
+from functions.models import (
+    AgentPublic,
+    AgentState,
+    BriefingExchange,
+    CallStatus,
+    CallSummary,
+    QuestionKind,
+    TransferInfo,
+    TransferState,
+)
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "ui" / "static"
 SUMMARY = CallSummary(caller_name="Ann", issue="a refund", brief="Ann wants a refund.")
+TRANSFER = TransferInfo(
+    transfer_id="t1", call_id="c1", call_room="call-c1", consult_room="consult-t1", from_agent="a", target="b"
+)
+AGENT_B = AgentPublic(
+    identity="agent-b", name="B", state=AgentState.available, label="Available", available=True, busy=False, queues=[]
+)
 EXAMPLES: list[ev.Notification] = [
     ev.TransferChanged.of(
         TransferState.consulting,
-        ev.TransferPayload(transfer={"transfer_id": "t1"}, event=None, summary=SUMMARY),
+        ev.TransferPayload(transfer=TRANSFER, event=None, summary=SUMMARY),
     ),
     ev.OfferMoved(payload=ev.OfferMovedPayload(transfer_id="t1", to="agent-c")),
     ev.SummaryCard(payload=ev.SummaryCardPayload(transfer_id="t1", summary=SUMMARY)),
@@ -56,7 +71,7 @@ EXAMPLES: list[ev.Notification] = [
     ev.CallIncoming(payload=ev.CallIncomingPayload(call_id="c1", caller_name="Ann", offered_to="agent-b")),
     ev.CallWithdrawn(payload=ev.CallWithdrawnPayload(call_id="c1", reason="no answer")),
     ev.CallsChanged(payload=ev.CallsChangedPayload(cause="call.new")),
-    ev.PresenceChanged(payload=ev.PresencePayload(agents=[{"identity": "agent-b", "state": "available"}])),
+    ev.PresenceChanged(payload=ev.PresencePayload(agents=[AGENT_B])),
     ev.TranscriptSegmentAdded(payload=ev.SegmentPayload(call_id="c1", speaker="caller", text="hi", start=0, end=1)),
     ev.TranscriptStatusChanged(payload=ev.TranscriptStatusPayload(call_id="c1", behind_s=4, dropped=0, dropped_s=0)),
     ev.SummaryUpdated(payload=ev.SummaryUpdatedPayload(call_id="c1", summary=SUMMARY)),
@@ -77,7 +92,7 @@ def test_a_message_parses_back_as_its_own_model(msg):
 
 def test_absent_optional_fields_are_left_out_not_null():
     """As before the models: a transfer message without a summary has no `summary` key."""
-    plain = ev.TransferChanged.of(TransferState.declined, ev.TransferPayload(transfer={}, event=None))
+    plain = ev.TransferChanged.of(TransferState.declined, ev.TransferPayload(transfer=TRANSFER, event=None))
     assert set(plain.model_dump(mode="json")["payload"]) == {"transfer", "event"}
     caption = ev.SegmentPayload(call_id="c1", speaker="caller", text="hi", start=0, end=1)
     assert "transfer_id" not in caption.model_dump(mode="json")
