@@ -21,18 +21,18 @@ from fastapi.responses import FileResponse, Response
 
 from ui.backend import UiBackend
 from ui.tabs import build_blocks, render_agent_tab, render_caller_tab, render_calls_tab
-from ui.widgets import LIVEKIT_CLIENT, PROJECT_ROOT, STATIC_DIR, STATIC_ROUTE, VENDOR, LiveKitRoom, WtPanel
+from ui.widgets import LIVEKIT_CLIENT, PROJECT_ROOT, STATIC_DIR, STATIC_ROUTE, VENDOR, livekit_room, wt_panel
 
 __all__ = [
-    "LiveKitRoom",
     "UiBackend",
-    "WtPanel",
     "build_blocks",
+    "livekit_room",
     "mount_ui",
     "render_agent_tab",
     "render_caller_tab",
     "render_calls_tab",
     "share_link",
+    "wt_panel",
 ]
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,8 @@ def share_link(app: FastAPI, host: str, port: int) -> threading.Thread:
     The browser must also reach LiveKit: with the embedded server (loopback only) a
     share link shows the UI but calls cannot connect; set LIVEKIT_URL to a public
     LiveKit deployment for that (see docs/ui.md)."""
+    # Not a patch, but not public API either: Blocks.launch(share=True) is the public way, and it runs
+    # Gradio's own server; this app is FastAPI with Gradio mounted, and mount_gradio_app has no share.
     from gradio import networking
 
     ctx = getattr(app.state, "ctx", None)

@@ -2,10 +2,10 @@
 drawn by the ES modules in `ui/static/` with DOM APIs (`textContent`, never
 `innerHTML` with data), so no user text is ever interpolated into HTML or JS.
 
-- `LiveKitRoom`: the reusable room widget: connection state, participants with
+- `livekit_room()`: the reusable room widget: connection state, participants with
   speaking indicators, mute/unmute, leave, remote audio, reconnects, microphone errors.
   Other panels drive it through `room(slot)` (ui/static/livekit_room.js) in the browser.
-- `WtPanel`: one part of a tab (caller phone, agent desk, live captions, timeline,
+- `wt_panel()`: one part of a tab (caller phone, agent desk, live captions, timeline,
   calls dashboard), bound to a browser-side controller by `kind` and `slot`.
 """
 
@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
-import gradio.component_meta as _component_meta
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -61,59 +60,47 @@ def head_html() -> str:
     return f'<script>import("{url}").catch((e) => {failed});</script>'
 
 
-@contextlib.contextmanager
-def _no_stub_files() -> Iterator[None]:
-    """Gradio writes a `.pyi` next to any module that subclasses a component; not here."""
-    original = _component_meta.create_or_modify_pyi
-    _component_meta.create_or_modify_pyi = lambda *_args, **_kwargs: None
-    try:
-        yield
-    finally:
-        _component_meta.create_or_modify_pyi = original
+def _wt_html(*, kind: str, slot: str, server_functions: list[Callable] | None = None, **kwargs) -> gr.HTML:
+    """Shared shell: a root element the browser controller fills in.
+
+    A plain `gr.HTML`, not a subclass: Gradio's component metaclass writes a `.pyi` stub next to
+    the module of any class deriving from a component (`gradio.component_meta.create_or_modify_pyi`,
+    with no public switch to turn that off), so these are functions returning a configured `gr.HTML`.
+    """
+    return gr.HTML(
+        value="",
+        html_template='<div class="wt-shell" data-wt="1"></div>',
+        js_on_load=BOOT_JS,
+        head=head_html(),
+        server_functions=server_functions,
+        apply_default_css=False,
+        container=False,
+        padding=False,
+        wt_kind=kind,
+        wt_slot=slot,
+        **kwargs,
+    )
 
 
-with _no_stub_files():
+def livekit_room(slot: str, *, label: str = "Room", hint: str = "") -> gr.HTML:
+    """A LiveKit room in the browser, driven by the panel that owns `slot`."""
+    return _wt_html(
+        kind="room",
+        slot=slot,
+        wt_label=label,
+        wt_hint=hint,
+        elem_id=f"wt-room-{slot}",
+        elem_classes=["wt-room"],
+    )
 
-    class _WtHtml(gr.HTML):
-        """Shared shell: a root element the browser controller fills in."""
 
-        def __init__(self, *, kind: str, slot: str, server_functions: list[Callable] | None = None, **kwargs) -> None:
-            super().__init__(
-                value="",
-                html_template='<div class="wt-shell" data-wt="1"></div>',
-                js_on_load=BOOT_JS,
-                head=head_html(),
-                server_functions=server_functions,
-                apply_default_css=False,
-                container=False,
-                padding=False,
-                wt_kind=kind,
-                wt_slot=slot,
-                **kwargs,
-            )
-
-    class LiveKitRoom(_WtHtml):
-        """A LiveKit room in the browser, driven by the panel that owns `slot`."""
-
-        def __init__(self, slot: str, *, label: str = "Room", hint: str = "") -> None:
-            super().__init__(
-                kind="room",
-                slot=slot,
-                wt_label=label,
-                wt_hint=hint,
-                elem_id=f"wt-room-{slot}",
-                elem_classes=["wt-room"],
-            )
-
-    class WtPanel(_WtHtml):
-        """One part (`kind`) of a tab, sharing a controller with the other parts of `slot`."""
-
-        def __init__(self, kind: str, slot: str, *, server_functions: list[Callable] | None = None, **props) -> None:
-            super().__init__(
-                kind=kind,
-                slot=slot,
-                server_functions=server_functions,
-                elem_id=f"wt-{kind}-{slot}",
-                elem_classes=["wt-panel", f"wt-panel-{kind}"],
-                **{f"wt_{k}": v for k, v in props.items()},
-            )
+def wt_panel(kind: str, slot: str, *, server_functions: list[Callable] | None = None, **props) -> gr.HTML:
+    """One part (`kind`) of a tab, sharing a controller with the other parts of `slot`."""
+    return _wt_html(
+        kind=kind,
+        slot=slot,
+        server_functions=server_functions,
+        elem_id=f"wt-{kind}-{slot}",
+        elem_classes=["wt-panel", f"wt-panel-{kind}"],
+        **{f"wt_{k}": v for k, v in props.items()},
+    )
