@@ -1,4 +1,4 @@
-// ESLint (flat config) for the browser scripts in ui/static/ and the JS unit tests in tests/js/.
+// ESLint (flat config) for the browser modules in ui/static/ and the JS unit tests in tests/js/.
 // `make test` runs it (scripts/lint_js.sh) before the Python tiers; prettier formats (.prettierrc).
 "use strict";
 const js = require("@eslint/js");
@@ -8,26 +8,26 @@ module.exports = [
   { ignores: ["node_modules/**", ".venv/**", ".tools/**", "artifacts/**", "data/**"] },
   js.configs.recommended,
   {
-    // Classic scripts loaded in order by the page head (ui/widgets.py SCRIPTS): they share `window.WT`.
+    // ES modules: main.js (the entry the page head imports) and everything it imports.
     files: ["ui/static/**/*.js"],
     languageOptions: {
       ecmaVersion: 2022,
-      sourceType: "script",
+      sourceType: "module",
       globals: { ...globals.browser },
     },
   },
   {
-    // The js_on_load body Gradio wraps in a function with these arguments (ui/widgets.py BOOT_JS).
+    // Not a module: the js_on_load body Gradio wraps in a function with these arguments (ui/widgets.py BOOT_JS).
     files: ["ui/static/boot.js"],
-    languageOptions: { globals: { element: "readonly", props: "readonly", server: "readonly" } },
+    languageOptions: { sourceType: "script", globals: { element: "readonly", props: "readonly", server: "readonly" } },
   },
   {
-    // Loaded by the page (WT.logic) and by node's test runner (module.exports).
-    files: ["ui/static/desk_logic.js"],
-    languageOptions: { globals: { module: "readonly" } },
+    // node --test: ES modules importing the browser modules that need no DOM (tests/js/).
+    files: ["tests/js/**/*.mjs"],
+    languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: { ...globals.node } },
   },
   {
-    files: ["tests/js/**/*.js", "eslint.config.js"],
+    files: ["eslint.config.js"],
     languageOptions: { ecmaVersion: 2022, sourceType: "commonjs", globals: { ...globals.node } },
   },
 ];

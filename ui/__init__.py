@@ -7,6 +7,7 @@ CSS) is served from `/wt-static/`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -15,28 +16,28 @@ import subprocess
 import threading
 
 import gradio as gr
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, Response
 
 from ui.backend import UiBackend
 from ui.tabs import build_blocks, render_agent_tab, render_caller_tab, render_calls_tab
-from ui.widgets import LIVEKIT_CLIENT, PROJECT_ROOT, STATIC_DIR, STATIC_ROUTE, LiveKitRoom, WtPanel
+from ui.widgets import LIVEKIT_CLIENT, PROJECT_ROOT, STATIC_DIR, STATIC_ROUTE, VENDOR, livekit_room, wt_panel
 
 __all__ = [
-    "LiveKitRoom",
     "UiBackend",
-    "WtPanel",
     "build_blocks",
+    "livekit_room",
     "mount_ui",
     "render_agent_tab",
     "render_caller_tab",
     "render_calls_tab",
     "share_link",
+    "wt_panel",
 ]
 
 log = logging.getLogger(__name__)
 CSS_PATH = STATIC_DIR / "widgets.css"
-_MEDIA = {".js": "text/javascript", ".css": "text/css", ".map": "application/json"}
+_MEDIA = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".map": "application/json"}
 
 
 def ensure_livekit_client() -> bool:
@@ -58,17 +59,30 @@ def ensure_livekit_client() -> bool:
 
 def _static_routes(app: FastAPI) -> None:
     ensure_livekit_client()
+    root = STATIC_DIR.resolve()
 
-    @app.get(f"/{STATIC_ROUTE}/{{name}}", include_in_schema=False)
-    async def wt_static(name: str) -> FileResponse:
-        if name in ("livekit-client.umd.js", "livekit-client.umd.js.map"):
-            path = LIVEKIT_CLIENT.with_name(name)
-        else:
-            path = STATIC_DIR / name
-        # Only plain file names from the two folders: no paths, no other files.
-        if "/" in name or "\\" in name or name.startswith(".") or path.suffix not in _MEDIA or not path.is_file():
+    # Modules import each other by plain relative URLs (no `?v=`): every answer says `no-cache`, so the
+    # browser revalidates each file with its ETag each time the page loads (304 when unchanged) and
+    # never runs a stale module (see head_html in ui/widgets.py).
+    @app.get(f"/{STATIC_ROUTE}/{{name:path}}", include_in_schema=False)
+    async def wt_static(name: str, request: Request) -> Response:
+        parts = name.split("/")
+        # Only files of ui/static (and its folders) and livekit-client's module: no `..`, no dot files.
+        refused = "\\" in name or any(not p or p.startswith(".") for p in parts)
+        path = VENDOR.get(name) or STATIC_DIR.joinpath(*parts)
+        if (
+            refused
+            or path.suffix not in _MEDIA
+            or not path.is_file()
+            or (name not in VENDOR and not path.resolve().is_relative_to(root))
+        ):
             raise HTTPException(404, "not found" if LIVEKIT_CLIENT.exists() else "run `npm ci` (livekit-client)")
-        return FileResponse(path, media_type=_MEDIA[path.suffix], headers={"Cache-Control": "no-cache"})
+        stat = path.stat()
+        etag = '"' + hashlib.md5(f"{stat.st_mtime_ns}-{stat.st_size}".encode(), usedforsecurity=False).hexdigest() + '"'
+        headers = {"Cache-Control": "no-cache", "ETag": etag}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return FileResponse(path, media_type=_MEDIA[path.suffix], headers=headers)
 
 
 def mount_ui(app: FastAPI, ctx) -> UiBackend:
@@ -96,6 +110,8 @@ def share_link(app: FastAPI, host: str, port: int) -> threading.Thread:
     The browser must also reach LiveKit: with the embedded server (loopback only) a
     share link shows the UI but calls cannot connect; set LIVEKIT_URL to a public
     LiveKit deployment for that (see docs/ui.md)."""
+    # Not a patch, but not public API either: Blocks.launch(share=True) is the public way, and it runs
+    # Gradio's own server; this app is FastAPI with Gradio mounted, and mount_gradio_app has no share.
     from gradio import networking
 
     ctx = getattr(app.state, "ctx", None)

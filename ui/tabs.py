@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ui.backend import UiBackend
-from ui.widgets import LiveKitRoom, WtPanel
+from ui.widgets import livekit_room, wt_panel
 
 
 def render_agent_tab(backend: UiBackend, slot: str, *, identity: str, name: str) -> None:
@@ -15,34 +15,34 @@ def render_agent_tab(backend: UiBackend, slot: str, *, identity: str, name: str)
     fns = backend.agent_functions()
     with gr.Row(equal_height=False, elem_classes=["wt-agent-tab"]):
         with gr.Column(scale=5, min_width=360):
-            WtPanel("desk", slot, server_functions=fns, identity=identity, name=name)
+            wt_panel("desk", slot, server_functions=fns, identity=identity, name=name)
         with gr.Column(scale=6, min_width=420):
             with gr.Row(equal_height=False):
-                LiveKitRoom(f"{slot}-call", label="Call with the caller", hint="Accept a call to join it.")
-                LiveKitRoom(f"{slot}-consult", label="Consult", hint="Opens during a warm transfer.")
-            WtPanel("live", slot)
-            WtPanel("timeline", slot)
+                livekit_room(f"{slot}-call", label="Call with the caller", hint="Accept a call to join it.")
+                livekit_room(f"{slot}-consult", label="Consult", hint="Opens during a warm transfer.")
+            wt_panel("live", slot)
+            wt_panel("timeline", slot)
 
 
 def render_caller_tab(backend: UiBackend) -> None:
     """Name, agent pick, one-click call; who you talk to, hold, transfer; mute, hang up."""
     with gr.Row(equal_height=False, elem_classes=["wt-caller-tab"]):
         with gr.Column(scale=3, min_width=360):
-            WtPanel("caller", "caller", server_functions=backend.caller_functions())
+            wt_panel("caller", "caller", server_functions=backend.caller_functions())
         with gr.Column(scale=2, min_width=320):
-            LiveKitRoom("caller", label="Your call", hint="Connects when you call.")
+            livekit_room("caller", label="Your call", hint="Connects when you call.")
 
 
 def render_calls_tab(backend: UiBackend) -> None:
     """Agents, calls and transfers, live (for signed-in agents)."""
-    WtPanel("calls", "calls", server_functions=backend.agent_functions())
+    wt_panel("calls", "calls", server_functions=backend.agent_functions())
 
 
 def render_page_panel(backend: UiBackend, *, agents: list[str], callers: list[str]) -> None:
     """Outside the tabs, so always mounted (Gradio mounts a tab's components when it is first
     opened): resumes the sign-ins and the call a reload left (whatever tab is shown), and says
     which role has the microphone when one page plays several."""
-    WtPanel(
+    wt_panel(
         "page",
         "page",
         server_functions=backend.agent_functions() + backend.caller_functions(),

@@ -125,8 +125,8 @@ def test_the_scripts_spell_no_message_type_themselves():
     types = "|".join(re.escape(t) for t in [*ev.message_types(), ev.TRANSFER_PREFIX, "warm-transfer"])
     quoted = re.compile(rf"""["'`]({types})["'`]""")
     copied = [
-        f"{path.name}:{n}: {m.group(1)}"
-        for path in sorted(STATIC.glob("*.js"))
+        f"{path.relative_to(STATIC)}:{n}: {m.group(1)}"
+        for path in sorted(STATIC.rglob("*.js"))
         if path != ev.JS_PATH
         for n, line in enumerate(path.read_text().splitlines(), start=1)
         for m in quoted.finditer(line.split("//")[0])  # comments may name a message
@@ -137,14 +137,18 @@ def test_the_scripts_spell_no_message_type_themselves():
 def test_the_scripts_use_only_constants_that_exist():
     names = set(re.findall(r"^\s+([A-Z_]+):", ev.render_js(), re.M))
     used = {
-        (path.name, name)
-        for path in sorted(STATIC.glob("*.js"))
-        for name in re.findall(r"\b(?:P|WT\.PROTOCOL)\.([A-Z_]+)\b", path.read_text())
+        (path.relative_to(STATIC), name)
+        for path in sorted(STATIC.rglob("*.js"))
+        for name in re.findall(r"\b(?:P|PROTOCOL)\.([A-Z_]+)\b", path.read_text())
     }
     assert used and {u for u in used if u[1] not in names} == set()
 
 
-def test_protocol_js_loads_before_the_scripts_that_use_it():
-    from ui.widgets import SCRIPTS
-
-    assert SCRIPTS[0] == "protocol.js"
+def test_the_modules_using_the_protocol_import_it():
+    """protocol.js is an ES module: a module using its constants imports them from it."""
+    uses = re.compile(r"\b(?:P|PROTOCOL)\.[A-Z_]+\b")
+    imports = re.compile(r'^import \{ PROTOCOL(?: as P)? \} from "(?:\./|\.\./)protocol\.js";', re.M)
+    users = [path for path in sorted(STATIC.rglob("*.js")) if uses.search(path.read_text())]
+    assert users
+    for path in users:
+        assert imports.search(path.read_text()), path.relative_to(STATIC)

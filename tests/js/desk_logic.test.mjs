@@ -1,15 +1,9 @@
 // Unit tests of the desks' and the caller page's decisions (ui/static/desk_logic.js), with node's
 // own runner: `node --test tests/js/` (scripts/lint_js.sh, the JS step of `make test`). No peer:
 // the functions are pure (snapshots in the shape ui/backend.py's agent_state and caller_status answer).
-"use strict";
-const { test } = require("node:test");
-const assert = require("node:assert/strict");
-const fs = require("node:fs");
-const path = require("node:path");
-const vm = require("node:vm");
-
-const ROOT = path.join(__dirname, "..", "..");
-const L = require(path.join(ROOT, "ui", "static", "desk_logic.js"));
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as L from "../../ui/static/desk_logic.js";
 
 const AGENTS = [
   { identity: "agent-a", name: "Ada" },
@@ -239,19 +233,4 @@ test("why a room was left, and whether rejoining can help", () => {
   assert.deepEqual(L.disconnectWhy(2, R, false), { why: "You joined this room from another window.", final: true });
   assert.deepEqual(L.disconnectWhy(0, R, true), { why: "You left.", final: true });
   assert.deepEqual(L.disconnectWhy(0, R, false), { why: "Disconnected.", final: false });
-});
-
-test("in the browser the same file attaches to window.WT, and the page loads it before its users", () => {
-  const src = fs.readFileSync(path.join(ROOT, "ui", "static", "desk_logic.js"), "utf8");
-  const window = { WT: { PROTOCOL: {} } };
-  vm.runInNewContext(src, { window });
-  assert.equal(typeof window.WT.logic.transferUpdate, "function");
-  assert.deepEqual(window.WT.PROTOCOL, {}); // what was there stays
-  const widgets = fs.readFileSync(path.join(ROOT, "ui", "widgets.py"), "utf8");
-  const scripts = Array.from(/^SCRIPTS = \[([^\]]*)\]/m.exec(widgets)[1].matchAll(/"([^"]+)"/g), (m) => m[1]);
-  const users = fs.readdirSync(path.join(ROOT, "ui", "static")).filter((name) => {
-    return name.endsWith(".js") && fs.readFileSync(path.join(ROOT, "ui", "static", name), "utf8").includes("WT.logic;");
-  });
-  assert.ok(users.length >= 3, users.join(", "));
-  for (const name of users) assert.ok(scripts.indexOf("desk_logic.js") < scripts.indexOf(name), `${name} loads after desk_logic.js`);
 });
