@@ -7,6 +7,8 @@ CSS) is served from `/wt-static/`.
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import hashlib
 import logging
 import os
@@ -14,6 +16,7 @@ import secrets
 import shutil
 import subprocess
 import threading
+from pathlib import Path
 
 import gradio as gr
 from fastapi import FastAPI, HTTPException, Request
@@ -37,6 +40,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 CSS_PATH = STATIC_DIR / "widgets.css"
+GZIP_FROM_BYTES = 32_000
 _MEDIA = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".map": "application/json"}
 
 
@@ -60,6 +64,7 @@ def ensure_livekit_client() -> bool:
 def _static_routes(app: FastAPI) -> None:
     ensure_livekit_client()
     root = STATIC_DIR.resolve()
+    gzipped: dict[tuple[Path, str], bytes] = {}  # (file, ETag) → its gzip: compressed once per version
 
     # Modules import each other by plain relative URLs (no `?v=`): every answer says `no-cache`, so the
     # browser revalidates each file with its ETag each time the page loads (304 when unchanged) and
@@ -78,10 +83,21 @@ def _static_routes(app: FastAPI) -> None:
         ):
             raise HTTPException(404, "not found" if LIVEKIT_CLIENT.exists() else "run `npm ci` (livekit-client)")
         stat = path.stat()
-        etag = '"' + hashlib.md5(f"{stat.st_mtime_ns}-{stat.st_size}".encode(), usedforsecurity=False).hexdigest() + '"'
+        # Weak: the gzipped and the plain answer are the same module (RFC 9110 8.8.1).
+        version = hashlib.md5(f"{stat.st_mtime_ns}-{stat.st_size}".encode(), usedforsecurity=False).hexdigest()
+        etag = f'W/"{version}"'
         headers = {"Cache-Control": "no-cache", "ETag": etag}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
+        headers["Vary"] = "Accept-Encoding"
+        # livekit-client's module build is 1.4 MB (unminified; npm ships no minified ESM): 0.3 MB gzipped,
+        # which is what a share link's browser waits for. Small files go as they are.
+        if stat.st_size >= GZIP_FROM_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+            key = (path, etag)
+            if key not in gzipped:
+                gzipped[key] = await asyncio.to_thread(gzip.compress, path.read_bytes(), 6)
+            headers["Content-Encoding"] = "gzip"
+            return Response(gzipped[key], media_type=_MEDIA[path.suffix], headers=headers)
         return FileResponse(path, media_type=_MEDIA[path.suffix], headers=headers)
 
 

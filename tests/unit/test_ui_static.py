@@ -62,3 +62,15 @@ def test_the_head_imports_the_entry_module_with_a_version():
     head = head_html()
     assert head.startswith('<script>import("./wt-static/main.js?v=') and head.endswith("</script>")
     assert "type=" not in head  # Gradio copies a head script's src and text only, never its type
+
+
+@pytest.mark.skipif(not LIVEKIT_CLIENT.exists(), reason="npm ci not run")
+def test_the_large_module_goes_gzipped_to_browsers_that_take_it(client):
+    zipped = client.get("/wt-static/vendor/livekit-client.esm.mjs", headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.headers["vary"] == "Accept-Encoding"
+    assert int(zipped.headers["content-length"]) < LIVEKIT_CLIENT.stat().st_size / 3  # what goes over the wire
+    assert zipped.content == LIVEKIT_CLIENT.read_bytes()  # what the browser runs, unzipped by the client
+    plain = client.get("/wt-static/vendor/livekit-client.esm.mjs", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == LIVEKIT_CLIENT.read_bytes()
+    small = client.get("/wt-static/boot.js", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in small.headers  # small files go as they are
