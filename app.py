@@ -113,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
 
         share_link(app, host, port)
     # Bounded: open streams (the UI's event streams) get this long to finish, then the app stops anyway.
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    server = uvicorn.Server(config)
+    # The workers' liveness connections let go as soon as the server is asked to stop (control_routes).
+    app.state.stopping = lambda: server.should_exit
+    server.run()
     return 0
 
 

@@ -24,6 +24,7 @@ from control.rooms import Rooms
 from functions.errors import ServiceError
 from functions.media_protocol import (
     WORKER_SILENT_S,
+    WORKER_STUCK_S,
     CallJob,
     CallRoomState,
     ConsultJob,
@@ -61,6 +62,7 @@ class MediaControl:
         self._checking: set[str] = set()  # job identities whose presence is being checked
         self.listening: set[tuple[str, str]] = set()  # (room job identity, speaker) whose audio a job reads
         self._workers: dict[str, float] = {}  # worker id → its last heartbeat
+        self._held: set[str] = set()  # workers whose last beat said their liveness connection is open
         self._owner: dict[str, tuple[str, str, float]] = {}  # job identity → (worker id, room, last listed)
         self._joined_at: dict[str, float] = {}  # job identity → when its latest job reported "joined"
         self.lost_jobs = 0
@@ -182,18 +184,32 @@ class MediaControl:
         mine = {i: o for i, o in self._owner.items() if o[0] == beat.worker_id}
         if beat.stopping:  # its jobs leave their rooms themselves; the webhooks take it from there
             self._workers.pop(beat.worker_id, None)
+            self._held.discard(beat.worker_id)
             for identity in mine:
                 del self._owner[identity]
             return []
         self._workers[beat.worker_id] = now
+        if beat.held:
+            self._held.add(beat.worker_id)
+        else:
+            self._held.discard(beat.worker_id)
         listed = {j.identity for j in beat.jobs}
         lost = self._take_lost({i: o for i, o in mine.items() if i not in listed})
         for j in beat.jobs:
             self._owner[j.identity] = (beat.worker_id, j.room, now)
         return lost
 
+    def on_worker_gone(self, worker_id: str) -> list[JobRef]:
+        """The worker's liveness connection broke (the process died): its jobs, lost at once."""
+        if self._workers.pop(worker_id, None) is None:
+            return []  # stopped cleanly (its goodbye came first), or never beat here
+        self._held.discard(worker_id)
+        log.warning("media worker %s: its liveness connection broke, its jobs are lost", worker_id)
+        return self._take_lost({i: o for i, o in self._owner.items() if o[0] == worker_id})
+
     def silent_workers(self, lag_s: float = 0.0) -> list[JobRef]:
-        """The jobs of workers that have not beaten for WORKER_SILENT_S (each reported once).
+        """The jobs of workers that have not beaten for WORKER_SILENT_S, or WORKER_STUCK_S while they
+        hold their liveness connection (alive, only late), each reported once.
         `lag_s`: how late the caller's own loop ran. A control plane that was itself too busy to
         take the beats cannot tell a dead worker from a late beat, so that time is not counted:
         removing a live job's participant would cut a caller's hold audio for nothing."""
@@ -201,8 +217,11 @@ class MediaControl:
         if lag_s > 0:
             for w in self._workers:
                 self._workers[w] += lag_s
-        silent = {w for w, t in self._workers.items() if now - t > WORKER_SILENT_S}
+        silent = {
+            w for w, t in self._workers.items() if now - t > (WORKER_STUCK_S if w in self._held else WORKER_SILENT_S)
+        }
         for w in silent:
+            self._held.discard(w)
             log.warning("media worker %s silent for %.1fs: its jobs are lost", w, now - self._workers.pop(w))
         return self._take_lost({i: o for i, o in self._owner.items() if o[0] in silent})
 

@@ -75,6 +75,7 @@ from functions.media_protocol import (
     QAReport,
     SegmentReport,
     TranscriptionStatus,
+    WorkerGone,
     WorkerHeartbeat,
     briefing_identity,
     media_identity,
@@ -667,8 +668,12 @@ class TransferOrchestrator:
             )
 
     async def on_media_report(self, report: MediaReport) -> None:
-        if isinstance(report, WorkerHeartbeat):
-            for job in self.media.on_heartbeat(report):
+        if isinstance(report, WorkerHeartbeat | WorkerGone):  # worker liveness (control.media_control)
+            if isinstance(report, WorkerHeartbeat):
+                lost = self.media.on_heartbeat(report)
+            else:
+                lost = self.media.on_worker_gone(report.worker_id)
+            for job in lost:
                 self._background.spawn(self._job_lost(job))
             return
         try:

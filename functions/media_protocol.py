@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from functions.models import BriefingExchange, CallSummary, FunctionStatus, TranscriptSegment
 
 INTERNAL_PATH = "/internal/media"
+ALIVE_PATH = INTERNAL_PATH + "/alive"  # a worker's held liveness connection (see WorkerGone)
 WEBHOOK_PATH = "/livekit/webhook"
 
 
@@ -177,14 +178,31 @@ class WorkerHeartbeat(BaseModel):
     worker_id: str
     jobs: list[JobRef] = Field(default_factory=list, max_length=500)
     stopping: bool = Field(False, description="a clean stop: its jobs leave their rooms themselves")
+    held: bool = Field(False, description="its liveness connection to this control plane is open (ALIVE_PATH)")
+
+
+class WorkerGone(BaseModel):
+    """Made by the control plane itself, not sent: the worker's liveness connection (ALIVE_PATH) broke
+    without the worker ending it. The kernel closes a process's connections when it dies, so this
+    comes within milliseconds of a `kill -9`; a worker that is only starved of CPU keeps it open."""
+
+    kind: Literal["worker_gone"] = "worker_gone"
+    worker_id: str
 
 
 HEARTBEAT_S = 0.5
-WORKER_SILENT_S = 2.5  # no heartbeat for this long: the worker is gone, its job participants are ghosts
+# No heartbeat for this long: the worker is gone, its job participants are ghosts. A worker holding its
+# liveness connection is known to be alive (its death would have closed it), so it is only taken as
+# stuck after WORKER_STUCK_S: a starved worker's late beats no longer cut healthy hold audio.
+WORKER_SILENT_S = 2.5
+WORKER_STUCK_S = 10.0
+ALIVE_KEEPALIVE_S = 5.0  # a byte on the liveness connection this often: no idle timeout closes it
+ALIVE_ROTATE_S = 1800.0  # then it is ended and opened again: its body stays far below the route's limit
+WORKER_ID_RE = r"^worker-[0-9a-f]{12}$"
 
 
 MediaReport = Annotated[
-    SegmentReport | MediaEvent | FunctionsReport | TranscriptionStatus | QAReport | WorkerHeartbeat,
+    SegmentReport | MediaEvent | FunctionsReport | TranscriptionStatus | QAReport | WorkerHeartbeat | WorkerGone,
     Field(discriminator="kind"),
 ]
 

@@ -48,6 +48,7 @@ async def control_hub(livekit_server, control_port):
     hub = ControlHub(lambda: livekit_server.settings_for(load_settings()))
     config = uvicorn.Config(hub.app, host="127.0.0.1", port=control_port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
+    hub.app.state.stopping = lambda: server.should_exit  # workers' liveness connections let go at the end
     task = asyncio.ensure_future(server.serve())
     deadline = time.monotonic() + 15
     while not server.started:

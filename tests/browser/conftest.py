@@ -114,6 +114,7 @@ class AppServer:
         self.app = create_app(settings, speaker=EspeakSpeaker(settings))
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
+        self.app.state.stopping = lambda: self.server.should_exit  # as app.main: long requests let go
         self.thread = threading.Thread(target=self.server.run, name="app-under-test", daemon=True)
 
     def start(self, timeout: float = 60.0) -> AppServer:
