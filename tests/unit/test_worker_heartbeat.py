@@ -13,6 +13,7 @@ from control import media_control
 from control.media_control import MediaControl
 from functions.media_protocol import (
     WORKER_SILENT_S,
+    WORKER_STUCK_S,
     CallJob,
     JobEnvelope,
     JobRef,
@@ -41,9 +42,9 @@ def clock(monkeypatch) -> Clock:
     return c
 
 
-def beat(worker: str, *identities: str, stopping: bool = False) -> WorkerHeartbeat:
+def beat(worker: str, *identities: str, stopping: bool = False, held: bool = False) -> WorkerHeartbeat:
     jobs = [JobRef(room=f"call-{i.removeprefix('media-')}", identity=i) for i in identities]
-    return WorkerHeartbeat(worker_id=worker, jobs=jobs, stopping=stopping)
+    return WorkerHeartbeat(worker_id=worker, jobs=jobs, stopping=stopping, held=held)
 
 
 @pytest.fixture
@@ -128,3 +129,31 @@ def test_time_the_control_plane_itself_lagged_does_not_count(control, clock):
     assert control.silent_workers(lag_s=2.0) == []
     clock.now += WORKER_SILENT_S
     assert [j.identity for j in control.silent_workers()] == ["media-a"]
+
+
+# --- with the liveness connection (the connection itself: tests/unit/test_worker_liveness.py) ------------
+
+
+def test_late_beats_of_a_worker_holding_its_connection_are_not_a_death(control, clock):
+    control.on_heartbeat(beat("w1", "media-a", held=True))
+    clock.now += WORKER_SILENT_S * 2  # starved: no beat for 5 s
+    assert control.silent_workers() == []
+    control.on_heartbeat(beat("w1", "media-a", held=True))  # it was only late
+    clock.now += WORKER_STUCK_S + 0.1  # but a worker that never beats again is stuck: its jobs are lost
+    assert control.silent_workers() == [JobRef(room="call-a", identity="media-a")]
+
+
+def test_without_its_connection_the_short_bar_holds(control, clock):
+    control.on_heartbeat(beat("w1", "media-a", held=False))
+    clock.now += WORKER_SILENT_S + 0.1
+    assert control.silent_workers() == [JobRef(room="call-a", identity="media-a")]
+
+
+def test_gone_loses_the_jobs_at_once_and_once(control, clock):
+    control.on_heartbeat(beat("w1", "media-a", held=True))
+    assert control.on_worker_gone("w1") == [JobRef(room="call-a", identity="media-a")]
+    assert control.on_worker_gone("w1") == []
+    assert control.silent_workers() == []
+    control.on_heartbeat(beat("w2", "media-a", held=True))
+    control.on_heartbeat(beat("w2", "media-a", held=True, stopping=True))  # goodbye first: its jobs leave themselves
+    assert control.on_worker_gone("w2") == []
