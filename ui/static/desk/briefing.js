@@ -43,6 +43,16 @@ export function qaItems(desk, tid) {
   return Object.values(desk.qa[tid] || {}).sort((a, b) => a.at - b.at);
 }
 
+// What both transfer panels draw from (desk/transfer.js, desk/incoming_transfer.js): which transfer
+// (what their buttons act on) and its state, and its brief and Q&A as this desk has them.
+export function briefedTransfer(desk, t) {
+  return {
+    t: { transfer_id: t.transfer_id, call_id: t.call_id, state: t.state, introduced: !!t.introduced },
+    summary: desk.summaries[t.transfer_id] || t.summary || null,
+    qa: qaItems(desk, t.transfer_id),
+  };
+}
+
 // B's questions to the briefing and its spoken answers, in order (text nodes only: they are speech).
 export function qaList(items) {
   if (!items.length) return null;

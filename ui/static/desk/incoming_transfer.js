@@ -2,25 +2,22 @@
 // or Decline (with a reason) while consulting; during an introduction, who is joining whom.
 import * as L from "../desk_logic.js";
 import { el } from "../dom.js";
-import { qaItems, qaList, summaryCard } from "./briefing.js";
+import { briefedTransfer, qaList, summaryCard } from "./briefing.js";
 
 const { DECLINE_REASONS } = L;
 
 export function incomingTransferInputs(desk, t) {
   if (!DECLINE_REASONS.includes(desk.form.reason)) desk.form.reason = DECLINE_REASONS[0];
+  const briefed = briefedTransfer(desk, t);
   return {
+    ...briefed,
     t: {
-      transfer_id: t.transfer_id,
-      call_id: t.call_id,
-      state: t.state,
-      introduced: !!t.introduced,
+      ...briefed.t,
       from: t.from_name || t.from_agent,
       queue: t.queue || "",
       caller: t.caller_name || "unknown",
       byAgent: t.target_kind === "agent",
     },
-    summary: desk.summaries[t.transfer_id] || t.summary || null,
-    qa: qaItems(desk, t.transfer_id),
     reason: desk.form.reason,
   };
 }

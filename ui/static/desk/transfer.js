@@ -3,7 +3,7 @@
 // this state). Both are drawn inside the call card (desk/call_card.js), from its inputs.
 import * as L from "../desk_logic.js";
 import { el } from "../dom.js";
-import { qaItems, qaList, summaryCard } from "./briefing.js";
+import { briefedTransfer, qaList, summaryCard } from "./briefing.js";
 
 const PHONE_HINT = {
   off: "Phone transfers need Twilio: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER and PUBLIC_BASE_URL.",
@@ -82,19 +82,16 @@ export function drawControls(d, desk) {
 
 // --- a transfer under way --------------------------------------------------------------------
 export function progressInputs(desk, t) {
+  const briefed = briefedTransfer(desk, t);
   return {
+    ...briefed,
     t: {
-      transfer_id: t.transfer_id,
-      call_id: t.call_id,
-      state: t.state,
-      introduced: !!t.introduced,
+      ...briefed.t,
       byPhone: t.target_kind === "phone",
       to: t.queue ? `${t.queue} queue · ${t.target_name || t.target}` : t.target_name || t.target,
     },
     leg: L.legText(t.phone_leg),
     says: L.transferSays(t),
-    summary: desk.summaries[t.transfer_id] || t.summary || null,
-    qa: qaItems(desk, t.transfer_id),
   };
 }
 
