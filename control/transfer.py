@@ -976,7 +976,18 @@ class TransferOrchestrator:
     async def _rollback(self, t: Transfer, call: Call, *, delete_call_room: bool = True) -> None:
         if t.target_kind is TargetKind.phone and self.phone is not None and t.state is not S.completed:
             await self._safe(self.phone.stop(t))
-        await self._safe(self.rooms.delete_room(t.consult_room))  # the consult job leaves with it
+        try:
+            await self._restore_call(t, call, delete_call_room=delete_call_room)
+        finally:
+            # Last: the caller's side first. LiveKit drops data still on its way to a room it deletes, so
+            # the transfer's last notice to A and B in the consult goes out first (seen missed on a CI
+            # run); as with an ended call's room (ENDED_NOTICE_S).
+            await self._safe(self.rooms.flush(t.consult_room))
+            await asyncio.sleep(ENDED_NOTICE_S)
+            await self._safe(self.rooms.delete_room(t.consult_room))  # the consult job leaves with it
+
+    async def _restore_call(self, t: Transfer, call: Call, *, delete_call_room: bool) -> None:
+        """The call after a transfer that did not complete: gone with its room, or back with A."""
         if call.status is CallStatus.ended:
             if delete_call_room:
                 await self._safe(self.rooms.delete_room(t.call_room))
