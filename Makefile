@@ -12,7 +12,7 @@ run:
 
 # ruff, then the JS (scripts/lint_js.sh: eslint, prettier, node --test; seconds), then one pytest
 # process per tier (scripts/test.sh): unit+modal, ai, api, integration, faults, browser, each under a
-# time limit, the whole suite under TEST_BUDGET_S (30 min).
+# time limit, the whole suite under TEST_BUDGET_S (40 min).
 test: setup
 	.venv/bin/ruff check .
 	scripts/lint_js.sh
