@@ -177,6 +177,9 @@ async def test_a_hanging_llm_never_delays_initiate_and_b_gets_the_offline_fallba
             )
             assert st.ok and st.duration_s <= LLM_TIMEOUT_S + 1.0
             rolling = orch.transcripts.summaries[call.call_id]
+            # The gateway records its status before the refresh that awaited it resumes (a CI run looked
+            # in between): wait for the rolling summary to take the answer in.
+            await wait_for(lambda: rolling.last_error, 5, "the rolling summary noted the fallback")
             assert rolling.current.source == "offline_fallback"
             assert rolling.last_error == "the refresh answered offline_fallback"
             await orch.cancel(t.transfer_id, actor="agent-a")
