@@ -87,10 +87,8 @@ def wait_until(check, timeout: float, what: str):
     return found
 
 
-def held_beat(sink: Sink, worker_id: str):
-    return sink.first(WorkerHeartbeat) and any(
-        isinstance(r, WorkerHeartbeat) and r.worker_id == worker_id and r.held for _t, r in sink.reports
-    )
+def held_beat(sink: Sink, worker_id: str) -> bool:
+    return any(isinstance(r, WorkerHeartbeat) and r.worker_id == worker_id and r.held for _t, r in sink.reports)
 
 
 def test_a_killed_worker_is_gone_within_a_second(control_plane):
