@@ -115,6 +115,8 @@ def control_router(settings: Callable[[], Settings], sinks: Callable[[], list[Li
             return _error(413, "PayloadTooLarge", e.message)
         except ValidationError as e:
             return _error(422, "invalid", str(e)[:500])
+        if isinstance(report, WorkerGone):  # made here from a broken liveness connection, never sent
+            return _error(422, "invalid", "worker_gone is not a report a worker sends")
         for sink in sinks():
             await sink.on_media_report(report)
         return Response(status_code=204)

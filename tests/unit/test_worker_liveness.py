@@ -27,6 +27,7 @@ from functions.media_protocol import (
     JobRef,
     WorkerGone,
     WorkerHeartbeat,
+    internal_token,
 )
 from functions.settings import PROJECT_ROOT, load_settings
 from tests.support.served import Served
@@ -123,9 +124,14 @@ def test_the_route_refuses_strangers(control_plane):
         url + "/internal/media/alive",
         params={"worker_id": "x"},
         content=b".",
-        headers={
-            "Authorization": "Bearer " + __import__("functions.media_protocol").media_protocol.internal_token(SECRET)
-        },
+        headers={"Authorization": "Bearer " + internal_token(SECRET)},
+    )
+    assert r.status_code == 422 and sink.reports == []
+    # Nor may a worker declare another one gone through the reports route: that is the connection's to say.
+    r = httpx.post(
+        url + "/internal/media",
+        json={"report": {"kind": "worker_gone", "worker_id": "worker-0123456789ab"}},
+        headers={"Authorization": "Bearer " + internal_token(SECRET)},
     )
     assert r.status_code == 422 and sink.reports == []
 
