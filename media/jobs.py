@@ -46,6 +46,7 @@ from media.function_reports import FunctionReports
 from media.listen import Backlog, RoomListener
 from media.reporter import Reporter
 from media.slots import ConnectSlots
+from media.track import OnDemandTrack
 
 log = logging.getLogger(__name__)
 RATE = 48000
@@ -171,11 +172,11 @@ class HoldAudio:
     text once per hold episode. Speech goes out on the same track as the music, so the caller (and
     a caller bridged in by phone) hears it exactly where it would hear the music, and nobody else.
 
-    The track is published once for the whole call and stays silent (no frames, so nothing is
-    encoded) until hold: starting hold is then only a matter of pushing frames, with no track
-    publication on the caller's critical path. (livekit-agents' BackgroundAudioPlayer mixes and
-    encodes silence continuously: ~2 % of a core per idle call, measured, which 50 calls cannot
-    afford; its bundled clip is what plays here.)"""
+    The track is in the room only while it plays (`media.track`: a published track is encoded even
+    when silent, ~2.3 % of a core per call, measured); publishing it is part of the hold's start,
+    inside the control plane's bounded wait for its first frame. (livekit-agents'
+    BackgroundAudioPlayer mixes and encodes silence continuously for the same reason; its bundled
+    clip is what plays here.)"""
 
     def __init__(
         self, room: rtc.Room, spec: CallJob, reporter: Reporter, clip: np.ndarray, gateway: FunctionsGateway
@@ -186,15 +187,13 @@ class HoldAudio:
         self.clip = clip
         self.gateway = gateway
         self.source = rtc.AudioSource(RATE, 1, queue_size_ms=200)
+        self.track = OnDemandTrack(room, "Hold audio", self.source)
         self._playing: asyncio.Task | None = None
         self._speaking: asyncio.Task | None = None  # `say` after a hold
+        self._releasing: asyncio.Task | None = None
         self._said: set[tuple[str, str]] = set()  # (episode, which text) already said
 
     async def start(self) -> HoldAudio:
-        track = rtc.LocalAudioTrack.create_audio_track("Hold audio", self.source)
-        await self.room.local_participant.publish_track(
-            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-        )
         self.room.on("room_metadata_changed", lambda _old, new: self.follow(new))
         self.follow(self.room.metadata)
         return self
@@ -216,6 +215,20 @@ class HoldAudio:
             self.reporter.post(MediaEvent(call_id=self.spec.call_id, event="hold_stopped"))
         if not state.hold and state.say and self._once(state, "say"):
             self._speaking = asyncio.ensure_future(self._say(state.say))
+        if not state.hold:
+            self._release_when_quiet()
+
+    def _release_when_quiet(self) -> None:
+        """The track leaves the room once nothing plays on it (a `say` after the hold finishes first)."""
+
+        async def release() -> None:
+            if self._speaking is not None:
+                await asyncio.wait([self._speaking])
+            if self._playing is None and (self._speaking is None or self._speaking.done()):
+                await self.track.unpublish()
+
+        if self._releasing is None or self._releasing.done():
+            self._releasing = asyncio.ensure_future(release())
 
     def _once(self, state: CallRoomState, which: str) -> bool:
         """True the first time a fresh text of this episode comes up."""
@@ -240,6 +253,7 @@ class HoldAudio:
         usable = len(clip) - len(clip) % FRAME
         pos = 0
         try:
+            await self.track.publish()
             while True:
                 if speech and speech[0].done():
                     samples = speech.pop(0).result()
@@ -262,6 +276,8 @@ class HoldAudio:
 
     async def _say(self, text: str) -> None:
         samples = await self._synthesize(text)
+        if samples is not None:
+            await self.track.publish()
         for chunk in _chunks(samples) if samples is not None else []:
             await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk)))
 
@@ -277,7 +293,7 @@ class HoldAudio:
         return np.concatenate([samples, np.zeros((-len(samples)) % FRAME, dtype="<i2")])
 
     async def aclose(self) -> None:
-        for task in (self._playing, self._speaking):
+        for task in (self._playing, self._speaking, self._releasing):
             if task:
                 task.cancel()
         with contextlib.suppress(Exception):
@@ -297,6 +313,9 @@ class BriefSpeaker:
         self.deps = deps
         self.reporter = reporter
         self.source = rtc.AudioSource(RATE, 1, queue_size_ms=300)
+        # Published when B arrives (B subscribes at once, which starts the brief), not before: until
+        # then nobody may hear it, and a published track is encoded even when silent (media.track).
+        self.track = OnDemandTrack(room, "Transfer briefing", self.source)
         self._listening = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._playing: asyncio.Task | None = None
@@ -317,12 +336,8 @@ class BriefSpeaker:
         )
         self.room.on("local_track_subscribed", lambda _t: self._listening.set())  # only B can subscribe
         self.room.on("participant_connected", self._joined)
-        track = rtc.LocalAudioTrack.create_audio_track("Transfer briefing", self.source)
-        await self.room.local_participant.publish_track(
-            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-        )
         if self.spec.target in self.room.remote_participants:
-            await self.send_card()
+            await self._b_arrived()
         self._keep(asyncio.ensure_future(self._speak(audio)))
         return self
 
@@ -331,8 +346,17 @@ class BriefSpeaker:
         task.add_done_callback(self._tasks.discard)
 
     def _joined(self, p: rtc.RemoteParticipant) -> None:
-        if p.identity == self.spec.target:  # data messages are not stored: B gets the card on arrival
-            self._keep(asyncio.ensure_future(self.send_card()))
+        if p.identity == self.spec.target:
+            self._keep(asyncio.ensure_future(self._b_arrived()))
+
+    async def _b_arrived(self) -> None:
+        """B gets the card (data messages are not stored: it is sent on arrival), then the voice."""
+        await self.send_card()
+        try:
+            await self.track.publish()
+        except Exception as e:  # B still has the card: a text-only brief
+            log.warning("briefing track for %s not published: %s", self.spec.transfer_id, e)
+            await self._event("brief_failed", f"{type(e).__name__}: {e}")
 
     async def send_card(self) -> None:
         msg = SummaryCard(payload=SummaryCardPayload(transfer_id=self.spec.transfer_id, summary=self.spec.summary))
@@ -373,6 +397,7 @@ class BriefSpeaker:
         if self._playing is not None:
             self._playing.cancel()
         self.source.clear_queue()
+        await self.track.publish()  # B asked, so B is here and it is already out; a no-op then
         task = self._playing = asyncio.ensure_future(self._push(samples, first_frame))
         try:
             await task

@@ -23,6 +23,7 @@ from tests.browser.flow import (
     call_in_progress,
     caller_hangs_up,
     gone,
+    lacks,
     start_consult,
     until,
 )
@@ -96,9 +97,10 @@ async def test_complete_warm_transfer_through_the_ui(world, app_server, lk_api, 
 
     # The LiveKit server: A gone, caller and B together, no hold music, consult room gone.
     await until(lambda: gone(lk_api, consult), "the consult room deleted")
-    media = "media-" + w.call_room.removeprefix("call-")  # the call job, silent again after the hand-off
+    media = "media-" + w.call_room.removeprefix("call-")  # the call job stays, its hold track gone
     assert await lk_api.identities(w.call_room) == {w.caller_identity, "agent-b", media}
-    assert await audio_publishers(lk_api, w.call_room) == {w.caller_identity, "agent-b", media}
+    await until(lambda: lacks(audio_publishers(lk_api, w.call_room), media), "the hold track unpublished")
+    assert await audio_publishers(lk_api, w.call_room) == {w.caller_identity, "agent-b"}
     await shots(w.caller.page, "caller-now-with-b")
     await shots(w.a.page, "agent-a-transfer-completed")
     await shots(w.b.page, "agent-b-on-call")
