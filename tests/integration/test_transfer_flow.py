@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from functions.media_protocol import briefing_identity
 from functions.models import CallStatus, TransferState
 from tests.integration.conftest import A_HZ, B_HZ, CALLER_HZ
 
@@ -165,6 +166,37 @@ async def test_caller_hanging_up_during_consult_ends_transfer_and_tells_a_and_b(
     assert world.orch.store.get_call(world.call.call_id).status is CallStatus.ended
     await world.wait_room_gone(t.consult_room)
     await world.wait_room_gone(world.call.room)
+
+
+async def _publishes(world, room: str, identity: str) -> bool:
+    """The LiveKit server lists an audio track of `identity` in `room`."""
+    return any(p.identity == identity and p.tracks for p in await world.orch.rooms.list_participants(room))
+
+
+async def _until_publishes(world, room: str, identity: str, expected: bool, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while await _publishes(world, room, identity) != expected:
+        assert time.monotonic() < deadline, f"{identity} in {room}: a track {'never' if expected else 'still'} there"
+        await asyncio.sleep(0.2)
+
+
+async def test_service_tracks_are_in_their_rooms_only_while_they_play(world):
+    """A published track costs its job the encoder even when silent (media.track): the hold track is
+    in the call room during the hold only, the briefing track in the consult from B's arrival."""
+    room, hold = world.call.room, world.hold_id
+    assert await world.orch.rooms.identities(room) >= {hold}  # the call job is there, silent
+    assert not await _publishes(world, room, hold)
+    t = await world.initiate()
+    await world.caller.wait_hears(hold, timeout=20)
+    assert await _publishes(world, room, hold)
+    briefing = briefing_identity(t.transfer_id)
+    assert await world.orch.media.wait_joined(briefing, 20)
+    assert not await _publishes(world, t.consult_room, briefing)  # nobody to brief yet
+    await world.join_consult()
+    await world.b_consult.wait_hears(briefing, timeout=15)
+    await world.orch.cancel(t.transfer_id, actor=world.a_id)
+    await _assert_caller_back_with_a(world, t)
+    await _until_publishes(world, room, hold, False)
 
 
 async def test_illegal_actions_change_nothing(world):

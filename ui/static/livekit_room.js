@@ -403,12 +403,15 @@ class Room extends EventTarget {
     ];
     for (const p of room.remoteParticipants.values()) {
       const pubs = Array.from(p.audioTrackPublications ? p.audioTrackPublications.values() : []);
+      const micOn = pubs.some((pub) => !pub.isMuted);
       out.push({
         identity: p.identity,
         name: p.name || p.identity,
         local: false,
-        speaking: p.isSpeaking,
-        micOn: pubs.some((pub) => !pub.isMuted),
+        // The server does not always say "stopped speaking" for a track it takes out (the media jobs
+        // unpublish theirs when they stop playing): without an open track, nobody is speaking.
+        speaking: p.isSpeaking && micOn,
+        micOn,
         withheld: pageIdentities().has(p.identity),
       });
     }
