@@ -21,7 +21,7 @@ from pathlib import Path
 
 from functions.errors import ConfigError
 from functions.settings import embedded_settings, load_settings
-from media.priority import end_descendants, no_realtime_for_the_media_plane
+from media.priority import end_descendants, no_realtime_for_the_media_plane, session_below_the_control_plane
 
 SHUTDOWN_S = 6.0  # SIGTERM → exit, at most (plus a moment for the SDK to say goodbye)
 
@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None, *, wrap_backend=None) -> int:
         print(f"error: {e.message}", file=sys.stderr)
         return 2
     # Before any thread or job process exists. The job processes and the model host lower their own
-    # priority (media.priority); this process keeps its own, so its heartbeat is on time.
+    # priority (media.priority); this process keeps its own within the session, so its heartbeat is
+    # on time.
     no_realtime_for_the_media_plane()
+    session_below_the_control_plane(settings.worker_nice)  # the whole session, when it is ours
     asyncio.run(_run(settings, wrap_backend))
     return 0
 

@@ -10,10 +10,9 @@ job-process threads. Every RoomService call and webhook waited with it, and so d
   priority (WORKER_NICE; the host lower still). The control plane and the SFU are light and every
   call depends on them; the media plane's heavy part gets what they leave. The worker's main
   process is not lowered: it is light (registration, IPC, the heartbeat), and its heartbeat is how
-  the control plane tells a live worker from a dead one. (With the kernel's autogroup scheduling
-  on, the CPU is split between sessions first and the worker has a session of its own, so these
-  levels order the worker's processes among themselves, and a starved heartbeat can still be
-  taken for a dead worker: README, "A worker that dies".)
+  the control plane tells a live worker from a dead one. With the kernel's autogroup scheduling
+  on, the CPU is split between sessions first, so these levels order only the worker's own
+  processes; `session_below_the_control_plane` lowers the worker's session as a whole.
 
 - Real-time scheduling is refused. WebRTC (inside the LiveKit SDK) asks for it for its audio threads
 (`AudioEncoderQueue`, `SyntheticAudioDevice`, `AudioSourceCapture`: SCHED_FIFO 49, seen with
@@ -113,6 +112,32 @@ def below_the_control_plane(nice: int) -> None:
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             now = os.getpriority(os.PRIO_PROCESS, tid)
             os.setpriority(os.PRIO_PROCESS, tid, min(19, now + nice))
+
+
+def session_below_the_control_plane(nice: int) -> bool:
+    """Lower this session's autogroup to `nice`: the whole media plane (this worker, its job
+    processes and model host, which share its session) against the control plane and livekit-server.
+
+    With autogroup scheduling on (/proc/sys/kernel/sched_autogroup_enabled, 1 on most distributions)
+    the kernel splits the CPU between sessions first, and per-process nice values only order the
+    processes inside one. Measured with bench/test_capacity.py, 25 calls on hold at once on 2 cores:
+    the control plane's event loop lagged up to 10.6 s (15 s of 25 runnable but not scheduled,
+    /proc/self/schedstat) with the worker's session at nice 0; 39 ms (0.2 s waiting) at nice 10, and
+    initiate p95 went from 16.4 s to 2.2 s. Only a session leader does it (a worker started by the
+    app, `make run` or the tests): `python worker.py` typed in a terminal shares the terminal's
+    session, which is not the worker's to lower (start it with `setsid` for the same effect)."""
+    if nice <= 0:
+        return False
+    if os.getsid(0) != os.getpid():
+        log.info("this worker does not lead its session: its autogroup (the terminal's) is left as it is")
+        return False
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(nice))
+    except OSError as e:  # a kernel without autogroups: per-process nice is all there is
+        log.info("autogroup nice not set: %s", e)
+        return False
+    return True
 
 
 def end_descendants() -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -94,3 +95,37 @@ def test_end_descendants_leaves_no_orphan() -> None:
     while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
         assert time.monotonic() < deadline, f"still running: {pids}"
         time.sleep(0.05)
+
+
+def _autogroup_nice(*, own_session: bool) -> tuple[str, str]:
+    """(what the call returned, the autogroup nice after) in a fresh process, a session leader or not."""
+    code = """
+        from media.priority import session_below_the_control_plane
+        done = session_below_the_control_plane(10)
+        print(done, open("/proc/self/autogroup").read().split()[-1])
+        """
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        start_new_session=own_session,
+    )
+    assert out.returncode == 0, out.stderr
+    done, nice = out.stdout.split()
+    return done, nice
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="this kernel has no autogroups")
+def test_a_worker_leading_its_session_lowers_the_whole_session() -> None:
+    # As the app, `make run` and the tests start it: the session's autogroup goes to nice 10, so the
+    # kernel's first split of the CPU (between sessions) favours the control plane and livekit-server.
+    assert _autogroup_nice(own_session=True) == ("True", "10")
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="this kernel has no autogroups")
+def test_a_worker_in_someone_elses_session_leaves_it_alone() -> None:
+    # `python worker.py` in a terminal: the session is the terminal's (and this test's), not the worker's.
+    before = Path("/proc/self/autogroup").read_text().split()[-1]
+    assert _autogroup_nice(own_session=False) == ("False", before)
