@@ -160,6 +160,7 @@ def _chunks(samples: np.ndarray) -> list[np.ndarray]:
     return [samples[i : i + PUSH] for i in range(0, len(samples), PUSH)]
 
 
+HOLD_QUEUE_MS = 1000
 ANNOUNCE_WAIT_S = 1.0  # the hold starts with its announcement if it is synthesized by then, else with music
 STALE_S = 15.0  # a text written longer ago than this (a job that joined late) is not said any more
 
@@ -186,7 +187,9 @@ class HoldAudio:
         self.reporter = reporter
         self.clip = clip
         self.gateway = gateway
-        self.source = rtc.AudioSource(RATE, 1, queue_size_ms=200)
+        # A second of music queued ahead: a job process that waits that long for the CPU on a busy
+        # machine is not heard (WebRTC's capture thread keeps taking from the queue meanwhile).
+        self.source = rtc.AudioSource(RATE, 1, queue_size_ms=HOLD_QUEUE_MS)
         self.track = OnDemandTrack(room, "Hold audio", self.source)
         self._playing: asyncio.Task | None = None
         self._speaking: asyncio.Task | None = None  # `say` after a hold
@@ -243,17 +246,22 @@ class HoldAudio:
         the music, with a reminder every `remind_every_s`."""
         started = False
         speech: list[asyncio.Task] = []
-        if state.announce and self._once(state, "announce"):
-            speech.append(asyncio.ensure_future(self._synthesize(state.announce)))
-            await asyncio.wait(speech, timeout=ANNOUNCE_WAIT_S)
-        loop = asyncio.get_running_loop()
-        every = state.remind_every_s if state.remind else 0.0
-        remind_at = loop.time() + every
-        clip = self.clip
-        usable = len(clip) - len(clip) % FRAME
-        pos = 0
+        publishing = asyncio.ensure_future(self.track.publish())  # while the announcement is synthesized
         try:
-            await self.track.publish()
+            if state.announce and self._once(state, "announce"):
+                speech.append(asyncio.ensure_future(self._synthesize(state.announce)))
+                await asyncio.wait(speech, timeout=ANNOUNCE_WAIT_S)
+            loop = asyncio.get_running_loop()
+            every = state.remind_every_s if state.remind else 0.0
+            remind_at = loop.time() + every
+            clip = self.clip
+            usable = len(clip) - len(clip) % FRAME
+            pos = 0
+            try:
+                await publishing
+            except Exception as e:  # the room is going away, or LiveKit did not answer in time
+                log.warning("%s: hold track not published: %s", self.room.name, e)
+                return
             while True:
                 if speech and speech[0].done():
                     samples = speech.pop(0).result()
