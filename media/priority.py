@@ -140,6 +140,18 @@ def session_below_the_control_plane(nice: int) -> bool:
     return True
 
 
+def descendants_last() -> None:
+    """Every thread of every process this one started to nice 19: a stopping worker's own steps (its
+    goodbye, the bounded close, the kill of what is left) come before its job processes' work. Nice is
+    per thread on Linux, and raising it needs no privilege."""
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error, OSError):
+                for thread in child.threads():
+                    with contextlib.suppress(OSError):
+                        os.setpriority(os.PRIO_PROCESS, thread.id, 19)
+
+
 def end_descendants() -> None:
     """SIGKILL every process this one started, however deep (the worker's last step: its jobs have
     left their rooms, or had their bounded time to)."""

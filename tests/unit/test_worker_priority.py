@@ -129,3 +129,24 @@ def test_a_worker_in_someone_elses_session_leaves_it_alone() -> None:
     # `python worker.py` in a terminal: the session is the terminal's (and this test's), not the worker's.
     before = Path("/proc/self/autogroup").read_text().split()[-1]
     assert _autogroup_nice(own_session=False) == ("False", before)
+
+
+def test_a_stopping_worker_puts_every_thread_of_its_job_processes_last() -> None:
+    out = run(
+        """
+        import os, subprocess, sys, time
+        from media.priority import descendants_last
+        # A job process with a second thread, as livekit-agents' are (nice is per thread on Linux).
+        child = subprocess.Popen([sys.executable, "-c",
+            "import threading, time\\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()\\n"
+            "print('up', flush=True)\\ntime.sleep(30)"], stdout=subprocess.PIPE, text=True)
+        child.stdout.readline()
+        descendants_last()
+        tids = os.listdir(f"/proc/{child.pid}/task")
+        print(len(tids), *sorted({os.getpriority(os.PRIO_PROCESS, int(t)) for t in tids}), os.nice(0))
+        child.kill()
+        """
+    )
+    threads, *nices, own = out.split()
+    # Both of the child's threads at 19; this process (the worker's own steps) unchanged.
+    assert int(threads) >= 2 and nices == ["19"] and own == "0", out
