@@ -161,6 +161,7 @@ def _chunks(samples: np.ndarray) -> list[np.ndarray]:
 
 
 HOLD_QUEUE_MS = 1000
+PUBLISH_RETRY_S = 1.0
 ANNOUNCE_WAIT_S = 1.0  # the hold starts with its announcement if it is synthesized by then, else with music
 STALE_S = 15.0  # a text written longer ago than this (a job that joined late) is not said any more
 
@@ -257,11 +258,14 @@ class HoldAudio:
             clip = self.clip
             usable = len(clip) - len(clip) % FRAME
             pos = 0
-            try:
-                await publishing
-            except Exception as e:  # the room is going away, or LiveKit did not answer in time
-                log.warning("%s: hold track not published: %s", self.room.name, e)
-                return
+            while True:  # the hold is a level: it plays once the track is out, however long that takes
+                try:
+                    await publishing
+                    break
+                except Exception as e:  # LiveKit did not answer in time (a room going away ends the job)
+                    log.warning("%s: hold track not published, trying again: %s", self.room.name, e)
+                    await asyncio.sleep(PUBLISH_RETRY_S)
+                    publishing = asyncio.ensure_future(self.track.publish())
             while True:
                 if speech and speech[0].done():
                     samples = speech.pop(0).result()
@@ -284,10 +288,19 @@ class HoldAudio:
 
     async def _say(self, text: str) -> None:
         samples = await self._synthesize(text)
-        if samples is not None:
+        if samples is None:
+            return
+        try:
             await self.track.publish()
-        for chunk in _chunks(samples) if samples is not None else []:
+        except Exception as e:  # the caller is back with A meanwhile: the words are left out
+            log.warning("%s: %r not said, the track was not published: %s", self.room.name, text[:60], e)
+            return
+        for chunk in _chunks(samples):
             await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk)))
+        # Up to HOLD_QUEUE_MS of it is still queued: the track may leave only once it has been heard
+        # (a run heard "You're back." of "You're back with …" when it left at once).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.source.wait_for_playout(), HOLD_QUEUE_MS / 1000 + 2.0)
 
     async def _synthesize(self, text: str) -> np.ndarray | None:
         """48 kHz speech in whole frames, or None: a failing TTS leaves the caller with the music only."""
@@ -400,12 +413,16 @@ class BriefSpeaker:
     ) -> bool:
         """Speak `samples` (48 kHz int16, or pieces of it as they are synthesized) to B, cutting off
         whatever was playing (the brief, an earlier answer): B asked, so the answer goes first. True when
-        it played to the end, False when a later `play` cut it off. `first_frame` is set once its first
-        frame is queued."""
+        it played to the end, False when a later `play` cut it off or its track could not be published.
+        `first_frame` is set once its first frame is queued."""
         if self._playing is not None:
             self._playing.cancel()
         self.source.clear_queue()
-        await self.track.publish()  # B asked, so B is here and it is already out; a no-op then
+        try:
+            await self.track.publish()  # B asked, so B is here and it is already out; a no-op then
+        except Exception as e:  # the answer is still on B's card
+            log.warning("briefing track for %s not published, answer not spoken: %s", self.spec.transfer_id, e)
+            return False
         task = self._playing = asyncio.ensure_future(self._push(samples, first_frame))
         try:
             await task

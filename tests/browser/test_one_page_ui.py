@@ -69,6 +69,12 @@ async def played_here(page: Page) -> list[tuple[str, bool]]:
     return [(who, ours) for who, ours in pairs]
 
 
+async def plays_here(page: Page, *identities: str) -> bool:
+    """The page plays every one of these participants (they are not the page itself)."""
+    heard = await played_here(page)
+    return all((who, False) in heard for who in identities)
+
+
 def caption_lines(live, speaker: str):
     return live.get_by_test_id("captions").locator("li", has=live.page.locator(".wt-speaker", has_text=speaker))
 
@@ -161,8 +167,9 @@ async def test_one_page_plays_caller_a_and_b_with_one_microphone(one_mic_browser
         await expect(caller.room.locator(f".wt-person[data-identity='{media}']")).to_have_attribute(
             "data-speaking", "1", timeout=T
         )
+        # The briefing's track comes when B arrives (media.track), so its audio element a moment later.
+        await until(lambda: plays_here(page, media, briefing), "the hold audio and the brief played here")
         heard = await played_here(page)
-        assert (media, False) in heard and (briefing, False) in heard, heard
         assert not [who for who, ours in heard if ours], heard
         await shots(page, "b-in-the-consult")
 
