@@ -35,6 +35,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+from collections.abc import Callable
 
 import psutil
 
@@ -103,15 +104,19 @@ def below_the_control_plane(nice: int) -> None:
     threads a job process already has (livekit-agents' IPC, the SDK's) at the old priority."""
     if nice <= 0:
         return
-    try:
-        tids = [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:  # not Linux: the process's nice is the threads'
+    if not os.path.isdir("/proc/self/task"):  # not Linux: the process's nice is the threads'
         os.nice(nice)
         return
-    for tid in tids:
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            now = os.getpriority(os.PRIO_PROCESS, tid)
-            os.setpriority(os.PRIO_PROCESS, tid, min(19, now + nice))
+    _renice_threads(os.getpid(), lambda now: min(19, now + nice))
+
+
+def _renice_threads(pid: int, nice_of: Callable[[int], int]) -> None:
+    """Every thread of process `pid` from its nice value `now` to `nice_of(now)`: Linux keeps a nice
+    value per thread. Threads or a process that ended meanwhile are skipped."""
+    with contextlib.suppress(OSError):
+        for tid in map(int, os.listdir(f"/proc/{pid}/task")):
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, tid, nice_of(os.getpriority(os.PRIO_PROCESS, tid)))
 
 
 def session_below_the_control_plane(nice: int) -> bool:
@@ -146,10 +151,7 @@ def descendants_last() -> None:
     per thread on Linux, and raising it needs no privilege."""
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process().children(recursive=True):
-            with contextlib.suppress(psutil.Error, OSError):
-                for thread in child.threads():
-                    with contextlib.suppress(OSError):
-                        os.setpriority(os.PRIO_PROCESS, thread.id, 19)
+            _renice_threads(child.pid, lambda _now: 19)
 
 
 def end_descendants() -> None:

@@ -11,7 +11,6 @@ track when they play and take it out when they stop: at 50 calls that is more th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from livekit import rtc
@@ -31,10 +30,6 @@ class OnDemandTrack:
         self.source = source
         self._sid: str | None = None
         self._lock = asyncio.Lock()
-
-    @property
-    def published(self) -> bool:
-        return self._sid is not None
 
     async def publish(self) -> None:
         # Shielded: a play that is cancelled meanwhile still leaves the track's state known.
@@ -62,7 +57,3 @@ class OnDemandTrack:
                 await asyncio.wait_for(self.room.local_participant.unpublish_track(sid), PUBLISH_TIMEOUT_S)
             except Exception as e:  # the room is going away: nothing is left to take out
                 log.info("%s: %s not unpublished: %s", self.room.name, self.name, e)
-
-    async def aclose(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.unpublish()

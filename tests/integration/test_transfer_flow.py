@@ -12,6 +12,7 @@ import pytest
 from functions.media_protocol import briefing_identity
 from functions.models import CallStatus, TransferState
 from tests.integration.conftest import A_HZ, B_HZ, CALLER_HZ
+from tests.support.media_plane import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -173,13 +174,6 @@ async def _publishes(world, room: str, identity: str) -> bool:
     return any(p.identity == identity and p.tracks for p in await world.orch.rooms.list_participants(room))
 
 
-async def _until_publishes(world, room: str, identity: str, expected: bool, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while await _publishes(world, room, identity) != expected:
-        assert time.monotonic() < deadline, f"{identity} in {room}: a track {'never' if expected else 'still'} there"
-        await asyncio.sleep(0.2)
-
-
 async def test_service_tracks_are_in_their_rooms_only_while_they_play(world):
     """A published track costs its job the encoder even when silent (media.track): the hold track is
     in the call room during the hold only, the briefing track in the consult from B's arrival."""
@@ -196,7 +190,11 @@ async def test_service_tracks_are_in_their_rooms_only_while_they_play(world):
     await world.b_consult.wait_hears(briefing, timeout=15)
     await world.orch.cancel(t.transfer_id, actor=world.a_id)
     await _assert_caller_back_with_a(world, t)
-    await _until_publishes(world, room, hold, False)
+    await wait_for(lambda: _unpublished(world, room, hold), 10, "the hold track unpublished")
+
+
+async def _unpublished(world, room: str, identity: str) -> bool:
+    return not await _publishes(world, room, identity)
 
 
 async def test_illegal_actions_change_nothing(world):

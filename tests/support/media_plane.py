@@ -9,6 +9,7 @@ real media plane with other settings (FUNCTIONS_BACKEND=modal) or with its gatew
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import sys
 import time
@@ -43,11 +44,16 @@ def agent_name() -> str:
 
 
 async def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.1):
+    """Poll `predicate` (plain or async) until it is truthy; its value, or an assertion after `timeout`."""
     deadline = time.monotonic() + timeout
-    while not (value := predicate()):
+    while not (value := await _value(predicate())):
         assert time.monotonic() < deadline, f"{what}: not within {timeout:g}s"
         await asyncio.sleep(every)
     return value
+
+
+async def _value(result: object) -> object:
+    return await result if inspect.isawaitable(result) else result
 
 
 async def start_call(orch: TransferOrchestrator, name: str, agent: str) -> tuple[Call, Peer, Peer]:
