@@ -72,7 +72,10 @@ CREATE TABLE IF NOT EXISTS agents (
 );
 """
 # Columns added after a database may have been created: (table, column, definition).
-MIGRATIONS = [("transfers", "route", "TEXT NOT NULL DEFAULT '[]'")]
+MIGRATIONS = [
+    ("transfers", "route", "TEXT NOT NULL DEFAULT '[]'"),
+    ("transcript_segments", "cut", "INTEGER NOT NULL DEFAULT 0"),
+]
 
 IDEMPOTENCY_TTL_S = 24 * 3600  # a key is remembered this long, then forgotten (and may be reused)
 # A key claimed but never finished (the process died mid-request) is free again after this.
@@ -449,7 +452,8 @@ class Store(SqliteFile):
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM transcript_segments WHERE call_id=?", (call_id,)
             ).fetchone()[0]
             self._db.execute(
-                "INSERT INTO transcript_segments VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO transcript_segments (call_id, transfer_id, seq, speaker, text, start, end_, words, "
+                "created_at, cut) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     call_id,
                     transfer_id,
@@ -460,6 +464,7 @@ class Store(SqliteFile):
                     seg.end,
                     json.dumps([w.model_dump() for w in seg.words]),
                     time.time(),
+                    int(seg.cut),
                 ),
             )
         return seq
@@ -479,7 +484,12 @@ class Store(SqliteFile):
             rows = self._db.execute(sql + " ORDER BY seq", args).fetchall()
         return [
             TranscriptSegment(
-                speaker=r["speaker"], text=r["text"], start=r["start"], end=r["end_"], words=json.loads(r["words"])
+                speaker=r["speaker"],
+                text=r["text"],
+                start=r["start"],
+                end=r["end_"],
+                words=json.loads(r["words"]),
+                cut=bool(r["cut"]),
             )
             for r in rows
         ]

@@ -205,6 +205,11 @@ class TranscriptSegment(BaseModel):
     start: float = 0.0
     end: float = 0.0
     words: list[Word] = Field(default_factory=list)
+    cut: bool = Field(
+        False,
+        description="the utterance was cut at the live segmenter's length cap while the speaker went on, "
+        "not ended by a pause: its last words may be cut off mid-word",
+    )
 
 
 class Identifier(BaseModel):

@@ -254,6 +254,7 @@ class RoomListener:
             text=text,
             start=round(utt.start, 3),
             end=round(utt.end, 3),
+            cut=utt.capped,
             words=[Word(word=w.word, start=w.start + utt.start, end=w.end + utt.start) for w in result.words],
         )
         lag = time.monotonic() - ended_at

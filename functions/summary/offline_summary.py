@@ -198,13 +198,19 @@ class ExtractionState:
         for seg in segments:
             caller = is_caller(seg.speaker)
             text = seg.text.strip()
-            for raw in _sentences(text):
-                raw = raw.strip()
-                clean = denoise(raw) if raw else ""
+            sentences = [raw.strip() for raw in _sentences(text) if raw.strip()]
+            for n, raw in enumerate(sentences, 1):
+                clean = denoise(raw)
                 if clean and re.search(r"\w", clean):
                     # Cut off mid-word: its last number may have run into the next word (a sentence
-                    # Whisper ends with "..." or no stop at all), so its readings count half.
-                    self.trailing = raw.endswith(("...", "…")) or not raw.endswith((".", "!", "?"))
+                    # Whisper ends with "..." or no stop at all, or the last one of an utterance the
+                    # segmenter cut while the caller went on, which Whisper ends with a full stop
+                    # all the same), so its readings count half.
+                    self.trailing = (
+                        raw.endswith(("...", "…"))
+                        or not raw.endswith((".", "!", "?"))
+                        or (seg.cut and n == len(sentences))
+                    )
                     self._add_sentence(clean, caller, raw)
             self.id_lead = m.group(0) if caller and (m := _ID_LEAD.search(denoise(text))) else ""
             if not caller:

@@ -404,3 +404,27 @@ def test_a_number_heard_two_ways_in_a_looping_sentence_is_the_reading_heard_whol
         [seg("caller", "My order 4417 arrived."), seg("caller", "My order 441 arrived.")]
     )
     assert [i.value for i in tie.identifiers] == ["4417"]
+
+
+def test_the_last_sentence_of_an_utterance_cut_mid_speech_counts_half() -> None:
+    """Seen in a CI run: the caller's looping speech ran 15 s without a pause, the segmenter cut it in
+    "My order 4417 arrived| damaged", and Whisper wrote "My order 44177 arrived." with a full stop. Only
+    the segment's `cut` flag tells that sentence from one the caller finished."""
+    said = (
+        "This is Maria Lopez. My order 4417 arrived damaged. I would like a replacement. "
+        "Hello, this is Maria Lopez. My order 44177 arrived."
+    )
+    cut = OfflineSummarizer().summarize([TranscriptSegment(speaker="caller", text=said, cut=True)])
+    assert [i.value for i in cut.identifiers] == ["4417"]
+    assert cut.brief.startswith("Maria Lopez, order 4417.")
+    # Finished by a pause, the same words are two readings heard once each: the longer one wins.
+    whole = OfflineSummarizer().summarize([TranscriptSegment(speaker="caller", text=said)])
+    assert [i.value for i in whole.identifiers] == ["44177"]
+    # Only the last sentence of a cut utterance is in doubt, not the ones the caller finished in it.
+    first_cut = OfflineSummarizer().summarize(
+        [
+            TranscriptSegment(speaker="caller", text="My order 44177 arrived damaged. I sent photos.", cut=True),
+            TranscriptSegment(speaker="caller", text="My order 4417 arrived damaged."),
+        ]
+    )
+    assert [i.value for i in first_cut.identifiers] == ["44177"]

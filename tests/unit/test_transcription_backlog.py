@@ -8,14 +8,17 @@ recording stand-in for `Rooms.send` (LiveKit's data channel is exercised by the 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
+from types import SimpleNamespace
 
 import pytest
 
 from control.store import Store
 from control.transcripts import Transcripts
 from functions.media_protocol import MAX_BEHIND_S, SegmentReport, TranscriptionStatus
-from functions.models import Call, TranscriptSegment
-from media.listen import Metrics, UtteranceQueue
+from functions.models import Call, TranscribeRequest, TranscribeResult, TranscriptSegment
+from media.listen import Metrics, RoomListener, UtteranceQueue
 from media.segmenter import Utterance
 
 pytestmark = pytest.mark.unit
@@ -126,3 +129,48 @@ async def test_a_consult_rooms_backlog_changes_nothing_b_is_told(tmp_path) -> No
     await transcripts.on_status(TranscriptionStatus(call_id="c1", transfer_id="t1", behind_s=9.0))
     assert rooms.sent == []
     assert transcripts.gap_note("c1") == ""
+
+
+CUT_SPEECH = "This is Maria Lopez. My order 4417 arrived damaged. Hello, this is Maria Lopez. My order 44177 arrived."
+
+
+async def test_an_utterance_cut_at_the_length_cap_stays_marked_cut_through_the_store(tmp_path) -> None:
+    """The segmenter cut the caller mid-sentence (15 s without a pause): the segment says so, the store
+    keeps it, and the summary rebuilt from the store after a control-plane restart reads the cut
+    sentence's number as the live one did (as half a reading: "4417", not "44177")."""
+    segments: list[TranscriptSegment] = []
+
+    async def transcribe(req: TranscribeRequest) -> TranscribeResult:
+        return TranscribeResult(text=CUT_SPEECH, duration_s=15.0, engine="scripted")
+
+    async def on_segment(seg: TranscriptSegment, lag: float) -> None:
+        segments.append(seg)
+
+    room = SimpleNamespace(name="call-c1")  # _one touches nothing of the room but its name
+    listener = RoomListener(room, caller_identity="caller-c1", transcribe=transcribe, on_segment=on_segment)  # type: ignore[arg-type]
+    await listener._one("caller-c1", Utterance(b"\0\0" * 1600, 0.0, 15.0, capped=True), time.monotonic())
+    await listener._one("caller-c1", Utterance(b"\0\0" * 1600, 15.0, 16.0), time.monotonic())
+    assert [s.cut for s in segments] == [True, False]
+
+    store = Store(tmp_path / "t.sqlite3")
+    store.add_call(Call(call_id="c1", room="call-c1", caller_identity="caller-c1", agent_identity="agent-a"))
+    live = Transcripts(store, SentRooms())  # type: ignore[arg-type]
+    await live.add(SegmentReport(call_id="c1", segment=segments[0]))
+    assert live.summary_for(store.get_call("c1")).brief.startswith("Maria Lopez, order 4417.")
+    assert [s.cut for s in store.segments("c1")] == [True]
+    restarted = Transcripts(Store(tmp_path / "t.sqlite3"), SentRooms())  # type: ignore[arg-type]
+    assert restarted.summary_for(store.get_call("c1")).brief.startswith("Maria Lopez, order 4417.")
+
+
+def test_a_database_from_before_the_cut_flag_is_read_as_not_cut(tmp_path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # transcript_segments as it was created before `cut` existed
+        db.execute(
+            "CREATE TABLE transcript_segments (call_id TEXT NOT NULL, transfer_id TEXT, seq INTEGER NOT NULL, "
+            "speaker TEXT NOT NULL, text TEXT NOT NULL, start REAL NOT NULL, end_ REAL NOT NULL, "
+            "words TEXT NOT NULL DEFAULT '[]', created_at REAL NOT NULL, PRIMARY KEY (call_id, seq))"
+        )
+        db.execute("INSERT INTO transcript_segments VALUES ('c1', NULL, 1, 'caller', 'Hi.', 0, 1, '[]', 0)")
+    store = Store(path)
+    store.add_segment("c1", TranscriptSegment(speaker="caller", text="My order 44177 arr", cut=True))
+    assert [(s.text, s.cut) for s in store.segments("c1")] == [("Hi.", False), ("My order 44177 arr", True)]
