@@ -28,8 +28,8 @@ from tests.unit.test_summarizer_offline import CALLS_DIR, load_call
 pytestmark = pytest.mark.unit
 
 
-def seg(speaker: str, text: str) -> TranscriptSegment:
-    return TranscriptSegment(speaker=speaker, text=text)
+def seg(speaker: str, text: str, *, cut: bool = False) -> TranscriptSegment:
+    return TranscriptSegment(speaker=speaker, text=text, cut=cut)
 
 
 class ScriptedLLM:
@@ -414,17 +414,17 @@ def test_the_last_sentence_of_an_utterance_cut_mid_speech_counts_half() -> None:
         "This is Maria Lopez. My order 4417 arrived damaged. I would like a replacement. "
         "Hello, this is Maria Lopez. My order 44177 arrived."
     )
-    cut = OfflineSummarizer().summarize([TranscriptSegment(speaker="caller", text=said, cut=True)])
+    cut = OfflineSummarizer().summarize([seg("caller", said, cut=True)])
     assert [i.value for i in cut.identifiers] == ["4417"]
     assert cut.brief.startswith("Maria Lopez, order 4417.")
     # Finished by a pause, the same words are two readings heard once each: the longer one wins.
-    whole = OfflineSummarizer().summarize([TranscriptSegment(speaker="caller", text=said)])
+    whole = OfflineSummarizer().summarize([seg("caller", said)])
     assert [i.value for i in whole.identifiers] == ["44177"]
     # Only the last sentence of a cut utterance is in doubt, not the ones the caller finished in it.
     first_cut = OfflineSummarizer().summarize(
         [
-            TranscriptSegment(speaker="caller", text="My order 44177 arrived damaged. I sent photos.", cut=True),
-            TranscriptSegment(speaker="caller", text="My order 4417 arrived damaged."),
+            seg("caller", "My order 44177 arrived damaged. I sent photos.", cut=True),
+            seg("caller", "My order 4417 arrived damaged."),
         ]
     )
     assert [i.value for i in first_cut.identifiers] == ["44177"]
