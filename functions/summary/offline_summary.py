@@ -315,9 +315,10 @@ class ExtractionState:
                     ident.kind = kind  # type: ignore[assignment]
                 return
             old = re.sub(r"\W", "", ident.value)
-            if ident.kind == kind and kind != "email" and _cut_short(old, flat):
+            if ident.kind == kind and kind != "email" and _one_slip(old, flat):
                 # The same number heard two ways in a repeated sentence: speech-to-text dropped a digit
-                # ("441" / "4417") or added one ("44177..." / "4417", the sentence cut after it). The
+                # ("441" / "4417") or added one ("44177..." / "4417", the sentence cut after it;
+                # "44417" / "4417", a digit doubled). The
                 # reading heard more often is the number (a trailing sentence's counts half); on a
                 # tie, the longer one.
                 if (self.id_heard[flat], len(flat)) > (self.id_heard.get(old, 0), len(old)):
@@ -737,10 +738,15 @@ def _similar(a: str, b: str) -> bool:
     return bool(ka and kb) and difflib.SequenceMatcher(None, ka, kb).ratio() >= 0.75
 
 
-def _cut_short(a: str, b: str) -> bool:
-    """One identifier is the other with its last one or two characters missing ("441" / "4417")."""
+def _one_slip(a: str, b: str) -> bool:
+    """One identifier is the other with its last one or two characters missing ("441" / "4417"), or
+    with one character missing anywhere ("4417" / "44417": speech-to-text doubled a digit)."""
     short, long_ = sorted((a, b), key=len)
-    return len(short) >= 3 and 0 < len(long_) - len(short) <= 2 and long_.startswith(short)
+    if len(short) < 3:
+        return False
+    if 0 < len(long_) - len(short) <= 2 and long_.startswith(short):
+        return True
+    return len(long_) - len(short) == 1 and any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
 
 
 def _same_person(spoken: str, name: str) -> bool:

@@ -406,6 +406,21 @@ def test_a_number_heard_two_ways_in_a_looping_sentence_is_the_reading_heard_whol
     assert [i.value for i in tie.identifiers] == ["4417"]
 
 
+def test_a_digit_doubled_once_in_a_repeated_sentence_is_the_same_number() -> None:
+    """Seen in `make run`: the caller, still talking on hold, said "four four one seven" again and
+    Whisper wrote "44417" once; the rolling summary listed "order 4417; order 44417". The reading heard
+    more often is the number, whichever came first; a number that is not one slip away stays apart."""
+    said = ["My order 4417 arrived damaged.", "My order 4417 arrived damaged.", "My order 44417 arrived damaged."]
+    for order in (said, said[::-1]):
+        s = OfflineSummarizer().summarize([seg("caller", t) for t in order])
+        assert [i.value for i in s.identifiers] == ["4417"]
+        assert "order 4417." in s.brief and "44417" not in s.brief
+    two = OfflineSummarizer().summarize(
+        [seg("caller", "My order 4417 arrived damaged."), seg("caller", "And order 45517 arrived late.")]
+    )
+    assert [i.value for i in two.identifiers] == ["4417", "45517"]
+
+
 def test_the_last_sentence_of_an_utterance_cut_mid_speech_counts_half() -> None:
     """Seen in a CI run: the caller's looping speech ran 15 s without a pause, the segmenter cut it in
     "My order 4417 arrived| damaged", and Whisper wrote "My order 44177 arrived." with a full stop. Only
