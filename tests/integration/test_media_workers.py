@@ -36,33 +36,42 @@ async def second_worker(livekit_server, media_worker):
     await asyncio.to_thread(worker.stop)
 
 
+MAX_CALLS = 10  # the issue's ten calls, at most: the server dispatches at random, weighted by load
+
+
 async def test_jobs_land_on_both_workers(orchestrator, media_worker, second_worker):
-    """Four calls with a transfer each: the server spreads their jobs over the two workers (ten, as
-    the issue asks, is bench/capacity.py's: 30 peers and 20 job processes exceed this test's CPU).
-    Only the callers and B's lobby connections (a transfer's target must be online) are peers here,
-    to keep this test's own process light."""
-    url, callers, transfers = orchestrator.settings.livekit_url, [], []
+    """Calls with a transfer each, one after another, until the server has given jobs to both workers
+    (at most MAX_CALLS). livekit-server picks a worker at random, weighted by each one's last reported
+    load (`selectWorkerWeightedByLoad`): a fixed four calls put all eight jobs on one worker in a CI
+    run, as a fair coin would about once in 128 runs. Ten at once is bench/capacity.py's (30 peers and 20 job
+    processes exceed this test's CPU): the calls here stop as soon as the spread is seen. Only the
+    callers and B's lobby connections (a transfer's target must be online) are peers here, to keep
+    this test's own process light."""
+    url, callers, rooms = orchestrator.settings.livekit_url, [], set()
+    on_first: set[str] = set()
+    on_second: set[str] = set()
     try:
-        for i in range(4):
+        for i in range(MAX_CALLS):
             call = await orchestrator.start_call("Maria Lopez", agent_identity=f"agent-a{i}")
             token = orchestrator.caller_token(call.call_id, call.caller_identity).token
             callers.append(caller := Peer(call.caller_identity, tone_hz=440))
             await caller.connect(url, token)
             callers.append(await available_agent(orchestrator, f"agent-b{i}"))  # a transfer needs its target online
-            transfers.append(await orchestrator.initiate(call.call_id, f"agent-a{i}", f"agent-b{i}"))
-        for caller, t in zip(callers[::2], transfers, strict=True):
+            t = await orchestrator.initiate(call.call_id, f"agent-a{i}", f"agent-b{i}")
             await caller.wait_hears(media_identity(t.call_id), timeout=20)
-        rooms = {t.call_room for t in transfers} | {t.consult_room for t in transfers}
-        # Each worker logs the rooms its jobs joined ("media job joined <room>").
-        deadline = time.monotonic() + 20
-        while True:
-            logs = media_worker.log(), second_worker.log()
-            on_first = {r for r in rooms if f"joined {r}" in logs[0]}
-            on_second = {r for r in rooms if f"joined {r}" in logs[1]}
-            if on_first | on_second == rooms or time.monotonic() > deadline:
+            rooms |= {t.call_room, t.consult_room}
+            # Each worker logs the rooms its jobs joined ("media job joined <room>").
+            deadline = time.monotonic() + 20
+            while True:
+                logs = media_worker.log(), second_worker.log()
+                on_first = {r for r in rooms if f"joined {r}" in logs[0]}
+                on_second = {r for r in rooms if f"joined {r}" in logs[1]}
+                if on_first | on_second == rooms or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert on_first | on_second == rooms
+            if on_first and on_second:
                 break
-            await asyncio.sleep(0.2)
-        assert on_first | on_second == rooms
         assert on_first and on_second, (len(on_first), len(on_second))
     finally:
         for caller in callers:
