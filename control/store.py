@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS agents (
 MIGRATIONS = [
     ("transfers", "route", "TEXT NOT NULL DEFAULT '[]'"),
     ("transcript_segments", "cut", "INTEGER NOT NULL DEFAULT 0"),
+    ("transcript_segments", "fallback", "INTEGER NOT NULL DEFAULT 0"),
 ]
 
 IDEMPOTENCY_TTL_S = 24 * 3600  # a key is remembered this long, then forgotten (and may be reused)
@@ -453,7 +454,7 @@ class Store(SqliteFile):
             ).fetchone()[0]
             self._db.execute(
                 "INSERT INTO transcript_segments (call_id, transfer_id, seq, speaker, text, start, end_, words, "
-                "created_at, cut) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "created_at, cut, fallback) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     call_id,
                     transfer_id,
@@ -465,6 +466,7 @@ class Store(SqliteFile):
                     json.dumps([w.model_dump() for w in seg.words]),
                     time.time(),
                     int(seg.cut),
+                    int(seg.fallback),
                 ),
             )
         return seq
@@ -490,6 +492,7 @@ class Store(SqliteFile):
                 end=r["end_"],
                 words=json.loads(r["words"]),
                 cut=bool(r["cut"]),
+                fallback=bool(r["fallback"]),
             )
             for r in rows
         ]

@@ -159,7 +159,7 @@ class Transcripts:
         self.lag_s[call.call_id] = report.lag_s
         self._store(call.call_id, seg, report.transfer_id)
         caption = SegmentPayload(
-            call_id=call.call_id, transfer_id=report.transfer_id, **seg.model_dump(exclude={"words", "cut"})
+            call_id=call.call_id, transfer_id=report.transfer_id, **seg.model_dump(exclude={"words", "cut", "fallback"})
         )
         if report.transfer_id:
             transfer = self.store.get_transfer(report.transfer_id)

@@ -210,6 +210,11 @@ class TranscriptSegment(BaseModel):
         description="the utterance was cut at the live segmenter's length cap while the speaker went on, "
         "not ended by a pause: its last words may be cut off mid-word",
     )
+    fallback: bool = Field(
+        False,
+        description="transcribed by the quick fallback model (LIVE_WHISPER_FAST_MODEL) because the worker was "
+        "behind: it mishears more than the accurate model, spoken numbers most",
+    )
 
 
 class Identifier(BaseModel):
@@ -248,6 +253,7 @@ class TranscribeResult(BaseModel):
     words: list[Word] = Field(default_factory=list)
     duration_s: float
     engine: str
+    fallback: bool = Field(False, description="made by the quick fallback model of a load-aware transcriber")
 
 
 class SummarizeRequest(BaseModel):

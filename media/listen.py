@@ -255,6 +255,7 @@ class RoomListener:
             start=round(utt.start, 3),
             end=round(utt.end, 3),
             cut=utt.capped,
+            fallback=result.fallback,
             words=[Word(word=w.word, start=w.start + utt.start, end=w.end + utt.start) for w in result.words],
         )
         lag = time.monotonic() - ended_at

@@ -169,8 +169,9 @@ class LoadAwareTranscriber:
     live_transcription.py), and tiny.en mishears more (a caller's "Sarah" as "Eric" on WebRTC audio).
     So a lightly loaded worker transcribes every utterance with base, and under load the utterances
     that queued go to tiny.en instead of falling seconds behind. `slots` bounds the utterances being
-    transcribed at once by either model (one per core: no thread oversubscription). Each segment's
-    `engine` names the model that made it."""
+    transcribed at once by either model (one per core: no thread oversubscription). Each result's
+    `engine` names the model that made it, and `fallback` says it was the fast one (the summarizer
+    trusts the accurate model's reading of a number over the fast one's)."""
 
     def __init__(
         self,
@@ -215,7 +216,8 @@ class LoadAwareTranscriber:
                 self._waiting -= 1
                 behind = self._waiting
             engine = self.pick(self._clock() - queued, behind)
-            return engine.transcribe(pcm, sample_rate, language)
+            result = engine.transcribe(pcm, sample_rate, language)
+            return result.model_copy(update={"fallback": True}) if engine is self.fast else result
         finally:
             self._free.release()
 

@@ -44,8 +44,8 @@ class SlowTranscriber:
 
 def test_idle_worker_uses_the_accurate_model():
     stt = LoadAwareTranscriber(SlowTranscriber("base", 0.01), SlowTranscriber("tiny", 0.01), slots=2, fast_after_s=0.5)
-    engines = [stt.transcribe(b"\0\0" * 160, 16000).engine for _ in range(3)]
-    assert engines == ["base", "base", "base"]
+    results = [stt.transcribe(b"\0\0" * 160, 16000) for _ in range(3)]
+    assert [(r.engine, r.fallback) for r in results] == [("base", False)] * 3
     assert stt.name == "base+tiny"
 
 
@@ -59,10 +59,13 @@ def test_utterances_that_queue_for_a_core_go_to_the_fast_model_and_never_exceed_
         while cores.busy < 2 and time.monotonic() < deadline:  # both cores taken before the rest arrive
             time.sleep(0.01)
         futures += [pool.submit(stt.transcribe, b"\0\0" * 160, 16000) for _ in range(4)]
-        engines = [f.result(timeout=10).engine for f in futures]
-    # Two got a core at once (base); the four that waited behind them went to tiny.en.
+        results = [f.result(timeout=10) for f in futures]
+    engines = [r.engine for r in results]
+    # Two got a core at once (base); the four that waited behind them went to tiny.en, and say so (the
+    # summarizer trusts base's reading of a number over tiny.en's).
     assert engines.count("base") == 2, engines
     assert engines.count("tiny") == 4, engines
+    assert all(r.fallback == (r.engine == "tiny") for r in results)
     assert cores.most_busy == 2  # one utterance per core, whichever model
 
 

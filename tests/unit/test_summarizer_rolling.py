@@ -28,8 +28,8 @@ from tests.unit.test_summarizer_offline import CALLS_DIR, load_call
 pytestmark = pytest.mark.unit
 
 
-def seg(speaker: str, text: str, *, cut: bool = False) -> TranscriptSegment:
-    return TranscriptSegment(speaker=speaker, text=text, cut=cut)
+def seg(speaker: str, text: str, *, cut: bool = False, fallback: bool = False) -> TranscriptSegment:
+    return TranscriptSegment(speaker=speaker, text=text, cut=cut, fallback=fallback)
 
 
 class ScriptedLLM:
@@ -443,3 +443,71 @@ def test_the_last_sentence_of_an_utterance_cut_mid_speech_counts_half() -> None:
         ]
     )
     assert [i.value for i in first_cut.identifiers] == ["44177"]
+
+
+def test_the_accurate_models_reading_of_a_number_outranks_the_fallback_models() -> None:
+    """Seen in a CI run: with three browsers and Whisper on two cores, most of the caller's looping
+    utterances queued and went to the fallback model (tiny.en), which wrote "four four one seven" as
+    "441 Sanra" again and again; base had written "4417" (it was in the captions), and the brief said
+    "order 441". A reading by the accurate model outranks any number of fallback readings, whichever
+    came first."""
+    good = seg("caller", "My order 4417 arrived damaged.")
+    rough = [seg("caller", "Their order 441 Sanra arrived damaged.", fallback=True) for _ in range(3)]
+    for said in ([good, *rough], [*rough, good], [rough[0], good, *rough[1:]]):
+        s = OfflineSummarizer().summarize(said)
+        assert [i.value for i in s.identifiers] == ["4417"]
+        assert s.brief.startswith("Caller, no name given, order 4417. Their order 4417 arrived damaged.")
+    # A digit doubled three times by the fallback model: only the flag tells those readings apart.
+    doubled = [seg("caller", "My order 44417 arrived damaged.", fallback=True) for _ in range(3)]
+    assert [i.value for i in OfflineSummarizer().summarize([good, *doubled]).identifiers] == ["4417"]
+    unflagged = [seg("caller", "My order 44417 arrived damaged.") for _ in range(3)]
+    assert [i.value for i in OfflineSummarizer().summarize([good, *unflagged]).identifiers] == ["44417"]
+
+
+def test_a_last_digit_heard_in_a_finished_sentence_is_part_of_the_number() -> None:
+    """Seen on a busy machine, all from the accurate model: "My order 4417 arrived damaged." once, then
+    "Their order 441s and they arrived damaged." twice, and the brief said "order 441". Whisper drops the
+    last digit of a spoken number into the next word far more often than it invents one before more
+    words (base on the test's speech: 13 drops and 1 insertion in 66 readings), so the reading with the
+    extra last digit, heard in a sentence that ended, is the number, however often the shorter one
+    came. Heard only where the sentence trails off, the extra digit may be the next word cut in half:
+    then the count decides."""
+    good = seg("caller", "My order 4417 arrived damaged.")
+    short = [seg("caller", "Their order 441s and they arrived damaged.") for _ in range(2)]
+    short.append(seg("caller", "My order 441 Sanra arrived damaged."))
+    for said in ([good, *short], [*short, good]):
+        assert [i.value for i in OfflineSummarizer().summarize(said).identifiers] == ["4417"]
+    trailing = seg("caller", "My order 4417", cut=True)
+    assert [i.value for i in OfflineSummarizer().summarize([trailing, *short]).identifiers] == ["441"]
+    # Among fallback readings alone the same holds.
+    rough = [seg("caller", t.text, fallback=True) for t in (*short, good)]
+    assert [i.value for i in OfflineSummarizer().summarize(rough).identifiers] == ["4417"]
+
+
+def test_the_cut_off_sentence_of_an_utterance_is_never_a_fact_of_the_brief() -> None:
+    """Seen in a browser run on a busy machine: the segmenter cut the caller's looping speech in
+    "four four one seven arrived| damaged", and Whisper ended the utterance with "My order 441 salmon
+    arrives." That sentence became a fact, and B's brief ended "Their order 441 salmon arrives." The last
+    sentence of a cut utterance gives its identifiers (at half weight) and nothing else."""
+    said = (
+        "This is Maria Lopez. My order 4417 arrived damage. I already sent photos of the damage. "
+        "I would like a replacement sent this week please. Hello, this is Maria Lopez. My order 441 salmon arrives."
+    )
+    cut = OfflineSummarizer().summarize([seg("caller", said, cut=True)])
+    assert [i.value for i in cut.identifiers] == ["4417"]
+    assert "salmon" not in cut.brief and not any("salmon" in f for f in cut.key_facts)
+    assert cut.brief.startswith("Maria Lopez, order 4417. Their order 4417 arrived damage.")
+    # Ended by a pause, the same words are a sentence the caller finished: it is kept.
+    assert "salmon" in " ".join(OfflineSummarizer().summarize([seg("caller", said)]).key_facts)
+    # Heard whole later, the sentence that was cut off is news, not a repeat.
+    later = OfflineSummarizer().summarize(
+        [
+            seg("caller", "My order 4417 arrived damaged. I already sent photos.", cut=True),
+            seg("caller", "I already sent photos."),
+        ]
+    )
+    assert any("photos" in t for t in later.already_tried)
+    only_cut = OfflineSummarizer().summarize(
+        [seg("caller", "My order 4417 arrived damaged. I already sent photos.", cut=True)]
+    )
+    assert only_cut.already_tried == []

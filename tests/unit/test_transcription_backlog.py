@@ -173,4 +173,49 @@ def test_a_database_from_before_the_cut_flag_is_read_as_not_cut(tmp_path) -> Non
         db.execute("INSERT INTO transcript_segments VALUES ('c1', NULL, 1, 'caller', 'Hi.', 0, 1, '[]', 0)")
     store = Store(path)
     store.add_segment("c1", TranscriptSegment(speaker="caller", text="My order 44177 arr", cut=True))
-    assert [(s.text, s.cut) for s in store.segments("c1")] == [("Hi.", False), ("My order 44177 arr", True)]
+    store.add_segment("c1", TranscriptSegment(speaker="caller", text="My order 441 Sanra.", fallback=True))
+    assert [(s.text, s.cut, s.fallback) for s in store.segments("c1")] == [
+        ("Hi.", False, False),
+        ("My order 44177 arr", True, False),
+        ("My order 441 Sanra.", False, True),
+    ]
+
+
+async def test_a_segment_from_the_fallback_model_stays_marked_through_the_store(tmp_path) -> None:
+    """The worker was behind and the fast model transcribed an utterance: the segment says so, the
+    store keeps it, and the summary rebuilt from the store after a control-plane restart still ranks the
+    accurate model's reading of the number first, as the live one did."""
+    said = iter(
+        [
+            TranscribeResult(text="My order 4417 arrived damaged.", duration_s=3.0, engine="base"),
+            *[
+                TranscribeResult(
+                    text="Their order 441 Sanra arrived damaged.", duration_s=3.0, engine="tiny.en", fallback=True
+                )
+                for _ in range(2)
+            ],
+        ]
+    )
+    segments: list[TranscriptSegment] = []
+
+    async def transcribe(req: TranscribeRequest) -> TranscribeResult:
+        return next(said)
+
+    async def on_segment(seg: TranscriptSegment, lag: float) -> None:
+        segments.append(seg)
+
+    room = SimpleNamespace(name="call-c1")  # _one touches nothing of the room but its name
+    listener = RoomListener(room, caller_identity="caller-c1", transcribe=transcribe, on_segment=on_segment)  # type: ignore[arg-type]
+    for n in range(3):
+        await listener._one("caller-c1", Utterance(b"\0\0" * 1600, 3.0 * n, 3.0 * n + 3), time.monotonic())
+    assert [s.fallback for s in segments] == [False, True, True]
+
+    store = Store(tmp_path / "t.sqlite3")
+    store.add_call(Call(call_id="c1", room="call-c1", caller_identity="caller-c1", agent_identity="agent-a"))
+    live = Transcripts(store, SentRooms())  # type: ignore[arg-type]
+    for seg in segments:
+        await live.add(SegmentReport(call_id="c1", segment=seg))
+    assert "order 4417." in live.summary_for(store.get_call("c1")).brief
+    assert [s.fallback for s in store.segments("c1")] == [False, True, True]
+    restarted = Transcripts(Store(tmp_path / "t.sqlite3"), SentRooms())  # type: ignore[arg-type]
+    assert "order 4417." in restarted.summary_for(store.get_call("c1")).brief
