@@ -47,6 +47,15 @@ sum=$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum" ]; then
   say "pip install ${reqs[*]}"
   .venv/bin/pip install -q --upgrade pip
+  if [[ " ${reqs[*]} " == *" requirements-llm-test.txt "* ]]; then
+    # llama-cpp-python compiles llama.cpp. Its default build targets the building CPU (-march=native),
+    # and on a Xeon with AVX-512 and AMX that server died with SIGSEGV on its first completion
+    # (2026-12-08): build for AVX2 instead (GGML_NATIVE=OFF), and never take a wheel from pip's cache,
+    # which may hold a native build of the same version.
+    llama=$(grep -E '^llama-cpp-python' requirements-llm-test.txt | sed 's/\[server\]//')
+    say "building $llama (portable AVX2 build, about 4 minutes on 2 cores)"
+    CMAKE_ARGS="-DGGML_NATIVE=OFF ${CMAKE_ARGS:-}" .venv/bin/pip install -q --no-cache-dir --no-deps "$llama"
+  fi
   args=(); for r in "${reqs[@]}"; do args+=(-r "$r"); done
   .venv/bin/pip install -q "${args[@]}"
   echo "$sum" > "$stamp"
