@@ -347,10 +347,10 @@ class ExtractionState:
         """Whether `new` is a truer reading of an identifier than `old`, the two one slip apart.
 
         Measured on espeak speech of "my order four four one seven arrived damaged" (the browser
-        test's until 2026-12-08) cut at 80 random points: base wrote the number "4417" 51 times in 66; it lost the last digit into the next word or the cut 13 times
-        ("441s have", "441 San", "441.") and added a digit once ("4441Severen"). tiny.en, the fallback
-        model that transcribes while the worker is behind, never wrote "4417" in 40 cuts ("441 7",
-        "441 cent", "for 41"). So:
+        test's until 2026-12-08) cut at 80 random points: base wrote the number "4417" 51 times in
+        66; it lost the last digit into the next word or the cut 13 times ("441s have", "441 San",
+        "441.") and added a digit once ("4441Severen"). tiny.en, the fallback model that transcribes
+        while the worker is behind, never wrote "4417" in 40 cuts ("441 7", "441 cent", "for 41"). So:
         - the accurate model's readings rank above the fallback model's, however often those repeat;
         - a reading that is the other plus a last digit or two, heard in a sentence that ended (not one
           that trails off, or the cut-off end of an utterance), is the number: a digit at the end is
